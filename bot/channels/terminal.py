@@ -1,0 +1,87 @@
+"""The terminal channel: the real engine on stdin/stdout, for people and for scripts.
+
+Human mode prints choices as `[n] label` (answer with n or the label). `--jsonl` prints each bot
+message as one JSON object and `{"turn_end": true}` after each input line. `/foto PATH` sends a
+file as a photo; `/kontak NUMBER` shares a contact.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TextIO
+
+from bot.core.messages import Expect, Inbound, Outbound
+from bot.i18n import _, use_locale
+from bot.service import Loket
+
+CHANNEL = "terminal"
+
+
+class TerminalChat:
+    """Reads lines, sends them through the service, prints the replies."""
+
+    def __init__(
+        self, loket: Loket, user: str, *, jsonl: bool, language: str | None, out: TextIO
+    ) -> None:
+        self.loket = loket
+        self.user = user
+        self.jsonl = jsonl
+        self.language = language
+        self.out = out
+        self.last_choices: tuple[str, ...] = ()
+
+    def event_for(self, line: str) -> Inbound | None:
+        """Translate one input line into an engine event (None when it cannot be read)."""
+        text = line.strip()
+        if text.startswith("/foto ") or text.startswith("/photo "):
+            path = Path(text.split(" ", 1)[1].strip()).expanduser()
+            try:
+                data = path.read_bytes()
+            except OSError:
+                with use_locale(self.language or "id"):
+                    self.print_messages(
+                        [Outbound(_("File tidak dapat dibaca: {path}").format(path=path))]
+                    )
+                return None
+            return Inbound.file(data, filename=path.name)
+        if text.startswith("/kontak ") or text.startswith("/contact "):
+            return Inbound.contact(text.split(" ", 1)[1])
+        if text.isdigit() and self.last_choices and 1 <= int(text) <= len(self.last_choices):
+            return Inbound.press(self.last_choices[int(text) - 1], language_code=self.language)
+        return Inbound.say(text, language_code=self.language)
+
+    def send(self, event: Inbound) -> None:
+        """Run one event through the service and print the replies."""
+        replies = self.loket.handle(CHANNEL, self.user, event)
+        self.print_messages(replies)
+
+    def print_messages(self, messages: list[Outbound]) -> None:
+        """Print bot messages in the chosen mode and end the turn."""
+        for message in messages:
+            # Numbers answer the question just asked, never an older one.
+            self.last_choices = tuple(choice.value for choice in message.choices)
+            if self.jsonl:
+                self.out.write(json.dumps(message.to_json(), ensure_ascii=False) + "\n")
+                continue
+            self.out.write(message.text + "\n")
+            for number, choice in enumerate(message.choices, start=1):
+                self.out.write(f"  [{number}] {choice.label}\n")
+            if message.expects is Expect.PHOTO:
+                self.out.write("  (/foto PATH)\n")
+            self.out.write("\n")
+        if self.jsonl:
+            self.out.write(json.dumps({"turn_end": True}) + "\n")
+        else:
+            self.out.write("> ")
+        self.out.flush()
+
+    def run(self, lines: TextIO) -> None:
+        """Open the chat, then handle input lines until end of input."""
+        self.send(Inbound.open(language_code=self.language))
+        for line in lines:
+            if not line.strip():
+                continue
+            event = self.event_for(line)
+            if event is not None:
+                self.send(event)

@@ -1,0 +1,1 @@
+"""The transport-agnostic conversation core: messages, flows as data, and the engine."""

@@ -1,0 +1,98 @@
+"""What goes in and out of the engine: plain data, no transport in sight."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Expect(StrEnum):
+    """What kind of answer a message waits for; channels pick widgets from it."""
+
+    TEXT = "text"
+    CHOICE = "choice"
+    PHOTO = "photo"
+    CONTACT = "contact"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One button: `value` comes back to the engine, `label` is shown (already translated)."""
+
+    value: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One message for the user."""
+
+    text: str
+    choices: tuple[Choice, ...] = ()
+    expects: Expect = Expect.NONE
+
+    def to_json(self) -> dict[str, Any]:
+        """Render in the shape shared by the terminal's --jsonl mode and the chat API."""
+        return {
+            "text": self.text,
+            "choices": [choice.label for choice in self.choices],
+            "expects": self.expects.value,
+        }
+
+
+class EventKind(StrEnum):
+    """The kinds of inbound event a channel can deliver."""
+
+    TEXT = "text"  # typed text, including /commands
+    CHOICE = "choice"  # a button press carrying a Choice.value
+    FILE = "file"  # a photo or document upload
+    CONTACT = "contact"  # a shared phone number
+    OPEN = "open"  # the channel opened: show where the conversation stands
+
+
+@dataclass(frozen=True)
+class Upload:
+    """The bytes of an uploaded photo or file as the channel received them."""
+
+    data: bytes
+    filename: str | None = None
+    declared_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One event from the user."""
+
+    kind: EventKind
+    text: str = ""
+    upload: Upload | None = field(default=None, repr=False)
+    language_code: str | None = None
+
+    @classmethod
+    def say(cls, text: str, language_code: str | None = None) -> Inbound:
+        """Build a typed-text event."""
+        return cls(EventKind.TEXT, text=text, language_code=language_code)
+
+    @classmethod
+    def press(cls, value: str, language_code: str | None = None) -> Inbound:
+        """Build a button-press event."""
+        return cls(EventKind.CHOICE, text=value, language_code=language_code)
+
+    @classmethod
+    def file(
+        cls, data: bytes, filename: str | None = None, declared_type: str | None = None
+    ) -> Inbound:
+        """Build an upload event."""
+        return cls(EventKind.FILE, upload=Upload(data, filename, declared_type))
+
+    @classmethod
+    def contact(cls, phone: str) -> Inbound:
+        """Build a shared-contact event."""
+        return cls(EventKind.CONTACT, text=phone)
+
+    @classmethod
+    def open(cls, language_code: str | None = None) -> Inbound:
+        """Build the event a channel sends when a user (re)opens the chat."""
+        return cls(EventKind.OPEN, language_code=language_code)

@@ -1,0 +1,53 @@
+"""Settings read from the environment, in one place.
+
+Every variable is documented in the README's configuration table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration; build with `Settings.from_env()` or directly in tests."""
+
+    data_dir: Path
+    database_url: str
+    redis_url: str | None = None
+    idle_timeout: timedelta = timedelta(hours=24)
+    max_applicants_per_account: int = 5
+    max_upload_bytes: int = 10 * 1024 * 1024
+    auto_migrate: bool = True
+    log_level: str = "INFO"
+
+    @property
+    def embedded(self) -> bool:
+        """Tell whether we run on the embedded default (SQLite, in-process state)."""
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from the environment, falling back to the embedded default."""
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("LOKET_DATA_DIR", "data")).resolve()
+        database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'loket.db'}"
+        # Heroku-style URLs name the old driver; SQLAlchemy 2 wants psycopg 3 explicitly.
+        for prefix in ("postgres://", "postgresql://"):
+            if database_url.startswith(prefix):
+                database_url = "postgresql+psycopg://" + database_url[len(prefix) :]
+        auto_default = "1" if database_url.startswith("sqlite") else "0"
+        return cls(
+            data_dir=data_dir,
+            database_url=database_url,
+            redis_url=env.get("REDIS_URL") or None,
+            idle_timeout=timedelta(hours=float(env.get("LOKET_IDLE_TIMEOUT_HOURS", "24"))),
+            max_applicants_per_account=int(env.get("LOKET_MAX_APPLICANTS_PER_ACCOUNT", "5")),
+            max_upload_bytes=int(env.get("LOKET_MAX_UPLOAD_BYTES", str(10 * 1024 * 1024))),
+            auto_migrate=env.get("LOKET_AUTO_MIGRATE", auto_default) == "1",
+            log_level=env.get("LOG_LEVEL", "INFO"),
+        )

@@ -1,0 +1,1 @@
+"""Persistence: models, migrations and transactional operations. The caller owns the session."""

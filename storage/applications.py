@@ -1,0 +1,113 @@
+"""Transactional operations on applications. Every function takes the caller's session."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from storage.models import CLOSED_STATUSES, Application, Document
+
+# Crockford's base32: no I, L, O or U, so a number read over the phone is unambiguous.
+REG_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_READ_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
+
+
+class NikAlreadyOpen(Exception):
+    """The NIK already has an open application (possibly made through another account)."""
+
+
+def new_reg_number() -> str:
+    """Return a fresh random registration number such as `LK-7QH3-K9WD`."""
+    body = "".join(secrets.choice(REG_ALPHABET) for _ in range(8))
+    return f"LK-{body[:4]}-{body[4:]}"
+
+
+def normalize_reg_number(text: str) -> str | None:
+    """Read a registration number as typed (any case, spaces, O for 0); None when it is not one."""
+    cleaned = "".join(ch for ch in text.upper() if ch.isalnum()).translate(_READ_AS)
+    if cleaned.startswith("1K"):  # "LK" typed in lower case becomes "1K" after the mapping
+        cleaned = "LK" + cleaned[2:]
+    if len(cleaned) != 10 or not cleaned.startswith("LK"):
+        return None
+    body = cleaned[2:]
+    if any(ch not in REG_ALPHABET for ch in body):
+        return None
+    return f"LK-{body[:4]}-{body[4:]}"
+
+
+def open_application_for_nik(session: Session, nik: str) -> Application | None:
+    """Return the open application holding this NIK, if any."""
+    statement = select(Application).where(
+        Application.nik == nik, Application.status.not_in(CLOSED_STATUSES)
+    )
+    return session.execute(statement).scalar_one_or_none()
+
+
+def count_open_for_account(session: Session, channel: str, account_ref: str) -> int:
+    """Count the open applications one chat account has made (the family limit)."""
+    statement = select(func.count(Application.id)).where(
+        Application.channel == channel,
+        Application.account_ref == account_ref,
+        Application.status.not_in(CLOSED_STATUSES),
+    )
+    return int(session.execute(statement).scalar_one())
+
+
+def applications_for_account(
+    session: Session, channel: str, account_ref: str
+) -> Sequence[Application]:
+    """List one chat account's applications, newest first."""
+    statement = (
+        select(Application)
+        .where(Application.channel == channel, Application.account_ref == account_ref)
+        .order_by(Application.id.desc())
+    )
+    return session.execute(statement).scalars().all()
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """A stored document photo to attach to a new application."""
+
+    kind: str
+    sha256: str
+    content_type: str
+    size: int
+
+
+def create_application(
+    session: Session, application: Application, documents: Sequence[DocumentRecord]
+) -> Application:
+    """Insert the application with a unique registration number and its documents.
+
+    Raises `NikAlreadyOpen` when the partial unique index on the NIK refuses it: the check
+    the conversation made earlier can be overtaken by a concurrent registration.
+    """
+    for document in documents:
+        application.documents.append(
+            Document(
+                kind=document.kind,
+                sha256=document.sha256,
+                content_type=document.content_type,
+                size=document.size,
+            )
+        )
+    if open_application_for_nik(session, application.nik) is not None:
+        raise NikAlreadyOpen(application.reg_number)
+    for _attempt in range(5):
+        application.reg_number = new_reg_number()
+        try:
+            with session.begin_nested():
+                session.add(application)
+                session.flush()
+            return application
+        except IntegrityError as error:
+            if open_application_for_nik(session, application.nik) is not None:
+                raise NikAlreadyOpen(application.reg_number) from error
+            # Otherwise a registration-number collision (1 in 10^12): draw again.
+    raise RuntimeError("could not draw a unique registration number")
