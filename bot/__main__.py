@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     chat.add_argument("--jsonl", action="store_true", help="one JSON object per bot message")
     chat.add_argument("--lang", choices=("id", "en"), default=None, help="channel language")
     commands.add_parser("migrate", help="apply database migrations")
+    commands.add_parser("i18n", help="extract messages and update the catalogs")
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
@@ -28,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if args.command == "i18n":
+        from bot.catalogs import main as catalogs_main
+
+        return catalogs_main()
     if args.command == "migrate":
         from storage.db import upgrade
 

@@ -125,9 +125,10 @@ def required_documents(answers: Answers) -> list[Requirement]:
 
 def document_label(requirement: Requirement, answers: Answers) -> str:
     """Return the translated name of a document (the supporting one names its chosen kind)."""
-    if requirement.key == "supporting" and answers.get("supporting_kind") in SUPPORTING_LABELS:
-        return _(SUPPORTING_LABELS[answers["supporting_kind"]])
-    return _(requirement.label)
+    label = requirement.label
+    if requirement.key == "supporting":
+        label = SUPPORTING_LABELS.get(answers.get("supporting_kind", ""), label)
+    return _(label)
 
 
 # ---- uploads -------------------------------------------------------------------------------

@@ -55,7 +55,8 @@ class ConversationState:
     pending: str | None = None
     pending_flow: str | None = None
     offered: list[str] = field(default_factory=list)
-    locale: str | None = None
+    locale: str | None = None  # the user's own choice (/bahasa)
+    channel_language: str | None = None  # the last language code the channel reported
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConversationState:
@@ -141,7 +142,9 @@ class Engine:
         last_activity: datetime | None,
     ) -> list[Outbound]:
         """Apply one inbound event to the state and return the replies, in the user's locale."""
-        locale = resolve_locale(state.locale, event.language_code)
+        if event.language_code:
+            state.channel_language = event.language_code
+        locale = resolve_locale(state.locale, state.channel_language)
         with use_locale(locale):
             ctx.answers = state.answers
             replies = self._dispatch(state, event, ctx, last_activity)
@@ -211,9 +214,7 @@ class Engine:
         flow = self.flows[state.flow or self.home]
         for key in state.offered:
             label = flow.step(key).label or key
-            choices.append(
-                Choice(GOTO_PREFIX + key, _("Ubah {field}").format(field=_(label).lower()))
-            )
+            choices.append(Choice(GOTO_PREFIX + key, _("Ubah {field}").format(field=_(label))))
         if step.can_skip(state.answers):
             choices.append(Choice(SKIP_VALUE, _("Lewati")))
         expects = step.expects

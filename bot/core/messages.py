@@ -82,15 +82,23 @@ class Inbound:
 
     @classmethod
     def file(
-        cls, data: bytes, filename: str | None = None, declared_type: str | None = None
+        cls,
+        data: bytes,
+        filename: str | None = None,
+        declared_type: str | None = None,
+        language_code: str | None = None,
     ) -> Inbound:
         """Build an upload event."""
-        return cls(EventKind.FILE, upload=Upload(data, filename, declared_type))
+        return cls(
+            EventKind.FILE,
+            upload=Upload(data, filename, declared_type),
+            language_code=language_code,
+        )
 
     @classmethod
-    def contact(cls, phone: str) -> Inbound:
+    def contact(cls, phone: str, language_code: str | None = None) -> Inbound:
         """Build a shared-contact event."""
-        return cls(EventKind.CONTACT, text=phone)
+        return cls(EventKind.CONTACT, text=phone, language_code=language_code)
 
     @classmethod
     def open(cls, language_code: str | None = None) -> Inbound:

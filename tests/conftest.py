@@ -1,0 +1,133 @@
+"""Shared fixtures: every storage-backed test runs on SQLite and on PostgreSQL.
+
+PostgreSQL tests create their own database (`loket_test_<random>`) on the server named by
+`LOKET_TEST_POSTGRES_URL` and drop it afterwards. Where no server answers they are skipped,
+except under CI (`CI=true`) or `LOKET_REQUIRE_SERVICES=1`, where a missing server fails.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+
+from bot.service import Loket
+from bot.settings import Settings
+from storage.db import make_engine, upgrade
+from storage.models import Base
+from tests.transcript import Chat
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "LOKET_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_SERVICES = os.environ.get("CI") == "true" or os.environ.get("LOKET_REQUIRE_SERVICES") == "1"
+
+
+def _postgres_admin() -> Engine | None:
+    engine = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect():
+            return engine
+    except Exception as error:
+        engine.dispose()
+        if REQUIRE_SERVICES:
+            pytest.fail(f"PostgreSQL is required but not reachable: {error}")
+        return None
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Yield the URL of a freshly migrated database for one backend."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "loket.db"
+        url = f"sqlite:///{path}"
+        upgrade(url)
+        yield url
+        return
+
+    admin = _postgres_admin()
+    if admin is None:
+        pytest.skip("PostgreSQL not reachable")
+    name = f"loket_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def db_engine(database_url: str) -> Iterator[Engine]:
+    """Yield one engine per backend for the whole session."""
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def backend(db_engine: Engine) -> str:
+    """Name the backend of the current test."""
+    return db_engine.dialect.name
+
+
+def _empty_tables(engine: Engine) -> None:
+    tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                connection.execute(text(f"DELETE FROM {table}"))
+
+
+class FakeClock:
+    """A clock tests move by hand."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        """Move time forward."""
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Start every test at the same moment (Sunday 22 November 2026, 10:00 WIB)."""
+    return FakeClock(datetime(2026, 11, 22, 3, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """Settings pointing at the backend under test and a private data folder."""
+    return Settings(data_dir=tmp_path / "data", database_url=database_url, auto_migrate=False)
+
+
+@pytest.fixture
+def loket(settings: Settings, db_engine: Engine, clock: FakeClock) -> Iterator[Loket]:
+    """The real service on empty tables."""
+    _empty_tables(db_engine)
+    service = Loket(settings, db=db_engine, clock=clock)
+    yield service
+
+
+@pytest.fixture
+def chat(loket: Loket) -> Chat:
+    """A fresh chat identity talking to the service."""
+    return Chat(loket, f"user-{uuid.uuid4().hex[:8]}")

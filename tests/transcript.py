@@ -1,0 +1,168 @@
+"""Transcript helpers: a chat identity that talks to the real service, and test data."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+
+from bot.core.messages import Inbound, Outbound
+from bot.service import Loket
+from storage.models import Conversation
+
+
+def make_nik(birth: date, *, female: bool = False, region: str = "327301", serial: int = 1) -> str:
+    """Build a structurally valid NIK (region 3273 01 = Kota Bandung, Sukasari)."""
+    day = birth.day + (40 if female else 0)
+    return f"{region}{day:02d}{birth.month:02d}{birth.year % 100:02d}{serial:04d}"
+
+
+def photo_bytes(tag: str = "ktp") -> bytes:
+    """Return bytes that start like a JPEG and differ per tag (distinct SHA-256)."""
+    return b"\xff\xd8\xff\xe0" + hashlib.sha256(tag.encode()).digest() * 8
+
+
+@dataclass
+class Reply:
+    """The messages of one turn."""
+
+    messages: list[Outbound]
+
+    @property
+    def text(self) -> str:
+        """Return every message's text, joined."""
+        return "\n".join(message.text for message in self.messages)
+
+    @property
+    def question(self) -> Outbound:
+        """Return the last message (the question the bot waits on)."""
+        return self.messages[-1]
+
+    @property
+    def labels(self) -> list[str]:
+        """Return the button labels under the question."""
+        return [choice.label for choice in self.question.choices]
+
+    def __contains__(self, fragment: str) -> bool:
+        return fragment in self.text
+
+
+class Chat:
+    """One chat identity talking to the real service, turn by turn."""
+
+    def __init__(
+        self, loket: Loket, user: str, channel: str = "test", language: str | None = None
+    ) -> None:
+        self.loket = loket
+        self.user = user
+        self.channel = channel
+        self.language = language
+        self.log: list[tuple[str, Reply]] = []
+
+    def _send(self, label: str, event: Inbound) -> Reply:
+        reply = Reply(self.loket.handle(self.channel, self.user, event))
+        assert reply.messages, f"no reply to {label!r}"
+        self.log.append((label, reply))
+        return reply
+
+    def open(self) -> Reply:
+        """Open the chat (as a channel does on start)."""
+        return self._send("<open>", Inbound.open(self.language))
+
+    def say(self, text: str) -> Reply:
+        """Type text."""
+        return self._send(text, Inbound.say(text, self.language))
+
+    def press(self, value: str) -> Reply:
+        """Press a button by its value."""
+        return self._send(f"<press {value}>", Inbound.press(value, self.language))
+
+    def tap(self, label: str) -> Reply:
+        """Press the button with this label under the last question."""
+        question = self.log[-1][1].question
+        for choice in question.choices:
+            if choice.label == label:
+                return self.press(choice.value)
+        raise AssertionError(f"no button {label!r} in {[c.label for c in question.choices]}")
+
+    def photo(self, data: bytes | None = None, tag: str = "doc") -> Reply:
+        """Send a photo."""
+        return self._send("<photo>", Inbound.file(data or photo_bytes(tag), "photo.jpg"))
+
+    def contact(self, phone: str) -> Reply:
+        """Share a contact."""
+        return self._send("<contact>", Inbound.contact(phone))
+
+    def state(self) -> dict[str, Any]:
+        """Read the stored conversation state (for drivers and assertions)."""
+        with self.loket.sessions() as session:
+            conversation = session.execute(
+                select(Conversation).where(
+                    Conversation.channel == self.channel, Conversation.user_ref == self.user
+                )
+            ).scalar_one()
+            return dict(conversation.state)
+
+    def step(self) -> str | None:
+        """Return the step the conversation waits on."""
+        return self.state().get("step")
+
+    def transcript(self) -> str:
+        """Render the conversation so far, for assertion messages."""
+        return "\n".join(f">>> {said}\n{reply.text}" for said, reply in self.log)
+
+
+ADULT_NEW: dict[str, str] = {
+    "consent": "setuju",
+    "category": "dewasa",
+    "service": "reguler",
+    "had_passport": "belum",
+    "replace_reason": "habis berlaku atau halaman penuh",
+    "passport_kind": "elektronik",
+    "validity": "10",
+    "full_name": "budi  santoso",
+    "birth_place": "bandung",
+    "birth_date": "17-08-1990",
+    "sex": "laki-laki",
+    "nik": make_nik(date(1990, 8, 17)),
+    "phone": "0812-3456-7890",
+    "email": "Budi@Example.com",
+    "address": "Jl. Merdeka No. 10, RT 01/RW 02, Braga, Sumur Bandung, Kota Bandung",
+    "travel_purpose": "wisata",
+    "old_passport_number": "x 1234567",
+    "name_same": "ya",
+    "supporting_kind": "akta kelahiran",
+}
+
+
+def fill_until(chat: Chat, stop: str, answers: dict[str, str] | None = None) -> Reply:
+    """Answer every question with `answers` (over ADULT_NEW) until the step `stop` is asked."""
+    plan = {**ADULT_NEW, **(answers or {})}
+    if chat.log and chat.step() not in (None, "action"):
+        reply = chat.log[-1][1]
+    else:
+        reply = chat.say("/daftar")
+    for _turn in range(60):
+        step = chat.step()
+        if step == stop:
+            return reply
+        assert step is not None
+        if step.startswith("doc_"):
+            if plan.get(step) == "lewati":
+                reply = chat.say("lewati")
+            else:
+                reply = chat.photo(tag=f"{chat.user}-{step}")
+        else:
+            assert step in plan, f"no planned answer for {step}\n{chat.transcript()}"
+            reply = chat.say(plan[step])
+        assert chat.step() != step, f"stuck at {step}\n{chat.transcript()}"
+    raise AssertionError(f"never reached {stop}\n{chat.transcript()}")
+
+
+def register(chat: Chat, answers: dict[str, str] | None = None) -> Reply:
+    """Complete a registration and return the confirmation reply."""
+    fill_until(chat, "summary", answers)
+    return chat.say("benar, kirim")
