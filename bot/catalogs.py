@@ -30,9 +30,14 @@ def load(locale: str) -> Catalog:
         return read_po(po_file, locale=locale)
 
 
+def pybabel(args: list[str]) -> None:
+    """Run one pybabel command in this process."""
+    CommandLineInterface().run(args)  # type: ignore[no-untyped-call]
+
+
 def extract() -> None:
     """Extract message ids from the source into the template."""
-    CommandLineInterface().run(
+    pybabel(
         ["pybabel", "-q", "extract", "--no-location", "--sort-output",
          "-F", str(ROOT / "babel.cfg"), *KEYWORDS, "-o", str(TEMPLATE), str(ROOT / "bot")]
     )  # fmt: skip
@@ -46,7 +51,7 @@ def update() -> None:
                 "-l", locale, "-D", DOMAIN]  # fmt: skip
         if action == "update":
             args += ["--no-fuzzy-matching", "--ignore-obsolete"]
-        CommandLineInterface().run(args)
+        pybabel(args)
 
 
 def fill_source_locale() -> None:

@@ -18,7 +18,6 @@ class Settings:
 
     data_dir: Path
     database_url: str
-    redis_url: str | None = None
     idle_timeout: timedelta = timedelta(hours=24)
     max_applicants_per_account: int = 5
     max_upload_bytes: int = 10 * 1024 * 1024
@@ -44,7 +43,6 @@ class Settings:
         return cls(
             data_dir=data_dir,
             database_url=database_url,
-            redis_url=env.get("REDIS_URL") or None,
             idle_timeout=timedelta(hours=float(env.get("LOKET_IDLE_TIMEOUT_HOURS", "24"))),
             max_applicants_per_account=int(env.get("LOKET_MAX_APPLICANTS_PER_ACCOUNT", "5")),
             max_upload_bytes=int(env.get("LOKET_MAX_UPLOAD_BYTES", str(10 * 1024 * 1024))),

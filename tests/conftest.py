@@ -120,11 +120,16 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def loket(settings: Settings, db_engine: Engine, clock: FakeClock) -> Iterator[Loket]:
-    """The real service on empty tables."""
+def clean_db(db_engine: Engine) -> Engine:
+    """Empty every table of the backend under test."""
     _empty_tables(db_engine)
-    service = Loket(settings, db=db_engine, clock=clock)
-    yield service
+    return db_engine
+
+
+@pytest.fixture
+def loket(settings: Settings, clean_db: Engine, clock: FakeClock) -> Loket:
+    """The real service on empty tables."""
+    return Loket(settings, db=clean_db, clock=clock)
 
 
 @pytest.fixture

@@ -1,0 +1,92 @@
+"""Storage: migrations match the models, and the database enforces one open NIK."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, inspect, select
+from sqlalchemy.engine import Engine
+
+from bot.service import Loket
+from storage.applications import (
+    NikAlreadyOpen,
+    count_open_for_account,
+    create_application,
+    open_application_for_nik,
+)
+from storage.models import Application, ApplicationStatus, Base
+
+
+def make_application(nik: str, account: str = "acct") -> Application:
+    """Build an application row with plausible data."""
+    return Application(
+        channel="test", account_ref=account, service="reguler", application_type="baru",
+        passport_kind="biasa", validity_years=5, category="adult", nik=nik,
+        full_name="TEST", birth_place="Bandung", birth_date=date(1990, 8, 17), sex="M",
+        phone="+6281234567890", address="Jl. Merdeka 10 Bandung", travel_purpose="wisata",
+        fee_amount=350_000, fee_schedule="PP 45/2024", answers={},
+    )  # fmt: skip
+
+
+def test_migrations_match_the_models(db_engine: Engine) -> None:
+    with db_engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == [], f"models and migrations differ: {diff}"
+
+
+def test_tables_exist(db_engine: Engine) -> None:
+    names = set(inspect(db_engine).get_table_names())
+    assert {"conversations", "applications", "documents", "alembic_version"} <= names
+
+
+def test_one_open_application_per_nik(loket: Loket) -> None:
+    nik = "3273011708900001"
+    with loket.sessions() as session, session.begin():
+        create_application(session, make_application(nik), [])
+    with loket.sessions() as session, session.begin():
+        try:
+            create_application(session, make_application(nik, account="other"), [])
+            raise AssertionError("second open application for one NIK was accepted")
+        except NikAlreadyOpen:
+            pass
+    # Once cancelled, the NIK may apply again.
+    with loket.sessions() as session, session.begin():
+        application = open_application_for_nik(session, nik)
+        assert application is not None
+        application.status = ApplicationStatus.CANCELLED
+    with loket.sessions() as session, session.begin():
+        create_application(session, make_application(nik, account="other"), [])
+        assert count_open_for_account(session, "test", "other") == 1
+
+
+def test_concurrent_submissions_of_one_nik_make_one_application(loket: Loket) -> None:
+    nik = "3171015708900002"
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def submit(account: str) -> None:
+        barrier.wait()
+        try:
+            with loket.sessions() as session, session.begin():
+                create_application(session, make_application(nik, account=account), [])
+            result = "created"
+        except NikAlreadyOpen:
+            result = "refused"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=submit, args=(f"acct-{n}",)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["created"] + ["refused"] * 7
+    with loket.sessions() as session:
+        count = session.execute(
+            select(func.count(Application.id)).where(Application.nik == nik)
+        ).scalar_one()
+    assert count == 1
