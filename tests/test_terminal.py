@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from bot.channels.terminal import TerminalChat
+from bot.core.messages import Inbound
+from bot.service import Loket
 from tests.transcript import photo_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,3 +91,24 @@ def test_english_terminal(database_url: str, tmp_path: Path, clean_db: object) -
     assert any("personal data" in text for text in texts)
     labels = [json.loads(line).get("choices") for line in out.splitlines()]
     assert ["I agree", "I do not agree"] in labels
+
+
+def test_a_failing_turn_gets_an_apology_and_loses_nothing(
+    loket: Loket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = io.StringIO()
+    terminal = TerminalChat(loket, "unlucky", jsonl=True, language=None, out=out)
+    terminal.send(Inbound.say("/daftar"))
+    real_handle = loket.handle
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(loket, "handle", broken)
+    terminal.send(Inbound.say("setuju"))
+    monkeypatch.setattr(loket, "handle", real_handle)
+    terminal.send(Inbound.say("setuju"))
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    texts = [record["text"] for record in records if "text" in record]
+    assert any("Maaf, terjadi gangguan" in text for text in texts)
+    assert "Untuk siapa paspor ini?" in texts[-1]

@@ -8,6 +8,7 @@ file as a photo; `/kontak NUMBER` shares a contact.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TextIO
 
@@ -16,6 +17,7 @@ from bot.i18n import _, use_locale
 from bot.service import Loket
 
 CHANNEL = "terminal"
+log = logging.getLogger(__name__)
 
 
 class TerminalChat:
@@ -52,8 +54,21 @@ class TerminalChat:
         return Inbound.say(text, language_code=self.language)
 
     def send(self, event: Inbound) -> None:
-        """Run one event through the service and print the replies."""
-        replies = self.loket.handle(CHANNEL, self.user, event)
+        """Run one event through the service and print the replies (or an apology)."""
+        try:
+            replies = self.loket.handle(CHANNEL, self.user, event)
+        except Exception:
+            # The transaction was rolled back, so the conversation is where it was.
+            log.exception("turn failed channel=%s kind=%s", CHANNEL, event.kind.value)
+            with use_locale(self.language or "id"):
+                replies = [
+                    Outbound(
+                        _(
+                            "Maaf, terjadi gangguan di sistem kami. Jawaban Anda belum "
+                            "tersimpan; silakan kirim sekali lagi."
+                        )
+                    )
+                ]
         self.print_messages(replies)
 
     def print_messages(self, messages: list[Outbound]) -> None:
