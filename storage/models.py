@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     ForeignKey,
@@ -43,7 +45,9 @@ Base.metadata.naming_convention = {
 class ApplicationStatus(StrEnum):
     """Where an application is in its journey; only the open ones block a NIK."""
 
-    REGISTERED = "registered"
+    REGISTERED = "registered"  # submitted, no seat yet
+    HELD = "held"  # a seat is held while the billing code waits for payment
+    CONFIRMED = "confirmed"  # paid: the appointment stands
     CANCELLED = "cancelled"
     COMPLETED = "completed"
 
@@ -132,3 +136,189 @@ class Document(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     application: Mapped[Application] = relationship(back_populates="documents")
+
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class SlotKind(StrEnum):
+    """Which queue a seat belongs to."""
+
+    REGULER = "reguler"
+    PERCEPATAN = "percepatan"
+    PRIORITAS = "prioritas"  # 60+, disabled, children under 5, pregnant women
+    SIMPATIK = "simpatik"  # weekend "paspor simpatik" sessions created by the office
+
+
+class BookingStatus(StrEnum):
+    """A booking's life: held -> confirmed (paid) -> checked in, or expired/cancelled/no-show."""
+
+    HELD = "held"
+    CONFIRMED = "confirmed"
+    CHECKED_IN = "checked_in"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    NO_SHOW = "no_show"
+
+
+ACTIVE_BOOKING_SQL = "status IN ('held', 'confirmed')"
+
+
+class Office(Base):
+    """A Kantor Imigrasi with its time zone and quota release rule."""
+
+    __tablename__ = "offices"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    city: Mapped[str] = mapped_column(String(60))
+    province: Mapped[str] = mapped_column(String(60))
+    timezone: Mapped[str] = mapped_column(String(40))  # IANA: Asia/Jakarta, Asia/Makassar, ...
+    address: Mapped[str] = mapped_column(String(300))
+    hours: Mapped[str] = mapped_column(String(120))
+    latitude: Mapped[float]
+    longitude: Mapped[float]
+    # Dates of a month open `release_months_before` months earlier, on `release_day` at
+    # `release_time` office time (0 months: on that day of the month itself).
+    release_day: Mapped[int] = mapped_column(default=1)
+    release_time: Mapped[time] = mapped_column(default=time(8, 0))
+    release_months_before: Mapped[int] = mapped_column(default=1)
+
+
+class SlotTemplate(Base):
+    """A weekday time window with capacity per kind, from which slots are made."""
+
+    __tablename__ = "slot_templates"
+    __table_args__ = (UniqueConstraint("office_id", "weekday", "start_time", "kind"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id", ondelete="CASCADE"))
+    weekday: Mapped[int]  # Monday = 0
+    start_time: Mapped[time]
+    end_time: Mapped[time]
+    kind: Mapped[str] = mapped_column(String(16))
+    capacity: Mapped[int]
+
+
+class Slot(Base):
+    """Seats of one kind in one window on one day; `taken` counts held and confirmed seats."""
+
+    __tablename__ = "slots"
+    __table_args__ = (
+        UniqueConstraint("office_id", "day", "start_time", "kind"),
+        CheckConstraint("taken >= 0 AND taken <= capacity", name="taken_within_capacity"),
+        Index("ix_slots_office_day", "office_id", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    start_time: Mapped[time]
+    end_time: Mapped[time]
+    kind: Mapped[str] = mapped_column(String(16))
+    capacity: Mapped[int]
+    taken: Mapped[int] = mapped_column(default=0)
+    release_at: Mapped[datetime]  # UTC; the seats cannot be held before
+    closed: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str | None] = mapped_column(String(200))
+
+    office: Mapped[Office] = relationship()
+
+
+class Booking(Base):
+    """One seat for one application; at most one active booking per NIK."""
+
+    __tablename__ = "bookings"
+    __table_args__ = (
+        Index(
+            "uq_bookings_active_nik",
+            "nik",
+            unique=True,
+            sqlite_where=text(ACTIVE_BOOKING_SQL),
+            postgresql_where=text(ACTIVE_BOOKING_SQL),
+        ),
+        Index("ix_bookings_status_held_until", "status", "held_until"),
+        Index("ix_bookings_application", "application_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"))
+    slot_id: Mapped[int] = mapped_column(ForeignKey("slots.id"))
+    nik: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    held_until: Mapped[datetime]
+    created_at: Mapped[datetime]
+    confirmed_at: Mapped[datetime | None]
+    reschedules: Mapped[int] = mapped_column(default=0)
+    cancel_reason: Mapped[str | None] = mapped_column(String(200))
+
+    slot: Mapped[Slot] = relationship()
+    application: Mapped[Application] = relationship()
+
+
+class BillingStatus(StrEnum):
+    """A billing code's state."""
+
+    UNPAID = "unpaid"
+    PAID = "paid"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+class BillingCode(Base):
+    """The PNBP billing code of a booking: exactly one per booking."""
+
+    __tablename__ = "billing_codes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"), unique=True)
+    code: Mapped[str] = mapped_column(String(15), unique=True)
+    amount: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default=BillingStatus.UNPAID)
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    paid_at: Mapped[datetime | None]
+
+    booking: Mapped[Booking] = relationship()
+
+
+class PaymentOutcome(StrEnum):
+    """What a payment notice did."""
+
+    CONFIRMED = "confirmed"  # the booking is now confirmed
+    ALREADY_PAID = "already_paid"  # a second payment for a paid code: refund
+    LATE_REFUND = "late_refund"  # paid after expiry and the seat is gone: refund
+    UNKNOWN_CODE = "unknown_code"
+    AMOUNT_MISMATCH = "amount_mismatch"
+
+
+class Payment(Base):
+    """A payment notice from a bank or gateway, idempotent by its reference."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    billing_code: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[int]
+    paid_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    outcome: Mapped[str] = mapped_column(String(20))
+    needs_refund: Mapped[bool] = mapped_column(default=False)
+    booking_id: Mapped[int | None] = mapped_column(ForeignKey("bookings.id"))
+
+
+class OutboxMessage(Base):
+    """A message to deliver to one chat, written in the same transaction as its cause."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "sent_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    user_ref: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]

@@ -1,0 +1,33 @@
+"""Office time: every time shown to a person is in the office's zone, with its label."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
+
+from bot.i18n import _, format_date
+
+ZONE_LABELS = {"Asia/Jakarta": "WIB", "Asia/Makassar": "WITA", "Asia/Jayapura": "WIT"}
+
+
+def zone_label(timezone: str) -> str:
+    """Return WIB, WITA or WIT for an Indonesian zone."""
+    return ZONE_LABELS.get(timezone, timezone)
+
+
+def local(moment: datetime, timezone: str) -> datetime:
+    """Convert an aware moment to office time."""
+    return moment.astimezone(ZoneInfo(timezone))
+
+
+def format_moment(moment: datetime, timezone: str) -> str:
+    """Show a moment as "Minggu, 22 November 2026 pukul 12.00 WIB" in office time."""
+    here = local(moment, timezone)
+    return _("{date} pukul {time} {zone}").format(
+        date=format_date(here.date()), time=here.strftime("%H.%M"), zone=zone_label(timezone)
+    )
+
+
+def format_window(start: time, end: time, timezone: str) -> str:
+    """Show a time window as "08.00–10.00 WIB"."""
+    return f"{start.strftime('%H.%M')}–{end.strftime('%H.%M')} {zone_label(timezone)}"
