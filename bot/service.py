@@ -7,25 +7,26 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine as SqlEngine
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.billing import BillingProvider, LocalBilling
 from bot.core.engine import ConversationState, Engine
 from bot.core.flow import Context
 from bot.core.messages import Inbound, Outbound
 from bot.documents import BlobStore, LocalBlobStore
 from bot.flows import build_engine
+from bot.seed import extend_calendars, seed_offices
 from bot.settings import Settings
+from bot.shared import SharedState, make_shared_state
+from storage.booking import db_now, take_outbox
 from storage.conversations import lock_conversation
 from storage.db import make_engine, make_session_factory, upgrade
+from storage.models import Office
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    """Return the current time, timezone-aware."""
-    return datetime.now(UTC)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -36,7 +37,11 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 class Loket:
-    """The product's core service: what every channel calls with an inbound event."""
+    """The product's core service: what every channel calls with an inbound event.
+
+    Time comes from the database unless a clock is given (tests move a fake one), so every
+    worker agrees on when a hold expires.
+    """
 
     def __init__(
         self,
@@ -44,7 +49,9 @@ class Loket:
         *,
         db: SqlEngine | None = None,
         blobs: BlobStore | None = None,
-        clock: Clock = utc_now,
+        shared: SharedState | None = None,
+        billing: BillingProvider | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         if db is None:
@@ -54,24 +61,43 @@ class Loket:
         self.db = db
         self.sessions: sessionmaker[Session] = make_session_factory(db)
         self.blobs = blobs or LocalBlobStore(settings.data_dir / "documents")
+        self.shared = shared or make_shared_state(settings.redis_url, settings.redis_prefix)
+        self.billing = billing or LocalBilling()
         self.clock = clock
         self.engine: Engine = build_engine()
+
+    def now(self, session: Session) -> datetime:
+        """Return the time of this unit of work."""
+        return self.clock() if self.clock is not None else db_now(session)
+
+    def prepare_demo(self) -> None:
+        """On the embedded default: create the demo offices once and extend their calendars."""
+        with self.sessions() as session, session.begin():
+            if session.execute(select(Office.id).limit(1)).first() is None:
+                seed_offices(session)
+            extend_calendars(session, self.now(session), self.settings.booking_horizon_days)
+
+    def context(self, session: Session, channel: str, user_ref: str, now: datetime) -> Context:
+        """Build the context a turn's steps work with."""
+        return Context(
+            session=session,
+            settings=self.settings,
+            blobs=self.blobs,
+            shared=self.shared,
+            billing=self.billing,
+            channel=channel,
+            user_ref=user_ref,
+            now=now,
+            answers={},
+        )
 
     def handle(self, channel: str, user_ref: str, event: Inbound) -> list[Outbound]:
         """Apply one event for one chat identity in one transaction and return the replies."""
         with self.sessions() as session, session.begin():
             conversation = lock_conversation(session, channel, user_ref)
             state = ConversationState.from_dict(conversation.state)
-            now = self.clock()
-            ctx = Context(
-                session=session,
-                settings=self.settings,
-                blobs=self.blobs,
-                channel=channel,
-                user_ref=user_ref,
-                now=now,
-                answers=state.answers,
-            )
+            now = self.now(session)
+            ctx = self.context(session, channel, user_ref, now)
             replies = self.engine.handle(state, event, ctx, _aware(conversation.last_activity_at))
             conversation.state = state.to_dict()
             conversation.locale = state.locale
@@ -86,6 +112,13 @@ class Loket:
             )
         return replies
 
+    def pending_messages(self, channel: str, user_ref: str) -> list[Outbound]:
+        """Take the outbox messages waiting for one chat (pull channels show them first)."""
+        with self.sessions() as session, session.begin():
+            payloads = take_outbox(session, channel, user_ref, self.now(session))
+        return [Outbound.from_json(payload) for payload in payloads]
+
     def close(self) -> None:
-        """Release database connections."""
+        """Release database connections and shared state."""
+        self.shared.close()
         self.db.dispose()

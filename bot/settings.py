@@ -18,6 +18,11 @@ class Settings:
 
     data_dir: Path
     database_url: str
+    redis_url: str | None = None
+    redis_prefix: str = "loket"
+    payment_window: timedelta = timedelta(hours=2)
+    booking_horizon_days: int = 62
+    payment_secret: str | None = None
     idle_timeout: timedelta = timedelta(hours=24)
     max_applicants_per_account: int = 5
     max_upload_bytes: int = 10 * 1024 * 1024
@@ -43,6 +48,11 @@ class Settings:
         return cls(
             data_dir=data_dir,
             database_url=database_url,
+            redis_url=env.get("REDIS_URL") or None,
+            redis_prefix=env.get("LOKET_REDIS_PREFIX", "loket"),
+            payment_window=timedelta(minutes=float(env.get("LOKET_PAYMENT_WINDOW_MINUTES", "120"))),
+            booking_horizon_days=int(env.get("LOKET_BOOKING_HORIZON_DAYS", "62")),
+            payment_secret=env.get("PAYMENT_WEBHOOK_SECRET") or None,
             idle_timeout=timedelta(hours=float(env.get("LOKET_IDLE_TIMEOUT_HOURS", "24"))),
             max_applicants_per_account=int(env.get("LOKET_MAX_APPLICANTS_PER_ACCOUNT", "5")),
             max_upload_bytes=int(env.get("LOKET_MAX_UPLOAD_BYTES", str(10 * 1024 * 1024))),

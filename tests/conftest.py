@@ -19,7 +19,8 @@ from sqlalchemy.engine import Engine, make_url
 
 from bot.service import Loket
 from bot.settings import Settings
-from storage.db import make_engine, upgrade
+from bot.seed import extend_calendars, seed_offices
+from storage.db import make_engine, make_session_factory, upgrade
 from storage.models import Base
 from tests.transcript import Chat
 
@@ -71,8 +72,11 @@ def database_url(
 
 @pytest.fixture(scope="session")
 def db_engine(database_url: str) -> Iterator[Engine]:
-    """Yield one engine per backend for the whole session."""
+    """Yield one engine per backend, with the demo offices and their slots made once."""
     engine = make_engine(database_url)
+    with make_session_factory(engine)() as session, session.begin():
+        seed_offices(session)
+        extend_calendars(session, START, 62)
     yield engine
     engine.dispose()
 
@@ -83,14 +87,28 @@ def backend(db_engine: Engine) -> str:
     return db_engine.dialect.name
 
 
+# Offices and their calendars are made once per backend; everything else starts empty.
+REFERENCE_TABLES = {"offices", "slot_templates", "slots"}
+START = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)  # Sunday 22 November 2026, 10:00 WIB
+
+
 def _empty_tables(engine: Engine) -> None:
-    tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
+    tables = [
+        table.name
+        for table in reversed(Base.metadata.sorted_tables)
+        if table.name not in REFERENCE_TABLES
+    ]
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:
             for table in tables:
                 connection.execute(text(f"DELETE FROM {table}"))
+        # Seats taken or closed by a test come back; slots a test added (simpatik) go.
+        connection.execute(text("DELETE FROM slots WHERE kind = 'simpatik'"))
+        connection.execute(
+            text("UPDATE slots SET taken = 0, closed = false WHERE taken > 0 OR closed")
+        )
 
 
 class FakeClock:
@@ -110,7 +128,7 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     """Start every test at the same moment (Sunday 22 November 2026, 10:00 WIB)."""
-    return FakeClock(datetime(2026, 11, 22, 3, 0, tzinfo=UTC))
+    return FakeClock(START)
 
 
 @pytest.fixture

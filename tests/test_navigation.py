@@ -154,7 +154,7 @@ def test_cancel_at_the_summary_and_at_a_photo_step(chat: Chat, loket: Loket) -> 
 
 def test_cancel_with_nothing_in_progress(chat: Chat) -> None:
     chat.open()
-    assert "Tidak ada pendaftaran yang sedang berjalan" in chat.say("batal")
+    assert "Tidak ada permohonan aktif yang bisa dibatalkan" in chat.say("batal")
 
 
 def test_unclear_answer_to_the_cancel_question_asks_again(chat: Chat) -> None:

@@ -71,7 +71,8 @@ def test_first_passport_for_an_adult_full_transcript(chat: Chat, loket: Loket) -
     confirmation = chat.tap("Benar, kirim")
     application = only_application(loket)
     assert f"Nomor pendaftaran: {application.reg_number}" in confirmation
-    assert "Apa yang ingin Anda lakukan?" in confirmation.question.text
+    # Straight on to choosing an office and a date for the new application.
+    assert "Di kota mana" in confirmation.question.text
     assert application.application_type == "baru"
     assert application.full_name == "BUDI SANTOSO"
     assert application.birth_date == date(1990, 8, 17)
@@ -186,4 +187,5 @@ def test_registration_number_is_shown_in_status(chat: Chat, loket: Loket) -> Non
     register(chat)
     reg_number = only_application(loket).reg_number
     reply = chat.say("/status")
-    assert reg_number in reply and "BUDI SANTOSO" in reply and "menunggu" in reply
+    assert reg_number in reply and "BUDI SANTOSO" in reply
+    assert "belum memilih jadwal" in reply

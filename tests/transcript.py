@@ -141,7 +141,7 @@ ADULT_NEW: dict[str, str] = {
 def fill_until(chat: Chat, stop: str, answers: dict[str, str] | None = None) -> Reply:
     """Answer every question with `answers` (over ADULT_NEW) until the step `stop` is asked."""
     plan = {**ADULT_NEW, **(answers or {})}
-    if chat.log and chat.step() not in (None, "action"):
+    if chat.log and chat.state().get("flow") == "registration":
         reply = chat.log[-1][1]
     else:
         reply = chat.say("/daftar")

@@ -82,14 +82,14 @@ class Interrupt:
 
 INTERRUPTS = {
     "cancel": Interrupt(
-        N_("Yakin ingin membatalkan pendaftaran ini? Semua data yang sudah Anda isi akan dihapus."),
+        "",  # the flow's own cancel_prompt
         (
             Option("yes", N_("Ya, batalkan"), ("ya", "yes", "y")),
             Option("no", N_("Tidak, lanjutkan"), ("tidak", "no", "n", "lanjut")),
         ),
     ),
     "resume": Interrupt(
-        N_("Anda masih punya pendaftaran yang belum selesai. Lanjutkan atau mulai dari awal?"),
+        N_("Anda masih punya isian yang belum selesai. Lanjutkan atau mulai dari awal?"),
         (
             Option("continue", N_("Lanjutkan"), ("lanjut", "continue", "ya")),
             Option("restart", N_("Mulai dari awal"), ("ulang", "restart", "baru")),
@@ -123,6 +123,7 @@ class Engine:
         commands: Mapping[str, CommandHandler] | None = None,
         on_start: Mapping[str, Callable[[Context], bool]] | None = None,
         review_step: str = "summary",
+        cancel_command: str | None = None,
     ) -> None:
         self.flows = dict(flows)
         self.home = home
@@ -131,6 +132,7 @@ class Engine:
         self.commands = dict(commands or {})
         self.on_start = dict(on_start or {})
         self.review_step = review_step
+        self.cancel_command = cancel_command  # what "batal" does when nothing is in progress
 
     # ---- entry point -------------------------------------------------------------------
 
@@ -202,7 +204,10 @@ class Engine:
         if state.pending:
             interrupt = INTERRUPTS[state.pending]
             buttons = tuple(Choice(o.value, _(o.label)) for o in interrupt.options)
-            return Outbound(_(interrupt.prompt), buttons, Expect.CHOICE)
+            prompt = interrupt.prompt
+            if state.pending == "cancel":
+                prompt = self.flows[state.flow or self.home].cancel_prompt
+            return Outbound(_(prompt), buttons, Expect.CHOICE)
 
         step = self.current_step(state)
         text = step.prompt_text(ctx)
@@ -251,7 +256,10 @@ class Engine:
             self._apply(transition, state, ctx)
 
     def _in_progress(self, state: ConversationState) -> bool:
-        return state.flow not in (None, self.home) and bool(state.answers)
+        """Tell whether leaving now would lose answers the user typed."""
+        if state.flow in (None, self.home) or not state.answers:
+            return False
+        return self.flows[state.flow].ask_before_leaving
 
     def _run_keyword(self, keyword: str, state: ConversationState, ctx: Context) -> None:
         if keyword == "help":
@@ -268,7 +276,10 @@ class Engine:
         elif keyword == "cancel":
             if state.flow in (None, self.home):
                 state.pending = None
-                ctx.say(_("Tidak ada pendaftaran yang sedang berjalan."))
+                if self.cancel_command in self.commands:
+                    self._run_word(self.cancel_command or "", state, ctx)
+                else:
+                    ctx.say(_("Tidak ada pendaftaran yang sedang berjalan."))
             else:
                 state.pending = "cancel"
         elif keyword == "back":
@@ -310,8 +321,9 @@ class Engine:
             return
         pending, state.pending = state.pending, None
         if pending == "cancel" and choice == "yes":
+            cancelled = self.flows[state.flow or self.home].cancelled
             self._start(state, ctx, self.home)
-            ctx.say(_("Pendaftaran dibatalkan. Data yang sudah Anda isi telah dihapus."))
+            ctx.say(_(cancelled))
         elif pending == "resume" and choice == "restart":
             self._start(state, ctx, state.pending_flow or self.home, guarded=True)
         elif pending == "language" and choice in SUPPORTED_LOCALES:
@@ -437,7 +449,7 @@ class Engine:
             self._run_word(transition.word, state, ctx)
             return
         if isinstance(transition, StartFlow):
-            self._start(state, ctx, transition.flow, guarded=True)
+            self._start(state, ctx, transition.flow, guarded=True, seed=dict(transition.seed))
             return
         if isinstance(transition, Jump):
             target: Step | None = flow.step(transition.step)
@@ -461,18 +473,26 @@ class Engine:
             state.editing = False
 
     def _start(
-        self, state: ConversationState, ctx: Context, flow_name: str, *, guarded: bool = False
+        self,
+        state: ConversationState,
+        ctx: Context,
+        flow_name: str,
+        *,
+        guarded: bool = False,
+        seed: dict[str, Any] | None = None,
     ) -> None:
-        """Begin a flow from its first applicable step with no answers."""
+        """Begin a flow at its first unanswered step, with only the seeded answers."""
+        state.answers = dict(seed or {})
+        ctx.answers = state.answers
         if guarded and flow_name in self.on_start and not self.on_start[flow_name](ctx):
             flow_name = self.home
+            state.answers = {}
+            ctx.answers = state.answers
         flow = self.flows[flow_name]
         state.flow = flow_name
-        state.answers = {}
-        ctx.answers = state.answers
         state.history = []
         state.editing = False
         state.offered = []
-        first = flow.next_after(None, state.answers)
+        first = flow.first_unanswered(state.answers) or flow.next_after(None, state.answers)
         assert first is not None, f"flow {flow_name} has no applicable step"
         state.step = first.key

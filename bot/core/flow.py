@@ -13,13 +13,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.core.messages import Expect, Inbound, Outbound
-from bot.i18n import _
+from bot.i18n import N_, _
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from bot.billing import BillingProvider
     from bot.documents import BlobStore
     from bot.settings import Settings
+    from bot.shared import SharedState
 
 Answers = dict[str, Any]
 
@@ -56,9 +58,10 @@ class Jump:
 
 @dataclass(frozen=True)
 class StartFlow:
-    """Leave this flow and start another from its first step."""
+    """Leave this flow and start another; `seed` pre-answers some of its steps."""
 
     flow: str
+    seed: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,8 @@ class Context:
     session: Session
     settings: Settings
     blobs: BlobStore
+    shared: SharedState
+    billing: BillingProvider
     channel: str
     user_ref: str
     now: datetime
@@ -145,10 +150,17 @@ class Step:
 
 @dataclass(frozen=True)
 class Flow:
-    """A named, ordered list of steps."""
+    """A named, ordered list of steps, with what "batal" asks and answers in it."""
 
     name: str
     steps: tuple[Step, ...]
+    cancel_prompt: str = N_(
+        "Yakin ingin membatalkan pendaftaran ini? Semua data yang sudah Anda isi akan dihapus."
+    )
+    cancelled: str = N_("Pendaftaran dibatalkan. Data yang sudah Anda isi telah dihapus.")
+    # Leaving a flow that holds unsaved answers is asked first; one that saves as it goes
+    # (choosing a date for a stored application) can be left at once.
+    ask_before_leaving: bool = True
 
     def __post_init__(self) -> None:
         keys = [step.key for step in self.steps]

@@ -32,14 +32,23 @@ class Outbound:
     text: str
     choices: tuple[Choice, ...] = ()
     expects: Expect = Expect.NONE
+    qr: str | None = None  # content for a QR image the channel renders under the text
 
     def to_json(self) -> dict[str, Any]:
         """Render in the shape shared by the terminal's --jsonl mode and the chat API."""
-        return {
+        shape: dict[str, Any] = {
             "text": self.text,
             "choices": [choice.label for choice in self.choices],
             "expects": self.expects.value,
         }
+        if self.qr is not None:
+            shape["qr"] = self.qr
+        return shape
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outbound:
+        """Rebuild a message stored in the outbox (choices are not stored there)."""
+        return cls(text=str(data["text"]), qr=data.get("qr"))
 
 
 class EventKind(StrEnum):
@@ -49,6 +58,7 @@ class EventKind(StrEnum):
     CHOICE = "choice"  # a button press carrying a Choice.value
     FILE = "file"  # a photo or document upload
     CONTACT = "contact"  # a shared phone number
+    LOCATION = "location"  # a shared location
     OPEN = "open"  # the channel opened: show where the conversation stands
 
 
@@ -69,6 +79,7 @@ class Inbound:
     text: str = ""
     upload: Upload | None = field(default=None, repr=False)
     language_code: str | None = None
+    location: tuple[float, float] | None = None  # latitude, longitude
 
     @classmethod
     def say(cls, text: str, language_code: str | None = None) -> Inbound:
@@ -99,6 +110,11 @@ class Inbound:
     def contact(cls, phone: str, language_code: str | None = None) -> Inbound:
         """Build a shared-contact event."""
         return cls(EventKind.CONTACT, text=phone, language_code=language_code)
+
+    @classmethod
+    def at(cls, latitude: float, longitude: float, language_code: str | None = None) -> Inbound:
+        """Build a shared-location event."""
+        return cls(EventKind.LOCATION, location=(latitude, longitude), language_code=language_code)
 
     @classmethod
     def open(cls, language_code: str | None = None) -> Inbound:

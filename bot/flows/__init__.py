@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.core.engine import Engine
-from bot.flows import menu, registration
+from bot.flows import booking, cancellation, menu, registration, reschedule
 from bot.i18n import N_
 
 WELCOME = N_(
@@ -14,21 +14,34 @@ WELCOME = N_(
 GENERAL_HELP = N_(
     "Perintah yang bisa dipakai kapan saja:\n"
     "• kembali: ke pertanyaan sebelumnya\n"
-    "• batal: membatalkan pendaftaran yang sedang diisi\n"
+    "• batal: membatalkan yang sedang diisi\n"
     "• bantuan: penjelasan langkah ini\n"
     "• /mulai: ke menu utama\n"
-    "• /status: melihat permohonan Anda\n"
+    "• /daftar: daftar paspor\n"
+    "• /jadwal: pilih jadwal dan dapatkan kode billing\n"
+    "• /status: status permohonan dan pembayaran\n"
+    "• /ubahjadwal: ubah jadwal (sekali, setelah bayar, paling lambat H-1)\n"
+    "• /batalkan: batalkan permohonan\n"
     "• /bahasa: ganti bahasa"
 )
+
+FLOWS = (menu, registration, booking, reschedule, cancellation)
 
 
 def build_engine() -> Engine:
     """Compose the flows, commands and start guards into the engine every channel uses."""
     return Engine(
-        {menu.NAME: menu.FLOW, registration.NAME: registration.FLOW},
+        {module.NAME: module.FLOW for module in FLOWS},
         home=menu.NAME,
         welcome=WELCOME,
         general_help=GENERAL_HELP,
-        commands=menu.COMMANDS,
+        commands={
+            "/daftar": menu.register,
+            "/status": menu.status,
+            "/jadwal": booking.start_booking,
+            "/ubahjadwal": reschedule.start_reschedule,
+            "/batalkan": cancellation.start_cancellation,
+        },
         on_start={registration.NAME: registration.may_start},
+        cancel_command="/batalkan",
     )

@@ -1,26 +1,112 @@
-"""The home menu, and the commands any flow can reach: /daftar, /status."""
+"""The home menu, and the commands any flow can reach: /daftar, /jadwal, /status, ..."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from bot.core.flow import Command, Context, Flow, Option, StartFlow, Step, Transition
-from bot.i18n import N_, _, format_money
+from sqlalchemy import select
+
+from bot.billing import group_code
+from bot.core.flow import Command, Context, Flow, Invalid, Option, StartFlow, Step, Transition
+from bot.core.messages import EventKind, Inbound
+from bot.i18n import N_, _, format_date, format_money
+from bot.timezones import format_moment, format_window
 from storage.applications import applications_for_account
-from storage.models import ApplicationStatus
+from storage.booking import billing_for, bookings_for_application
+from storage.models import Application, ApplicationStatus, Booking, Payment
 
 NAME = "menu"
 
-STATUS_LABELS = {
-    ApplicationStatus.REGISTERED: N_("Terdaftar, menunggu pemilihan jadwal"),
-    ApplicationStatus.CANCELLED: N_("Dibatalkan"),
-    ApplicationStatus.COMPLETED: N_("Selesai"),
-}
+OPTIONS = (
+    Option("/daftar", N_("Daftar paspor"), ("daftar", "register")),
+    Option("/jadwal", N_("Pilih jadwal"), ("jadwal", "schedule")),
+    Option("/status", N_("Status permohonan"), ("status", "cek")),
+    Option("/ubahjadwal", N_("Ubah jadwal"), ("ubah jadwal", "reschedule")),
+    Option("/batalkan", N_("Batalkan permohonan"), ("batalkan",)),
+    Option("/bahasa", N_("Bahasa / Language"), ("language",)),
+    Option("/bantuan", N_("Bantuan"), ("help",)),
+)
+# Words that mean "what about my payment?" anywhere in a message typed at the menu.
+PAYMENT_WORDS = ("bayar", "billing", "paid", "payment", "pembayaran")
 
 
 def register(_ctx: Context) -> Transition:
     """Start a registration (the engine asks first if one is half-filled)."""
     return StartFlow("registration")
+
+
+def describe(ctx: Context, application: Application) -> str:
+    """Say truthfully where one application stands, payment included."""
+    header = f"• {application.reg_number}: {application.full_name}"
+    bookings = bookings_for_application(ctx.session, application.id)
+    latest: Booking | None = bookings[0] if bookings else None
+    if application.status == ApplicationStatus.CANCELLED:
+        return header + "\n  " + _("Dibatalkan.")
+    if application.status == ApplicationStatus.COMPLETED:
+        return header + "\n  " + _("Selesai.")
+    lines = [header]
+    if application.status == ApplicationStatus.HELD and latest is not None:
+        billing = billing_for(ctx.session, latest.id)
+        office = latest.slot.office
+        lines.append(
+            "  "
+            + _("Menunggu pembayaran. Jadwal ditahan: {date}, {window}, {office}.").format(
+                date=format_date(latest.slot.day),
+                window=format_window(latest.slot.start_time, latest.slot.end_time, office.timezone),
+                office=office.name,
+            )
+        )
+        if billing is not None:
+            lines.append(
+                "  "
+                + _("Kode billing {code}, {amount}, bayar sebelum {deadline}.").format(
+                    code=group_code(billing.code),
+                    amount=format_money(billing.amount),
+                    deadline=format_moment(billing.expires_at, office.timezone),
+                )
+            )
+        lines.append(
+            "  "
+            + _(
+                "Jika Anda sudah membayar: notifikasi dari bank belum kami terima. Biasanya "
+                "tercatat dalam beberapa menit. Simpan bukti bayar (NTPN); pembayaran yang "
+                "tercatat sebelum batas waktu tetap berlaku walau notifikasinya terlambat."
+            )
+        )
+    elif application.status == ApplicationStatus.CONFIRMED and latest is not None:
+        office = latest.slot.office
+        lines.append(
+            "  "
+            + _(
+                "Sudah dibayar. Jadwal pasti: {date}, {window}, {office}. Kode booking {code}."
+            ).format(
+                date=format_date(latest.slot.day),
+                window=format_window(latest.slot.start_time, latest.slot.end_time, office.timezone),
+                office=office.name,
+                code=latest.code,
+            )
+        )
+    else:
+        lines.append("  " + _("Terdaftar, belum memilih jadwal. Pilih jadwal dengan /jadwal."))
+        if latest is not None:
+            lines.append("  " + _("Kode billing sebelumnya sudah kedaluwarsa."))
+    refunds = (
+        ctx.session.execute(
+            select(Payment).where(
+                Payment.booking_id.in_([b.id for b in bookings]), Payment.needs_refund.is_(True)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for payment in refunds:
+        lines.append(
+            "  "
+            + _("Pembayaran {amount} (ref. {reference}) ditandai untuk dikembalikan.").format(
+                amount=format_money(payment.amount), reference=payment.reference
+            )
+        )
+    return "\n".join(lines)
 
 
 def status(ctx: Context) -> Transition | None:
@@ -30,17 +116,26 @@ def status(ctx: Context) -> Transition | None:
         ctx.say(_('Belum ada permohonan dari akun ini. Pilih "Daftar paspor" untuk mulai.'))
         return None
     lines = [_("Permohonan dari akun ini:")]
-    for application in applications:
-        lines.append(
-            _("• {number}: {name}, {status}, biaya {fee}").format(
-                number=application.reg_number,
-                name=application.full_name,
-                status=_(STATUS_LABELS.get(ApplicationStatus(application.status), "-")),
-                fee=format_money(application.fee_amount),
-            )
-        )
+    lines.extend(describe(ctx, application) for application in applications)
     ctx.say("\n".join(lines))
     return None
+
+
+def read_action(_ctx: Context, event: Inbound) -> str:
+    """Match a menu entry; a message about paying is answered with the true status."""
+    typed = event.text.strip().casefold()
+    if event.kind is EventKind.CHOICE:
+        if any(option.value == event.text for option in OPTIONS):
+            return event.text
+    else:
+        for number, option in enumerate(OPTIONS, start=1):
+            if typed in (str(number), _(option.label).casefold(), *option.aliases):
+                return option.value
+        if any(word in typed for word in PAYMENT_WORDS):
+            return "/status"
+    raise Invalid(
+        _("Maaf, saya belum mengerti. Pilih salah satu menu di bawah ini, atau ketik bantuan.")
+    )
 
 
 def after_action(_ctx: Context, value: Any) -> Transition:
@@ -50,20 +145,14 @@ def after_action(_ctx: Context, value: Any) -> Transition:
 
 FLOW = Flow(
     NAME,
-    (
+    steps=(
         Step(
             key="action",
             prompt=N_("Apa yang ingin Anda lakukan?"),
-            options=(
-                Option("/daftar", N_("Daftar paspor"), ("daftar", "register")),
-                Option("/status", N_("Status permohonan"), ("status", "cek")),
-                Option("/bahasa", N_("Bahasa / Language"), ("language",)),
-                Option("/bantuan", N_("Bantuan"), ("help",)),
-            ),
+            options=OPTIONS,
+            parse=read_action,
             after=after_action,
             store=False,
         ),
     ),
 )
-
-COMMANDS = {"/daftar": register, "/status": status}

@@ -31,6 +31,7 @@ from bot.documents import (
     required_documents,
 )
 from bot.fees import FeeQuote, quote, schedule_on
+from bot.flows.booking import booking_after_registration
 from bot.i18n import N_, _, format_date, format_money
 from bot.validators import (
     age_on,
@@ -433,9 +434,8 @@ def submit(ctx: Context) -> Transition | None:
                 _("Total biaya: {total}").format(total=format_money(created.fee_amount)),
                 "",
                 _(
-                    "Simpan nomor ini. Langkah berikutnya adalah memilih kantor imigrasi dan "
-                    "jadwal, lalu membayar dengan kode billing. Ketik /status kapan saja untuk "
-                    "melihat permohonan Anda."
+                    "Simpan nomor ini. Sekarang pilih kantor imigrasi dan jadwal; setelah itu "
+                    "Anda menerima kode billing. Bisa juga nanti dengan /jadwal."
                 ),
                 _("Satu akun dapat mendaftarkan hingga {limit} orang (satu keluarga).").format(
                     limit=limit
@@ -443,7 +443,7 @@ def submit(ctx: Context) -> Transition | None:
             ]
         )
     )
-    return StartFlow("menu")
+    return booking_after_registration(created)
 
 
 def family_limit_message(limit: int) -> str:
@@ -476,7 +476,7 @@ YES_NO = (
 
 FLOW = Flow(
     NAME,
-    (
+    steps=(
         Step(
             key="consent",
             prompt=consent_prompt,

@@ -1,0 +1,452 @@
+"""Booking: office (by city or location), date, window; hold a seat; return the billing code.
+
+The seat is held by one conditional UPDATE in the turn's transaction (storage/booking.py).
+A shared sold-out hint lets the herd that arrives after the last seat get its answer without
+touching the slot row; the database still decides every hold.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from bot.billing import group_code
+from bot.core.flow import (
+    Context,
+    Flow,
+    Invalid,
+    Jump,
+    Option,
+    StartFlow,
+    Stay,
+    Step,
+    Transition,
+)
+from bot.core.messages import EventKind, Expect, Inbound
+from bot.i18n import N_, _, format_date, format_money
+from bot.timezones import format_moment, format_window
+from bot.validators import age_on
+from storage.booking import (
+    HoldRefusal,
+    hold_seat,
+    issue_billing,
+    next_release,
+    open_days,
+    simpatik_allowed,
+    slots_on,
+)
+from storage.calendars import office_today
+from storage.models import Application, ApplicationStatus, Office, Slot, SlotKind
+
+NAME = "booking"
+SOLD_OUT_HINT_SECONDS = 15.0
+NEAREST = 3
+
+# ---- who may sit where ---------------------------------------------------------------------
+
+
+def seat_kinds(application: Application, today: date) -> list[str]:
+    """Return the slot kinds this application may book.
+
+    Percepatan uses its own seats; reguler may also use the priority seats when the applicant
+    is 60 or older or under 5 (disability and pregnancy are declared at the office); weekend
+    simpatik sessions take new and expired-replacement applications only.
+    """
+    if application.service == "percepatan":
+        return [SlotKind.PERCEPATAN]
+    kinds: list[str] = [SlotKind.REGULER]
+    age = age_on(application.birth_date, today)
+    if age >= 60 or age < 5:
+        kinds.append(SlotKind.PRIORITAS)
+    if simpatik_allowed(application):
+        kinds.append(SlotKind.SIMPATIK)
+    return kinds
+
+
+def own_application(ctx: Context, application_id: Any) -> Application | None:
+    """Return the application only if this chat account owns it (buttons can be forged)."""
+    try:
+        application = ctx.session.get(Application, int(application_id))
+    except (TypeError, ValueError):
+        return None
+    if application is None:
+        return None
+    if (application.channel, application.account_ref) != (ctx.channel, ctx.user_ref):
+        return None
+    return application
+
+
+def unbooked_applications(ctx: Context) -> list[Application]:
+    """Return this account's applications that are waiting for a seat."""
+    return list(
+        ctx.session.execute(
+            select(Application)
+            .where(
+                Application.channel == ctx.channel,
+                Application.account_ref == ctx.user_ref,
+                Application.status == ApplicationStatus.REGISTERED,
+            )
+            .order_by(Application.id)
+        ).scalars()
+    )
+
+
+def sold_out_key(slot_id: int) -> str:
+    """Name the shared hint that a slot is full."""
+    return f"soldout:{slot_id}"
+
+
+# ---- office --------------------------------------------------------------------------------
+
+
+def all_offices(ctx: Context) -> list[Office]:
+    """Return every office, by city."""
+    return list(ctx.session.execute(select(Office).order_by(Office.city)).scalars())
+
+
+def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Return the great-circle distance between two points."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 6371.0 * 2 * math.asin(math.sqrt(h))
+
+
+def find_offices(ctx: Context, event: Inbound) -> list[dict[str, Any]]:
+    """Find offices by a typed city or name (typos forgiven), or nearest to a location."""
+    offices = all_offices(ctx)
+    if event.kind is EventKind.LOCATION and event.location is not None:
+        here = event.location
+        ranked = sorted(offices, key=lambda o: distance_km(here, (o.latitude, o.longitude)))
+        return [
+            {"id": o.id, "km": round(distance_km(here, (o.latitude, o.longitude)))}
+            for o in ranked[:NEAREST]
+        ]
+    if event.kind is not EventKind.TEXT:
+        raise Invalid(_("Ketik nama kota, atau bagikan lokasi Anda."))
+    typed = event.text.strip().casefold()
+    typed = typed.removeprefix("kota ").removeprefix("kabupaten ").removeprefix("kab. ")
+    if len(typed) < 3:
+        raise Invalid(_("Ketik minimal 3 huruf nama kota, contoh: Bandung."))
+    found = [o for o in offices if typed in o.city.casefold() or typed in o.name.casefold()]
+    if not found:
+        cities = {o.city.casefold(): o for o in offices}
+        close = difflib.get_close_matches(typed, list(cities), n=NEAREST, cutoff=0.7)
+        found = [cities[city] for city in close]
+    if not found:
+        raise Invalid(
+            _(
+                'Belum ada kantor imigrasi Loket di "{typed}". Kantor yang tersedia: {cities}.'
+            ).format(typed=event.text.strip(), cities=", ".join(o.city for o in offices))
+        )
+    return [{"id": o.id, "km": None} for o in found]
+
+
+def office_options(ctx: Context) -> list[Option]:
+    """Offer the offices found in the previous step."""
+    options = []
+    for found in ctx.answers.get("office_query", []):
+        office = ctx.session.get(Office, found["id"])
+        if office is None:
+            continue
+        label = f"{office.name} ({office.city})"
+        if found.get("km") is not None:
+            label = f"{office.name} ({found['km']} km)"
+        options.append(Option(str(office.id), label))
+    return options
+
+
+def chosen_office(ctx: Context) -> Office:
+    """Return the office chosen in this flow."""
+    office = ctx.session.get(Office, int(ctx.answers["office"]))
+    assert office is not None
+    return office
+
+
+# ---- date ----------------------------------------------------------------------------------
+
+
+def booking_application(ctx: Context) -> Application:
+    """Return the application this flow is booking for (checked for ownership)."""
+    application = own_application(ctx, ctx.answers.get("application"))
+    if application is None:
+        raise Invalid(_("Permohonan itu tidak ditemukan di akun ini."))
+    return application
+
+
+def day_options(ctx: Context) -> list[Option]:
+    """Offer the next dates with free seats, with counts, then a way out."""
+    office = chosen_office(ctx)
+    today = office_today(office, ctx.now)
+    kinds = seat_kinds(booking_application(ctx), today)
+    options = []
+    for free in open_days(ctx.session, office.id, kinds, ctx.now, today):
+        if free.simpatik:
+            label = _("{date}: Paspor Simpatik ({free} kursi)")
+        else:
+            label = _("{date} ({free} kursi)")
+        options.append(
+            Option(free.day.isoformat(), label.format(date=format_date(free.day), free=free.free))
+        )
+    options.append(Option("other_office", N_("Pilih kantor lain")))
+    options.append(Option("menu", N_("Kembali ke menu")))
+    return options
+
+
+def day_prompt(ctx: Context) -> str:
+    """Ask for a date, or say exactly when quota opens when none is free."""
+    office = chosen_office(ctx)
+    if len(day_options(ctx)) > 2:
+        return _("Pilih tanggal di {office}:").format(office=office.name)
+    today = office_today(office, ctx.now)
+    kinds = seat_kinds(booking_application(ctx), today)
+    opens = next_release(ctx.session, office.id, kinds, ctx.now, today)
+    if opens is not None:
+        return _(
+            "Kuota di {office} belum dibuka. Kuota berikutnya dibuka {moment}. Silakan kembali "
+            "pada waktu itu, atau pilih kantor lain."
+        ).format(office=office.name, moment=format_moment(opens, office.timezone))
+    return _(
+        "Maaf, kuota di {office} sudah habis untuk semua tanggal yang dibuka. Silakan pilih "
+        "kantor lain."
+    ).format(office=office.name)
+
+
+def after_day(_ctx: Context, value: Any) -> Transition | None:
+    """Move on, or go back to choosing an office or to the menu."""
+    if value == "other_office":
+        return Jump("office_query")
+    if value == "menu":
+        return StartFlow("menu")
+    return None
+
+
+# ---- window and hold -----------------------------------------------------------------------
+
+KIND_LABELS = {
+    SlotKind.REGULER: "",
+    SlotKind.PERCEPATAN: N_("percepatan"),
+    SlotKind.PRIORITAS: N_("prioritas"),
+    SlotKind.SIMPATIK: N_("simpatik"),
+}
+
+
+def day_slots(ctx: Context) -> list[Slot]:
+    """Return the slots the applicant may book on the chosen day."""
+    office = chosen_office(ctx)
+    kinds = seat_kinds(booking_application(ctx), office_today(office, ctx.now))
+    return slots_on(ctx.session, office.id, date.fromisoformat(ctx.answers["day"]), kinds, ctx.now)
+
+
+def slot_label(slot: Slot, timezone: str) -> str:
+    """Describe a window: "08.00–10.00 WIB, prioritas (12 kursi)"."""
+    window = format_window(slot.start_time, slot.end_time, timezone)
+    kind = KIND_LABELS.get(SlotKind(slot.kind), "")
+    free = slot.capacity - slot.taken
+    if kind:
+        return _("{window}, {kind} ({free} kursi)").format(window=window, kind=_(kind), free=free)
+    return _("{window} ({free} kursi)").format(window=window, free=free)
+
+
+def slot_options(ctx: Context) -> list[Option]:
+    """Offer the windows with free seats on the chosen day."""
+    timezone = chosen_office(ctx).timezone
+    return [
+        Option(str(slot.id), slot_label(slot, timezone))
+        for slot in day_slots(ctx)
+        if slot.taken < slot.capacity
+    ]
+
+
+def read_slot(ctx: Context, event: Inbound) -> int:
+    """Accept any window of the chosen day, even one that filled since it was shown."""
+    slots = day_slots(ctx)
+    if event.kind is EventKind.CHOICE:
+        for slot in slots:
+            if str(slot.id) == event.text:
+                return slot.id
+        raise Invalid(_("Tombol itu sudah tidak berlaku. Silakan pilih jam di bawah ini."))
+    options = slot_options(ctx)
+    typed = event.text.strip().casefold()
+    for number, option in enumerate(options, start=1):
+        if typed in (str(number), option.label.casefold()) or option.label.casefold().startswith(
+            typed.replace(":", ".")
+        ):
+            return int(option.value)
+    raise Invalid(
+        _("Mohon pilih salah satu jam: {options}.").format(
+            options="; ".join(option.label for option in options) or "-"
+        )
+    )
+
+
+def billing_message(ctx: Context, application: Application, office: Office, slot: Slot,
+                    code: str, amount: int, deadline: datetime) -> str:  # fmt: skip
+    """Tell the billing code, amount, deadline in office time, and how to pay."""
+    return "\n".join(
+        [
+            _("Kursi Anda ditahan. Segera bayar agar jadwal tidak hilang."),
+            "",
+            _("Nama: {name}").format(name=application.full_name),
+            _("Kantor: {office}").format(office=office.name),
+            _("Jadwal: {date}, {window}").format(
+                date=format_date(slot.day),
+                window=format_window(slot.start_time, slot.end_time, office.timezone),
+            ),
+            _("Kode billing: {code}").format(code=group_code(code)),
+            _("Jumlah: {amount}").format(amount=format_money(amount)),
+            _("Bayar sebelum: {deadline}").format(
+                deadline=format_moment(deadline, office.timezone)
+            ),
+            "",
+            _(
+                "Cara bayar: teller bank, ATM, mobile/internet banking, kantor pos, marketplace, "
+                "atau minimarket. Pilih menu Penerimaan Negara / MPN G2 / PNBP, lalu masukkan "
+                "kode billing (15 angka)."
+            ),
+            _(
+                "Jika belum dibayar sampai batas waktu, kursi dilepas untuk pemohon lain dan "
+                "Anda perlu memilih jadwal lagi. Ketik /status untuk melihat status pembayaran."
+            ),
+        ]
+    )
+
+
+def after_slot(ctx: Context, value: Any) -> Transition | None:
+    """Hold the seat and issue the billing code, or explain why not."""
+    application = booking_application(ctx)
+    office = chosen_office(ctx)
+    slot_id = int(value)
+    if ctx.shared.get(sold_out_key(slot_id)) is not None:
+        result_refusal: HoldRefusal | None = HoldRefusal.SOLD_OUT
+        booking = None
+    else:
+        result = hold_seat(ctx.session, application, slot_id, ctx.now, ctx.settings.payment_window)
+        booking, result_refusal = result.booking, result.refusal
+    if booking is not None:
+        billing = issue_billing(
+            ctx.session, booking, application.fee_amount, ctx.billing.new_code, ctx.now
+        )
+        ctx.say(
+            billing_message(
+                ctx,
+                application,
+                office,
+                booking.slot,
+                billing.code,
+                billing.amount,
+                billing.expires_at,
+            )
+        )
+        return StartFlow("menu")
+    if result_refusal is HoldRefusal.SOLD_OUT:
+        ctx.shared.set(sold_out_key(slot_id), "1", SOLD_OUT_HINT_SECONDS)
+        if slot_options(ctx):
+            ctx.say(_("Maaf, jam itu baru saja penuh. Silakan pilih jam lain."))
+            return Stay()
+        ctx.say(_("Maaf, kursi di tanggal itu baru saja habis. Silakan pilih tanggal lain."))
+        return Jump("day")
+    if result_refusal is HoldRefusal.ACTIVE_BOOKING:
+        ctx.say(
+            _(
+                "NIK ini sudah memegang satu jadwal (dari akun atau saluran mana pun). Satu NIK "
+                "hanya boleh punya satu jadwal aktif. Ketik /status untuk melihatnya."
+            )
+        )
+        return StartFlow("menu")
+    if result_refusal is HoldRefusal.NOT_ELIGIBLE:
+        ctx.say(
+            _(
+                "Paspor simpatik hanya untuk paspor baru dan penggantian karena habis berlaku "
+                "atau penuh, bukan untuk paspor hilang atau rusak."
+            )
+        )
+        return Jump("day")
+    if result_refusal is HoldRefusal.NOT_OPEN:
+        ctx.say(_("Permohonan ini sudah dibatalkan atau selesai."))
+        return StartFlow("menu")
+    ctx.say(_("Jam itu belum dibuka atau sedang ditutup. Silakan pilih jam lain."))
+    return Jump("day")
+
+
+# ---- which application ---------------------------------------------------------------------
+
+
+def application_options(ctx: Context) -> Sequence[Option]:
+    """Offer this account's applications that wait for a seat."""
+    return [Option(str(a.id), f"{a.reg_number}: {a.full_name}") for a in unbooked_applications(ctx)]
+
+
+def start_booking(ctx: Context) -> Transition | None:
+    """Start booking for the only waiting application, or let the user choose one."""
+    waiting = unbooked_applications(ctx)
+    if not waiting:
+        ctx.say(
+            _(
+                "Belum ada permohonan yang menunggu jadwal. Daftar dulu dengan memilih "
+                '"Daftar paspor", atau ketik /status.'
+            )
+        )
+        return None
+    if len(waiting) == 1:
+        return StartFlow(NAME, seed=(("application", str(waiting[0].id)),))
+    return StartFlow(NAME)
+
+
+def booking_after_registration(application: Application) -> StartFlow:
+    """Go straight from a new registration to choosing its office and date."""
+    return StartFlow(NAME, seed=(("application", str(application.id)),))
+
+
+OFFICE_QUERY = Step(
+    key="office_query",
+    prompt=N_(
+        "Di kota mana Anda ingin datang ke kantor imigrasi? Ketik nama kota (contoh: Bandung), "
+        "atau bagikan lokasi Anda untuk melihat kantor terdekat."
+    ),
+    expects=Expect.TEXT,
+    parse=find_offices,
+    help=N_("Kami menampilkan kantor yang cocok dengan nama kota, atau tiga kantor terdekat."),
+)
+OFFICE = Step(key="office", prompt=N_("Pilih kantor imigrasi:"), options=office_options)
+DAY = Step(key="day", prompt=day_prompt, options=day_options, after=after_day)
+
+FLOW = Flow(
+    NAME,
+    ask_before_leaving=False,
+    cancel_prompt=N_(
+        "Berhenti memilih jadwal? Permohonan Anda tetap tersimpan; pilih jadwal nanti dengan "
+        "/jadwal."
+    ),
+    cancelled=N_("Baik, pemilihan jadwal dihentikan. Permohonan Anda tetap tersimpan."),
+    steps=(
+        Step(
+            key="application",
+            prompt=N_("Untuk permohonan yang mana Anda memilih jadwal?"),
+            options=application_options,
+        ),
+        OFFICE_QUERY,
+        OFFICE,
+        DAY,
+        Step(
+            key="slot",
+            prompt=N_("Pilih jam kedatangan:"),
+            expects=Expect.CHOICE,
+            options=slot_options,
+            parse=read_slot,
+            after=after_slot,
+            store=False,
+            help=N_(
+                "Kursi ditahan setelah Anda memilih jam, lalu Anda menerima kode billing. "
+                "Bayar sebelum batas waktu agar jadwal menjadi pasti."
+            ),
+        ),
+    ),
+)

@@ -1,0 +1,103 @@
+"""Cancel an application (and its booking): asked twice, the seat goes back at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from bot.core.flow import Context, Flow, Option, StartFlow, Step, Transition
+from bot.i18n import N_, _
+from storage.booking import active_booking, cancel_booking
+from storage.models import CLOSED_STATUSES, Application, ApplicationStatus
+
+NAME = "cancellation"
+
+
+def open_applications(ctx: Context) -> list[Application]:
+    """Return this account's open applications."""
+    return list(
+        ctx.session.execute(
+            select(Application)
+            .where(
+                Application.channel == ctx.channel,
+                Application.account_ref == ctx.user_ref,
+                Application.status.not_in(CLOSED_STATUSES),
+            )
+            .order_by(Application.id)
+        ).scalars()
+    )
+
+
+def application_options(ctx: Context) -> list[Option]:
+    """Offer this account's open applications."""
+    return [Option(str(a.id), f"{a.reg_number}: {a.full_name}") for a in open_applications(ctx)]
+
+
+def confirm_prompt(ctx: Context) -> str:
+    """Warn before cancelling; a paid fee is not refunded."""
+    application = next(a for a in open_applications(ctx) if str(a.id) == ctx.answers["application"])
+    text = _("Batalkan permohonan {number} atas nama {name}?").format(
+        number=application.reg_number, name=application.full_name
+    )
+    if application.status == ApplicationStatus.CONFIRMED:
+        text += "\n" + _(
+            "Biaya yang sudah dibayar tidak dapat dikembalikan (ketentuan PNBP). Jika hanya "
+            'ingin mengganti tanggal, pilih "Tidak" lalu gunakan /ubahjadwal.'
+        )
+    return text
+
+
+def after_confirm(ctx: Context, value: Any) -> Transition | None:
+    """Cancel the application and its booking, giving the seat back."""
+    if value != "yes":
+        ctx.say(_("Baik, permohonan tidak dibatalkan."))
+        return StartFlow("menu")
+    application = next(
+        (a for a in open_applications(ctx) if str(a.id) == ctx.answers["application"]), None
+    )
+    if application is None:
+        ctx.say(_("Permohonan itu sudah tidak aktif."))
+        return StartFlow("menu")
+    booking = active_booking(ctx.session, application.nik)
+    if booking is not None and booking.application_id == application.id:
+        cancel_booking(ctx.session, booking, "cancelled by applicant")
+        ctx.shared.delete(f"soldout:{booking.slot_id}")
+    application.status = ApplicationStatus.CANCELLED
+    ctx.say(
+        _("Permohonan {number} dibatalkan.").format(number=application.reg_number)
+        + (" " + _("Kursinya sudah dilepas.") if booking is not None else "")
+    )
+    return StartFlow("menu")
+
+
+def start_cancellation(ctx: Context) -> Transition | None:
+    """Start cancelling, or say there is nothing to cancel."""
+    if not open_applications(ctx):
+        ctx.say(_("Tidak ada permohonan aktif yang bisa dibatalkan."))
+        return None
+    return StartFlow(NAME)
+
+
+FLOW = Flow(
+    NAME,
+    ask_before_leaving=False,
+    cancel_prompt=N_("Berhenti? Permohonan Anda tidak akan dibatalkan."),
+    cancelled=N_("Baik, permohonan tidak dibatalkan."),
+    steps=(
+        Step(
+            key="application",
+            prompt=N_("Permohonan mana yang ingin dibatalkan?"),
+            options=application_options,
+        ),
+        Step(
+            key="confirm",
+            prompt=confirm_prompt,
+            options=(
+                Option("yes", N_("Ya, batalkan permohonan"), ("ya", "yes")),
+                Option("no", N_("Tidak"), ("tidak", "no")),
+            ),
+            after=after_confirm,
+        ),
+    ),
+)

@@ -1,0 +1,124 @@
+"""Messages caused by something other than the user's last message: payment, expiry.
+
+They are written to the outbox in the transaction that caused them, rendered in the chat's
+language; pull channels (terminal, web chat) show them on the next turn, push channels send
+them from the worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.core.engine import ConversationState
+from bot.core.messages import Outbound
+from bot.documents import document_label, required_documents
+from bot.i18n import _, format_date, resolve_locale, use_locale
+from bot.timezones import format_window
+from storage.booking import queue_message
+from storage.models import Booking, Conversation, PaymentOutcome
+
+
+def chat_locale(session: Session, channel: str, user_ref: str) -> str:
+    """Return the language a chat reads: its own choice, else its channel's, else Indonesian."""
+    conversation = session.execute(
+        select(Conversation).where(
+            Conversation.channel == channel, Conversation.user_ref == user_ref
+        )
+    ).scalar_one_or_none()
+    if conversation is None:
+        return resolve_locale(None, None)
+    state = ConversationState.from_dict(conversation.state)
+    return resolve_locale(state.locale, state.channel_language)
+
+
+def confirmation(booking: Booking) -> Outbound:
+    """Describe a confirmed appointment with what to bring, and its QR code for check-in."""
+    application = booking.application
+    office = booking.slot.office
+    documents = [
+        document_label(requirement, application.answers)
+        for requirement in required_documents(application.answers)
+    ]
+    text = "\n".join(
+        [
+            _("Jadwal Anda sudah pasti."),
+            "",
+            _("Kode booking: {code}").format(code=booking.code),
+            _("Nama: {name}").format(name=application.full_name),
+            _("Kantor: {office}").format(office=office.name),
+            _("Alamat: {address}").format(address=office.address),
+            _("Jadwal: {date}, {window}").format(
+                date=format_date(booking.slot.day),
+                window=format_window(
+                    booking.slot.start_time, booking.slot.end_time, office.timezone
+                ),
+            ),
+            _("Bawa dokumen asli: {documents}").format(documents=", ".join(documents)),
+            "",
+            _(
+                "Tunjukkan kode QR ini (atau kode booking) saat check-in, dan datang 15 menit "
+                "sebelum jam mulai. Jadwal dapat diubah satu kali, paling lambat sehari "
+                "sebelumnya, dengan /ubahjadwal."
+            ),
+        ]
+    )
+    return Outbound(text, qr=booking.code)
+
+
+def payment_notice(booking: Booking, outcome: PaymentOutcome) -> Outbound:
+    """Tell the applicant what their payment did."""
+    if outcome is PaymentOutcome.CONFIRMED:
+        confirmed = confirmation(booking)
+        return Outbound(_("Pembayaran diterima.") + " " + confirmed.text, qr=confirmed.qr)
+    if outcome is PaymentOutcome.LATE_REFUND:
+        return Outbound(
+            _(
+                "Pembayaran untuk permohonan {number} kami terima setelah batas waktu, dan "
+                "kursinya sudah dilepas. Pembayaran Anda tercatat dan ditandai untuk "
+                "dikembalikan. Silakan pilih jadwal baru dengan /jadwal."
+            ).format(number=booking.application.reg_number)
+        )
+    if outcome is PaymentOutcome.ALREADY_PAID:
+        return Outbound(
+            _(
+                "Kode billing untuk permohonan {number} sudah dibayar sebelumnya. Pembayaran "
+                "kedua tercatat dan ditandai untuk dikembalikan."
+            ).format(number=booking.application.reg_number)
+        )
+    return Outbound(
+        _(
+            "Pembayaran untuk permohonan {number} tercatat, tetapi jumlahnya tidak sesuai "
+            "tagihan. Petugas akan memeriksanya dan menghubungi Anda."
+        ).format(number=booking.application.reg_number)
+    )
+
+
+def expiry_notice(booking: Booking) -> Outbound:
+    """Tell the applicant their unpaid hold ended and the seat went back to the pool."""
+    return Outbound(
+        _(
+            "Batas waktu pembayaran untuk permohonan {number} sudah lewat, jadi kursinya "
+            "dilepas. Data pendaftaran Anda tetap tersimpan: pilih jadwal baru dengan /jadwal."
+        ).format(number=booking.application.reg_number)
+    )
+
+
+def queue_for_applicant(session: Session, booking: Booking, message: Outbound,
+                        now: datetime) -> None:  # fmt: skip
+    """Write a message to the applicant's chat outbox (in the caller's transaction)."""
+    application = booking.application
+    queue_message(session, application.channel, application.account_ref, message.to_json(), now)
+
+
+def notify(
+    session: Session, booking: Booking, render: Callable[[Booking], Outbound], now: datetime
+) -> None:
+    """Render a notice in the applicant's language and queue it."""
+    application = booking.application
+    with use_locale(chat_locale(session, application.channel, application.account_ref)):
+        message = render(booking)
+    queue_for_applicant(session, booking, message, now)
