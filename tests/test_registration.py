@@ -86,8 +86,8 @@ def test_first_passport_for_an_adult_full_transcript(chat: Chat, loket: Loket) -
     assert "consent_at" in application.answers
     # The photos are kept, content-addressed by their hash.
     assert loket.blobs.get(application.documents[0].sha256).startswith(b"\xff\xd8\xff")
-    # The conversation is back at the menu with nothing personal left in it.
-    assert chat.state()["answers"] == {}
+    # The conversation keeps only a reference to the application, nothing personal.
+    assert chat.state()["answers"] == {"application": str(application.id)}
 
 
 def test_replacement_of_an_expired_passport(chat: Chat, loket: Loket) -> None:
