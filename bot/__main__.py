@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.service import Loket
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +25,16 @@ def main(argv: list[str] | None = None) -> int:
     chat.add_argument("--lang", choices=("id", "en"), default=None, help="channel language")
     commands.add_parser("migrate", help="apply database migrations")
     commands.add_parser("i18n", help="extract messages and update the catalogs")
+    commands.add_parser("seed", help="create the demo offices and extend every calendar")
+    payment = commands.add_parser("payment", help="record a payment notice (idempotent)")
+    payment.add_argument("--code", required=True, help="the 15-digit billing code")
+    payment.add_argument("--amount", required=True, type=int, help="amount paid, in rupiah")
+    payment.add_argument("--reference", required=True, help="the bank's payment reference")
+    payment.add_argument("--paid-at", default=None, help="ISO time with zone (default: now)")
+    commands.add_parser("sweep", help="expire unpaid holds and return their seats")
+    worker = commands.add_parser("worker", help="run background work in a loop")
+    worker.add_argument("--interval", type=float, default=30.0, help="seconds between rounds")
+    worker.add_argument("--rounds", type=int, default=None, help="stop after this many rounds")
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
@@ -29,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if args.command == "i18n":
         from bot.catalogs import main as catalogs_main
 
@@ -42,14 +59,49 @@ def main(argv: list[str] | None = None) -> int:
     from bot.channels.terminal import TerminalChat
     from bot.service import Loket
 
+    if args.command in ("seed", "payment", "sweep", "worker"):
+        return run_service_command(args, Loket(settings))
     if args.command == "chat":
         loket = Loket(settings)
+        loket.prepare_demo()
         try:
             TerminalChat(
                 loket, args.user, jsonl=args.jsonl, language=args.lang, out=sys.stdout
             ).run(sys.stdin)
         finally:
             loket.close()
+    return 0
+
+
+def run_service_command(args: argparse.Namespace, loket: Loket) -> int:
+    """Run one of the operational commands against the configured database."""
+    from bot import payments, worker
+    from bot.seed import extend_calendars, seed_offices
+
+    try:
+        if args.command == "seed":
+            with loket.sessions() as session, session.begin():
+                offices = seed_offices(session)
+                slots = extend_calendars(
+                    session, loket.now(session), loket.settings.booking_horizon_days
+                )
+            print(json.dumps({"offices_created": offices, "slots_created": slots}))
+        elif args.command == "payment":
+            paid_at = datetime.fromisoformat(args.paid_at) if args.paid_at else datetime.now(UTC)
+            result = payments.apply_notice(
+                loket, reference=args.reference, code=args.code, amount=args.amount,
+                paid_at=paid_at,
+            )  # fmt: skip
+            print(json.dumps(result.to_json()))
+        elif args.command == "sweep":
+            print(json.dumps({"expired": payments.sweep(loket)}))
+        elif args.command == "worker":
+            worker.run(loket, args.interval, args.rounds)
+    except payments.BadNotice as error:
+        print(json.dumps({"error": str(error)}), file=sys.stderr)
+        return 2
+    finally:
+        loket.close()
     return 0
 
 

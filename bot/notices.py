@@ -111,7 +111,7 @@ def queue_for_applicant(session: Session, booking: Booking, message: Outbound,
                         now: datetime) -> None:  # fmt: skip
     """Write a message to the applicant's chat outbox (in the caller's transaction)."""
     application = booking.application
-    queue_message(session, application.channel, application.account_ref, message.to_json(), now)
+    queue_message(session, application.channel, application.account_ref, message.to_payload(), now)
 
 
 def notify(

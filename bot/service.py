@@ -116,7 +116,7 @@ class Loket:
         """Take the outbox messages waiting for one chat (pull channels show them first)."""
         with self.sessions() as session, session.begin():
             payloads = take_outbox(session, channel, user_ref, self.now(session))
-        return [Outbound.from_json(payload) for payload in payloads]
+        return [Outbound.from_payload(payload) for payload in payloads]
 
     def close(self) -> None:
         """Release database connections and shared state."""

@@ -12,11 +12,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, and_, case, func, select, update
+from sqlalchemy import CursorResult, Result, and_, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -472,6 +472,11 @@ class DayFree:
     simpatik: bool
 
 
+def not_started(today: date, local_time: time) -> Any:
+    """Match slots after today, or later today than the office's current time."""
+    return or_(Slot.day > today, and_(Slot.day == today, Slot.start_time > local_time))
+
+
 def open_days(
     session: Session,
     office_id: int,
@@ -479,8 +484,12 @@ def open_days(
     now: datetime,
     today: date,
     limit: int = 7,
+    local_time: time = time(0, 0),
 ) -> list[DayFree]:
-    """Return the next days with released, free seats of these kinds, with counts."""
+    """Return the next days with released, free seats of these kinds, with counts.
+
+    Windows of today that already started (office time `local_time`) are not offered.
+    """
     free = func.sum(Slot.capacity - Slot.taken)
     simpatik = func.max(case((Slot.kind == SlotKind.SIMPATIK, 1), else_=0))
     rows = session.execute(
@@ -488,7 +497,7 @@ def open_days(
         .where(
             Slot.office_id == office_id,
             Slot.kind.in_(kinds),
-            Slot.day >= today,
+            not_started(today, local_time),
             Slot.closed.is_(False),
             Slot.release_at <= now,
             Slot.taken < Slot.capacity,
@@ -517,15 +526,22 @@ def next_release(
 
 
 def slots_on(
-    session: Session, office_id: int, day: date, kinds: Sequence[str], now: datetime
+    session: Session,
+    office_id: int,
+    day: date,
+    kinds: Sequence[str],
+    now: datetime,
+    today: date,
+    local_time: time,
 ) -> list[Slot]:
-    """Return the released, open slots of these kinds on a day, in time order."""
+    """Return the released, open, not yet started slots of these kinds on a day."""
     return list(
         session.execute(
             select(Slot)
             .where(
                 Slot.office_id == office_id,
                 Slot.day == day,
+                not_started(today, local_time),
                 Slot.kind.in_(kinds),
                 Slot.closed.is_(False),
                 Slot.release_at <= now,

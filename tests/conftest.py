@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
+from bot.seed import extend_calendars, seed_offices
 from bot.service import Loket
 from bot.settings import Settings
-from bot.seed import extend_calendars, seed_offices
 from storage.db import make_engine, make_session_factory, upgrade
 from storage.models import Base
 from tests.transcript import Chat

@@ -2,7 +2,8 @@
 
 Human mode prints choices as `[n] label` (answer with n or the label). `--jsonl` prints each bot
 message as one JSON object and `{"turn_end": true}` after each input line. `/foto PATH` sends a
-file as a photo; `/kontak NUMBER` shares a contact.
+file as a photo; `/kontak NUMBER` shares a contact; `/lokasi LAT,LON` shares a location.
+QR codes are written as PNG files under the data folder and their path is printed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TextIO
 
 from bot.core.messages import Expect, Inbound, Outbound
 from bot.i18n import _, use_locale
+from bot.qr import qr_png
 from bot.service import Loket
 
 CHANNEL = "terminal"
@@ -46,9 +48,19 @@ class TerminalChat:
                         [Outbound(_("File tidak dapat dibaca: {path}").format(path=path))]
                     )
                 return None
-            return Inbound.file(data, filename=path.name)
+            return Inbound.file(data, filename=path.name, language_code=self.language)
         if text.startswith("/kontak ") or text.startswith("/contact "):
-            return Inbound.contact(text.split(" ", 1)[1])
+            return Inbound.contact(text.split(" ", 1)[1], language_code=self.language)
+        if text.startswith("/lokasi ") or text.startswith("/location "):
+            try:
+                latitude, longitude = (float(part) for part in text.split(" ", 1)[1].split(","))
+            except ValueError:
+                with use_locale(self.language or "id"):
+                    self.print_messages(
+                        [Outbound(_("Tulis lokasi sebagai lintang,bujur, contoh: -6.9,107.6"))]
+                    )
+                return None
+            return Inbound.at(latitude, longitude, language_code=self.language)
         if text.isdigit() and self.last_choices and 1 <= int(text) <= len(self.last_choices):
             return Inbound.press(self.last_choices[int(text) - 1], language_code=self.language)
         return Inbound.say(text, language_code=self.language)
@@ -56,7 +68,9 @@ class TerminalChat:
     def send(self, event: Inbound) -> None:
         """Run one event through the service and print the replies (or an apology)."""
         try:
-            replies = self.loket.handle(CHANNEL, self.user, event)
+            # Notices that arrived meanwhile (payment confirmed, hold expired) come first.
+            replies = self.loket.pending_messages(CHANNEL, self.user)
+            replies += self.loket.handle(CHANNEL, self.user, event)
         except Exception:
             # The transaction was rolled back, so the conversation is where it was.
             log.exception("turn failed channel=%s kind=%s", CHANNEL, event.kind.value)
@@ -80,6 +94,8 @@ class TerminalChat:
                 self.out.write(json.dumps(message.to_json(), ensure_ascii=False) + "\n")
                 continue
             self.out.write(message.text + "\n")
+            if message.qr is not None:
+                self.out.write(f"  (QR: {self.save_qr(message.qr)})\n")
             for number, choice in enumerate(message.choices, start=1):
                 self.out.write(f"  [{number}] {choice.label}\n")
             if message.expects is Expect.PHOTO:
@@ -90,6 +106,14 @@ class TerminalChat:
         else:
             self.out.write("> ")
         self.out.flush()
+
+    def save_qr(self, content: str) -> Path:
+        """Write a QR code image under the data folder and return its path."""
+        folder = self.loket.settings.data_dir / "qr"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{content}.png"
+        path.write_bytes(qr_png(content))
+        return path
 
     def run(self, lines: TextIO) -> None:
         """Open the chat, then handle input lines until end of input."""

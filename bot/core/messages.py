@@ -36,18 +36,19 @@ class Outbound:
 
     def to_json(self) -> dict[str, Any]:
         """Render in the shape shared by the terminal's --jsonl mode and the chat API."""
-        shape: dict[str, Any] = {
+        return {
             "text": self.text,
             "choices": [choice.label for choice in self.choices],
             "expects": self.expects.value,
         }
-        if self.qr is not None:
-            shape["qr"] = self.qr
-        return shape
+
+    def to_payload(self) -> dict[str, Any]:
+        """Serialise for the outbox (a notice has no buttons; it may carry a QR code)."""
+        return {"text": self.text, "qr": self.qr}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Outbound:
-        """Rebuild a message stored in the outbox (choices are not stored there)."""
+    def from_payload(cls, data: dict[str, Any]) -> Outbound:
+        """Rebuild a message stored in the outbox."""
         return cls(text=str(data["text"]), qr=data.get("qr"))
 
 

@@ -29,7 +29,7 @@ from bot.core.flow import (
 )
 from bot.core.messages import EventKind, Expect, Inbound
 from bot.i18n import N_, _, format_date, format_money
-from bot.timezones import format_moment, format_window
+from bot.timezones import format_moment, format_window, local
 from bot.validators import age_on
 from storage.booking import (
     HoldRefusal,
@@ -184,10 +184,12 @@ def booking_application(ctx: Context) -> Application:
 def day_options(ctx: Context) -> list[Option]:
     """Offer the next dates with free seats, with counts, then a way out."""
     office = chosen_office(ctx)
-    today = office_today(office, ctx.now)
-    kinds = seat_kinds(booking_application(ctx), today)
+    here = local(ctx.now, office.timezone)
+    kinds = seat_kinds(booking_application(ctx), here.date())
     options = []
-    for free in open_days(ctx.session, office.id, kinds, ctx.now, today):
+    for free in open_days(
+        ctx.session, office.id, kinds, ctx.now, here.date(), local_time=here.time()
+    ):
         if free.simpatik:
             label = _("{date}: Paspor Simpatik ({free} kursi)")
         else:
@@ -241,8 +243,10 @@ KIND_LABELS = {
 def day_slots(ctx: Context) -> list[Slot]:
     """Return the slots the applicant may book on the chosen day."""
     office = chosen_office(ctx)
-    kinds = seat_kinds(booking_application(ctx), office_today(office, ctx.now))
-    return slots_on(ctx.session, office.id, date.fromisoformat(ctx.answers["day"]), kinds, ctx.now)
+    here = local(ctx.now, office.timezone)
+    kinds = seat_kinds(booking_application(ctx), here.date())
+    day = date.fromisoformat(ctx.answers["day"])
+    return slots_on(ctx.session, office.id, day, kinds, ctx.now, here.date(), here.time())
 
 
 def slot_label(slot: Slot, timezone: str) -> str:

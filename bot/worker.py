@@ -1,0 +1,37 @@
+"""The background worker: expire unpaid holds, extend calendars, record no-shows."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from bot.payments import sweep
+from bot.seed import extend_calendars
+from bot.service import Loket
+from storage.booking import mark_no_shows
+
+log = logging.getLogger(__name__)
+
+
+def run_once(loket: Loket) -> dict[str, int]:
+    """Do one round of background work and say what it did."""
+    expired = sweep(loket)
+    with loket.sessions() as session, session.begin():
+        now = loket.now(session)
+        made = extend_calendars(session, now, loket.settings.booking_horizon_days)
+        no_shows = mark_no_shows(session, (now - timedelta(hours=12)).date())
+    return {"expired": expired, "slots_made": made, "no_shows": no_shows}
+
+
+def run(loket: Loket, interval_seconds: float, rounds: int | None = None) -> None:
+    """Repeat `run_once` every interval (forever, or `rounds` times)."""
+    done = 0
+    while rounds is None or done < rounds:
+        try:
+            log.info("worker round %s", run_once(loket))
+        except Exception:
+            log.exception("worker round failed")
+        done += 1
+        if rounds is None or done < rounds:
+            time.sleep(interval_seconds)
