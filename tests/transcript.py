@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -92,6 +93,10 @@ class Chat:
         """Send a photo."""
         return self._send("<photo>", Inbound.file(data or photo_bytes(tag), "photo.jpg"))
 
+    def location(self, latitude: float, longitude: float) -> Reply:
+        """Share a location."""
+        return self._send("<location>", Inbound.at(latitude, longitude, self.language))
+
     def contact(self, phone: str) -> Reply:
         """Share a contact."""
         return self._send("<contact>", Inbound.contact(phone))
@@ -166,3 +171,23 @@ def register(chat: Chat, answers: dict[str, str] | None = None) -> Reply:
     """Complete a registration and return the confirmation reply."""
     fill_until(chat, "summary", answers)
     return chat.say("benar, kirim")
+
+
+BILLING_CODE = re.compile(r"Kode billing:? (\d{4} \d{4} \d{4} \d{3})")
+
+
+def billing_code(reply: Reply) -> str:
+    """Read the billing code the bot showed (digits only)."""
+    match = BILLING_CODE.search(reply.text)
+    assert match, f"no billing code in:\n{reply.text}"
+    return match.group(1).replace(" ", "")
+
+
+def book(chat: Chat, city: str = "Bandung", day: str = "1", window: str = "1") -> Reply:
+    """From the office question (right after registering), choose city, office, day, window."""
+    if chat.step() != "office_query":
+        chat.say("/jadwal")
+    chat.say(city)
+    chat.say("1")
+    chat.say(day)
+    return chat.say(window)

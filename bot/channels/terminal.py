@@ -33,7 +33,6 @@ class TerminalChat:
         self.jsonl = jsonl
         self.language = language
         self.out = out
-        self.last_choices: tuple[str, ...] = ()
 
     def event_for(self, line: str) -> Inbound | None:
         """Translate one input line into an engine event (None when it cannot be read)."""
@@ -61,8 +60,6 @@ class TerminalChat:
                     )
                 return None
             return Inbound.at(latitude, longitude, language_code=self.language)
-        if text.isdigit() and self.last_choices and 1 <= int(text) <= len(self.last_choices):
-            return Inbound.press(self.last_choices[int(text) - 1], language_code=self.language)
         return Inbound.say(text, language_code=self.language)
 
     def send(self, event: Inbound) -> None:
@@ -88,8 +85,6 @@ class TerminalChat:
     def print_messages(self, messages: list[Outbound]) -> None:
         """Print bot messages in the chosen mode and end the turn."""
         for message in messages:
-            # Numbers answer the question just asked, never an older one.
-            self.last_choices = tuple(choice.value for choice in message.choices)
             if self.jsonl:
                 self.out.write(json.dumps(message.to_json(), ensure_ascii=False) + "\n")
                 continue

@@ -55,6 +55,7 @@ class ConversationState:
     pending: str | None = None
     pending_flow: str | None = None
     offered: list[str] = field(default_factory=list)
+    shown: list[str] = field(default_factory=list)  # values of the buttons last shown
     locale: str | None = None  # the user's own choice (/bahasa)
     channel_language: str | None = None  # the last language code the channel reported
 
@@ -149,12 +150,25 @@ class Engine:
         locale = resolve_locale(state.locale, state.channel_language)
         with use_locale(locale):
             ctx.answers = state.answers
-            replies = self._dispatch(state, event, ctx, last_activity)
+            replies = self._dispatch(state, self._as_press(state, event), ctx, last_activity)
             if state.locale is not None and state.locale != locale:
                 # The user switched language during this turn: answer in the new one.
                 with use_locale(state.locale):
                     replies = [*ctx.notes, self.ask(state, ctx)]
             return replies
+
+    @staticmethod
+    def _as_press(state: ConversationState, event: Inbound) -> Inbound:
+        """Read a typed number as the button it numbered when the question was shown.
+
+        Lists change between turns (a window fills up); the number refers to what the user saw.
+        """
+        typed = event.text.strip().rstrip(".")
+        if event.kind is EventKind.TEXT and typed.isdigit():
+            number = int(typed)
+            if 1 <= number <= len(state.shown):
+                return Inbound.press(state.shown[number - 1], event.language_code)
+        return event
 
     def _dispatch(
         self,
@@ -200,7 +214,12 @@ class Engine:
         return self.flows[state.flow].step(state.step)
 
     def ask(self, state: ConversationState, ctx: Context) -> Outbound:
-        """Render the question the conversation waits on now."""
+        """Render the question the conversation waits on now, remembering its buttons."""
+        question = self._question(state, ctx)
+        state.shown = [choice.value for choice in question.choices]
+        return question
+
+    def _question(self, state: ConversationState, ctx: Context) -> Outbound:
         if state.pending:
             interrupt = INTERRUPTS[state.pending]
             buttons = tuple(Choice(o.value, _(o.label)) for o in interrupt.options)

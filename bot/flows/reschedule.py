@@ -91,7 +91,10 @@ def read_booking(ctx: Context, event: Inbound) -> str:
 
 
 def seed_office(ctx: Context, value: Any) -> Transition | None:
-    """Keep the office of the booking; the applicant chooses a new date there."""
+    """Keep the office of the booking; the applicant chooses a new date there.
+
+    Moving to another office is a new booking at that office, not a reschedule.
+    """
     booking = own_booking(ctx, value)
     ctx.answers["application"] = str(booking.application_id)
     ctx.answers["office"] = str(booking.slot.office_id)
@@ -129,12 +132,13 @@ def start_reschedule(ctx: Context) -> Transition | None:
 
 
 def day_options(ctx: Context) -> list[Option]:
-    """Offer dates as in booking, without today or the booking's own day when already past."""
+    """Offer later dates at the same office, as in booking, and a way back to the menu."""
     today = ctx.now.date()
     return [
         option
         for option in booking_flow.day_options(ctx)
-        if option.value in ("other_office", "menu") or date.fromisoformat(option.value) > today
+        if option.value == "menu"
+        or (option.value != "other_office" and date.fromisoformat(option.value) > today)
     ]
 
 
@@ -152,8 +156,6 @@ FLOW = Flow(
             parse=read_booking,
             after=seed_office,
         ),
-        booking_flow.OFFICE_QUERY,
-        booking_flow.OFFICE,
         Step(
             key="day",
             prompt=booking_flow.day_prompt,
