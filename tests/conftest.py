@@ -105,7 +105,7 @@ def _empty_tables(engine: Engine) -> None:
             for table in tables:
                 connection.execute(text(f"DELETE FROM {table}"))
         # Seats taken or closed by a test come back; slots a test added (simpatik) go.
-        connection.execute(text("DELETE FROM slots WHERE kind = 'simpatik'"))
+        connection.execute(text("DELETE FROM slots WHERE kind = 'simpatik' OR note = 'test slot'"))
         connection.execute(
             text("UPDATE slots SET taken = 0, closed = false WHERE taken > 0 OR closed")
         )
