@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine, make_url
 from bot.seed import extend_calendars, seed_offices
 from bot.service import Loket
 from bot.settings import Settings
+from bot.shared import InProcessState, RedisState, SharedState
 from storage.db import make_engine, make_session_factory, upgrade
 from storage.models import Base
 from tests.transcript import Chat
@@ -145,9 +146,31 @@ def clean_db(db_engine: Engine) -> Engine:
 
 
 @pytest.fixture
-def loket(settings: Settings, clean_db: Engine, clock: FakeClock) -> Loket:
-    """The real service on empty tables."""
-    return Loket(settings, db=clean_db, clock=clock)
+def shared_state(db_engine: Engine) -> Iterator[SharedState]:
+    """In-process state beside SQLite; Redis, under a prefix of the test's own, beside PostgreSQL."""
+    if db_engine.dialect.name != "postgresql":
+        yield InProcessState()
+        return
+    prefix = f"loket-test-{uuid.uuid4().hex[:10]}"
+    state = RedisState(os.environ.get("LOKET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"), prefix)
+    try:
+        state.client.ping()
+    except Exception as error:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"Redis is required but not reachable: {error}")
+        pytest.skip("Redis not reachable")
+    yield state
+    for key in state.client.scan_iter(f"{prefix}:*"):
+        state.client.delete(key)
+    state.close()
+
+
+@pytest.fixture
+def loket(
+    settings: Settings, clean_db: Engine, clock: FakeClock, shared_state: SharedState
+) -> Loket:
+    """The real service on empty tables (SQLite + in-process, or PostgreSQL + Redis)."""
+    return Loket(settings, db=clean_db, clock=clock, shared=shared_state)
 
 
 @pytest.fixture

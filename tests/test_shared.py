@@ -1,0 +1,60 @@
+"""One contract for shared state, run against the in-process store and real Redis."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from bot.shared import InProcessState, RedisState, SharedState
+from tests.conftest import REQUIRE_SERVICES
+
+REDIS_URL = os.environ.get("LOKET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(params=["in-process", "redis"])
+def shared(request: pytest.FixtureRequest) -> Iterator[SharedState]:
+    """Yield each implementation; Redis keys live under a prefix of the test's own."""
+    if request.param == "in-process":
+        yield InProcessState()
+        return
+    prefix = f"loket-test-{uuid.uuid4().hex[:10]}"
+    state = RedisState(REDIS_URL, prefix)
+    try:
+        state.client.ping()
+    except redis.RedisError as error:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"Redis is required but not reachable: {error}")
+        pytest.skip("Redis not reachable")
+    yield state
+    for key in state.client.scan_iter(f"{prefix}:*"):
+        state.client.delete(key)
+    state.close()
+
+
+def test_set_get_delete(shared: SharedState) -> None:
+    assert shared.get("soldout:1") is None
+    shared.set("soldout:1", "1", 30)
+    assert shared.get("soldout:1") == "1"
+    shared.delete("soldout:1")
+    assert shared.get("soldout:1") is None
+    shared.delete("never-set")  # deleting a missing key is fine
+
+
+def test_values_expire(shared: SharedState) -> None:
+    shared.set("short", "x", 0.2)
+    shared.set("long", "y", 30)
+    time.sleep(0.35)
+    assert shared.get("short") is None
+    assert shared.get("long") == "y"
+
+
+def test_keys_are_independent(shared: SharedState) -> None:
+    shared.set("a", "1", 30)
+    shared.set("b", "2", 30)
+    shared.set("a", "3", 30)
+    assert (shared.get("a"), shared.get("b")) == ("3", "2")
