@@ -147,7 +147,7 @@ def clean_db(db_engine: Engine) -> Engine:
 
 @pytest.fixture
 def shared_state(db_engine: Engine) -> Iterator[SharedState]:
-    """In-process state beside SQLite; Redis, under a prefix of the test's own, beside PostgreSQL."""
+    """In-process state beside SQLite; Redis under a test's own prefix beside PostgreSQL."""
     if db_engine.dialect.name != "postgresql":
         yield InProcessState()
         return
