@@ -94,9 +94,9 @@ class Loket:
     def handle(self, channel: str, user_ref: str, event: Inbound) -> list[Outbound]:
         """Apply one event for one chat identity in one transaction and return the replies."""
         with self.sessions() as session, session.begin():
-            conversation = lock_conversation(session, channel, user_ref)
+            conversation, database_now = lock_conversation(session, channel, user_ref)
             state = ConversationState.from_dict(conversation.state)
-            now = self.now(session)
+            now = self.clock() if self.clock is not None else database_now
             ctx = self.context(session, channel, user_ref, now)
             replies = self.engine.handle(state, event, ctx, _aware(conversation.last_activity_at))
             conversation.state = state.to_dict()

@@ -93,10 +93,23 @@ class Context:
     now: datetime
     answers: Answers
     notes: list[Outbound] = field(default_factory=list)
+    # Lookups memoised for this turn only (the session's identity map holds objects weakly,
+    # so without this a step re-reads the same rows several times per turn).
+    memo: dict[str, Any] = field(default_factory=dict)
 
     def say(self, text: str) -> None:
         """Queue a message to send before the next question."""
         self.notes.append(Outbound(text))
+
+    def remember(self, key: str, load: Callable[[], Any]) -> Any:
+        """Return `load()` once per turn and key."""
+        if key not in self.memo:
+            self.memo[key] = load()
+        return self.memo[key]
+
+    def forget(self, key: str) -> None:
+        """Drop a memoised lookup whose rows just changed."""
+        self.memo.pop(key, None)
 
 
 Prompt = str | Callable[[Context], str]

@@ -8,6 +8,7 @@ touching the slot row; the database still decides every hold.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -32,6 +33,7 @@ from bot.i18n import N_, _, format_date, format_money
 from bot.timezones import format_moment, format_window, local
 from bot.validators import age_on
 from storage.booking import (
+    DayFree,
     HoldRefusal,
     hold_seat,
     issue_billing,
@@ -165,8 +167,11 @@ def office_options(ctx: Context) -> list[Option]:
 
 def chosen_office(ctx: Context) -> Office:
     """Return the office chosen in this flow."""
-    office = ctx.session.get(Office, int(ctx.answers["office"]))
-    assert office is not None
+    office = ctx.remember(
+        f"office:{ctx.answers['office']}",
+        lambda: ctx.session.get(Office, int(ctx.answers["office"])),
+    )
+    assert isinstance(office, Office)
     return office
 
 
@@ -175,21 +180,74 @@ def chosen_office(ctx: Context) -> Office:
 
 def booking_application(ctx: Context) -> Application:
     """Return the application this flow is booking for (checked for ownership)."""
-    application = own_application(ctx, ctx.answers.get("application"))
-    if application is None:
+    key = f"application:{ctx.answers.get('application')}"
+    application = ctx.remember(key, lambda: own_application(ctx, ctx.answers.get("application")))
+    if not isinstance(application, Application):
         raise Invalid(_("Permohonan itu tidak ditemukan di akun ini."))
     return application
 
 
-def day_options(ctx: Context) -> list[Option]:
-    """Offer the next dates with free seats, with counts, then a way out."""
+AVAILABILITY_SECONDS = 2.0  # how long a date list may be served from shared state
+
+
+def available_days(ctx: Context) -> list[DayFree]:
+    """Return the dates with free seats for this applicant at the chosen office.
+
+    At quota release thousands ask for the same list within seconds; it is kept in shared
+    state (Redis at scale) for two seconds. A date shown with a seat that just went is
+    answered by the hold itself ("baru saja penuh"); the database decides every seat.
+    """
     office = chosen_office(ctx)
     here = local(ctx.now, office.timezone)
     kinds = seat_kinds(booking_application(ctx), here.date())
+    key = availability_key(ctx)
+
+    def load() -> list[DayFree]:
+        cached = ctx.shared.get(key)
+        if cached is not None:
+            return [DayFree(date.fromisoformat(d), free, weekend)
+                    for d, free, weekend in json.loads(cached)]  # fmt: skip
+        days = open_days(
+            ctx.session, office.id, kinds, ctx.now, here.date(), local_time=here.time()
+        )
+        share_days(ctx, key, days)
+        return days
+
+    days: list[DayFree] = ctx.remember(key, load)
+    return days
+
+
+def availability_key(ctx: Context) -> str:
+    """Name the shared date list of this office, seat kinds and minute."""
+    office = chosen_office(ctx)
+    here = local(ctx.now, office.timezone)
+    kinds = seat_kinds(booking_application(ctx), here.date())
+    return f"days:{office.id}:{'+'.join(kinds)}:{here.strftime('%Y%m%d%H%M')}"
+
+
+def share_days(ctx: Context, key: str, days: list[DayFree]) -> None:
+    """Publish a date list to shared state for a couple of seconds."""
+    ctx.shared.set(
+        key,
+        json.dumps([[d.day.isoformat(), d.free, d.simpatik] for d in days]),
+        AVAILABILITY_SECONDS,
+    )
+
+
+def forget_full_day(ctx: Context, day: str) -> None:
+    """A hold just found `day` full: take it out of the shared list if it is still there."""
+    days = available_days(ctx)
+    remaining = [d for d in days if d.day.isoformat() != day]
+    if len(remaining) != len(days):
+        key = availability_key(ctx)
+        share_days(ctx, key, remaining)
+        ctx.memo[key] = remaining
+
+
+def day_options(ctx: Context) -> list[Option]:
+    """Offer the next dates with free seats, with counts, then a way out."""
     options = []
-    for free in open_days(
-        ctx.session, office.id, kinds, ctx.now, here.date(), local_time=here.time()
-    ):
+    for free in available_days(ctx):
         if free.simpatik:
             label = _("{date}: Paspor Simpatik ({free} kursi)")
         else:
@@ -205,7 +263,7 @@ def day_options(ctx: Context) -> list[Option]:
 def day_prompt(ctx: Context) -> str:
     """Ask for a date, or say exactly when quota opens when none is free."""
     office = chosen_office(ctx)
-    if len(day_options(ctx)) > 2:
+    if available_days(ctx):
         return _("Pilih tanggal di {office}:").format(office=office.name)
     today = office_today(office, ctx.now)
     kinds = seat_kinds(booking_application(ctx), today)
@@ -241,12 +299,16 @@ KIND_LABELS = {
 
 
 def day_slots(ctx: Context) -> list[Slot]:
-    """Return the slots the applicant may book on the chosen day."""
+    """Return the slots the applicant may book on the chosen day (read once per turn)."""
     office = chosen_office(ctx)
     here = local(ctx.now, office.timezone)
     kinds = seat_kinds(booking_application(ctx), here.date())
     day = date.fromisoformat(ctx.answers["day"])
-    return slots_on(ctx.session, office.id, day, kinds, ctx.now, here.date(), here.time())
+    slots: list[Slot] = ctx.remember(
+        f"slots:{office.id}:{day}",
+        lambda: slots_on(ctx.session, office.id, day, kinds, ctx.now, here.date(), here.time()),
+    )
+    return slots
 
 
 def slot_label(slot: Slot, timezone: str) -> str:
@@ -328,12 +390,15 @@ def after_slot(ctx: Context, value: Any) -> Transition | None:
     application = booking_application(ctx)
     office = chosen_office(ctx)
     slot_id = int(value)
-    if ctx.shared.get(sold_out_key(slot_id)) is not None:
+    known_sold_out = ctx.shared.get(sold_out_key(slot_id)) is not None
+    if known_sold_out:
         result_refusal: HoldRefusal | None = HoldRefusal.SOLD_OUT
         booking = None
     else:
         result = hold_seat(ctx.session, application, slot_id, ctx.now, ctx.settings.payment_window)
         booking, result_refusal = result.booking, result.refusal
+        # Seats changed: read the windows again before offering them.
+        ctx.forget(f"slots:{office.id}:{ctx.answers['day']}")
     if booking is not None:
         billing = issue_billing(
             ctx.session, booking, application.fee_amount, ctx.billing.new_code, ctx.now
@@ -351,11 +416,13 @@ def after_slot(ctx: Context, value: Any) -> Transition | None:
         )
         return StartFlow("menu")
     if result_refusal is HoldRefusal.SOLD_OUT:
-        ctx.shared.set(sold_out_key(slot_id), "1", SOLD_OUT_HINT_SECONDS)
+        if not known_sold_out:
+            ctx.shared.set(sold_out_key(slot_id), "1", SOLD_OUT_HINT_SECONDS)
         if slot_options(ctx):
             ctx.say(_("Maaf, jam itu baru saja penuh. Silakan pilih jam lain."))
             return Stay()
         ctx.say(_("Maaf, kursi di tanggal itu baru saja habis. Silakan pilih tanggal lain."))
+        forget_full_day(ctx, ctx.answers["day"])
         return Jump("day")
     if result_refusal is HoldRefusal.ACTIVE_BOOKING:
         ctx.say(
