@@ -150,6 +150,7 @@ class Engine:
         locale = resolve_locale(state.locale, state.channel_language)
         with use_locale(locale):
             ctx.answers = state.answers
+            ctx.shown = tuple(state.shown)
             replies = self._dispatch(state, self._as_press(state, event), ctx, last_activity)
             if state.locale is not None and state.locale != locale:
                 # The user switched language during this turn: answer in the new one.

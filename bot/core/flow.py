@@ -93,6 +93,7 @@ class Context:
     now: datetime
     answers: Answers
     notes: list[Outbound] = field(default_factory=list)
+    shown: tuple[str, ...] = ()  # values of the buttons the user was last shown
     # Lookups memoised for this turn only (the session's identity map holds objects weakly,
     # so without this a step re-reads the same rows several times per turn).
     memo: dict[str, Any] = field(default_factory=dict)

@@ -265,9 +265,7 @@ def day_prompt(ctx: Context) -> str:
     office = chosen_office(ctx)
     if available_days(ctx):
         return _("Pilih tanggal di {office}:").format(office=office.name)
-    today = office_today(office, ctx.now)
-    kinds = seat_kinds(booking_application(ctx), today)
-    opens = next_release(ctx.session, office.id, kinds, ctx.now, today)
+    opens = release_time(ctx)
     if opens is not None:
         return _(
             "Kuota di {office} belum dibuka. Kuota berikutnya dibuka {moment}. Silakan kembali "
@@ -277,6 +275,23 @@ def day_prompt(ctx: Context) -> str:
         "Maaf, kuota di {office} sudah habis untuk semua tanggal yang dibuka. Silakan pilih "
         "kantor lain."
     ).format(office=office.name)
+
+
+RELEASE_SECONDS = 30.0
+
+
+def release_time(ctx: Context) -> datetime | None:
+    """Return when the next seats open at the chosen office (shared for 30 seconds)."""
+    office = chosen_office(ctx)
+    today = office_today(office, ctx.now)
+    kinds = seat_kinds(booking_application(ctx), today)
+    key = f"release:{office.id}:{'+'.join(kinds)}:{today.isoformat()}"
+    cached = ctx.shared.get(key)
+    if cached is not None:
+        return datetime.fromisoformat(cached) if cached != "-" else None
+    opens = next_release(ctx.session, office.id, kinds, ctx.now, today)
+    ctx.shared.set(key, opens.isoformat() if opens else "-", RELEASE_SECONDS)
+    return opens
 
 
 def after_day(_ctx: Context, value: Any) -> Transition | None:
@@ -333,6 +348,8 @@ def slot_options(ctx: Context) -> list[Option]:
 
 def read_slot(ctx: Context, event: Inbound) -> int:
     """Accept any window of the chosen day, even one that filled since it was shown."""
+    if event.kind is EventKind.CHOICE and event.text in ctx.shown and event.text.isdigit():
+        return int(event.text)  # a button we showed this user for this day
     slots = day_slots(ctx)
     if event.kind is EventKind.CHOICE:
         for slot in slots:
@@ -418,7 +435,8 @@ def after_slot(ctx: Context, value: Any) -> Transition | None:
     if result_refusal is HoldRefusal.SOLD_OUT:
         if not known_sold_out:
             ctx.shared.set(sold_out_key(slot_id), "1", SOLD_OUT_HINT_SECONDS)
-        if slot_options(ctx):
+        day_listed = any(d.day.isoformat() == ctx.answers["day"] for d in available_days(ctx))
+        if day_listed and slot_options(ctx):
             ctx.say(_("Maaf, jam itu baru saja penuh. Silakan pilih jam lain."))
             return Stay()
         ctx.say(_("Maaf, kursi di tanggal itu baru saja habis. Silakan pilih tanggal lain."))
