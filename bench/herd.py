@@ -84,7 +84,9 @@ def fresh_database(url: str) -> Iterator[str]:
 def nik_for(number: int) -> str:
     """Return a distinct, structurally valid NIK for applicant `number`."""
     birth = date(1950, 1, 1) + timedelta(days=number % 20000)
-    return f"3273{number // 9999 % 100:02d}{birth.day:02d}{birth.month:02d}{birth.year % 100:02d}{number % 9999 + 1:04d}"
+    district = number // 9999 % 100
+    encoded_birth = f"{birth.day:02d}{birth.month:02d}{birth.year % 100:02d}"
+    return f"3273{district:02d}{encoded_birth}{number % 9999 + 1:04d}"
 
 
 def prepare(url: str, users: int, seats: int) -> list[int]:
@@ -275,16 +277,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=20000)
     parser.add_argument("--seats", type=int, default=500)
-    parser.add_argument("--concurrency", type=int, default=32, help="turns in flight at once")
+    parser.add_argument("--concurrency", type=int, default=8, help="turns in flight at once")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
 
     settings = Settings.from_env()
     prefix = f"loket-herd-{uuid.uuid4().hex[:8]}"
     with fresh_database(settings.database_url) as url:
-        print(f"preparing {args.users} applicants and {args.seats} seats on "
-              f"{make_url(url).get_backend_name()}"
-              f"{' + Redis' if settings.redis_url else ' + in-process state'}", flush=True)  # fmt: skip
+        state = "Redis" if settings.redis_url else "in-process state"
+        backend = make_url(url).get_backend_name()
+        print(f"preparing {args.users} applicants, {args.seats} seats, {backend} + {state}")
         slot_ids = prepare(url, args.users, args.seats)
         processes = max(1, min(args.processes, args.concurrency))
         threads = max(1, args.concurrency // processes)
@@ -327,8 +329,10 @@ def main() -> int:
         "sold_out_p99_ms": round(percentile(sold_out, 0.99), 1),
         "seconds": round(seconds, 1),
     }
-    ordered = ["users", "seats", "bookings", "overbooked", "duplicate_billing_codes",
-               "duplicate_nik_bookings", "p50_ms", "p99_ms", "sold_out_p99_ms", "seconds"]  # fmt: skip
+    ordered = [
+        "users", "seats", "bookings", "overbooked", "duplicate_billing_codes",
+        "duplicate_nik_bookings", "p50_ms", "p99_ms", "sold_out_p99_ms", "seconds",
+    ]  # fmt: skip
     print(json.dumps({key: result[key] for key in ordered}))
     return 0 if kinds.get("other", 0) == 0 and not any(k.startswith("error") for k in kinds) else 1
 
