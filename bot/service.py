@@ -16,6 +16,7 @@ from bot.core.flow import Context
 from bot.core.messages import Inbound, Outbound
 from bot.documents import BlobStore, LocalBlobStore
 from bot.flows import build_engine
+from bot.identity import IdentityRegistry, StructuralIdentity
 from bot.seed import extend_calendars, seed_offices
 from bot.settings import Settings
 from bot.shared import SharedState, make_shared_state
@@ -51,6 +52,7 @@ class Loket:
         blobs: BlobStore | None = None,
         shared: SharedState | None = None,
         billing: BillingProvider | None = None,
+        identity: IdentityRegistry | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.settings = settings
@@ -63,6 +65,7 @@ class Loket:
         self.blobs = blobs or LocalBlobStore(settings.data_dir / "documents")
         self.shared = shared or make_shared_state(settings.redis_url, settings.redis_prefix)
         self.billing = billing or LocalBilling()
+        self.identity = identity or StructuralIdentity()
         self.clock = clock
         self.engine: Engine = build_engine()
 
@@ -85,6 +88,7 @@ class Loket:
             blobs=self.blobs,
             shared=self.shared,
             billing=self.billing,
+            identity=self.identity,
             channel=channel,
             user_ref=user_ref,
             now=now,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from bot.payments import sweep
 from bot.seed import extend_calendars
@@ -12,6 +12,7 @@ from bot.service import Loket
 from storage.booking import mark_no_shows
 
 log = logging.getLogger(__name__)
+WESTERNMOST = ZoneInfo("Asia/Jakarta")
 
 
 def run_once(loket: Loket) -> dict[str, int]:
@@ -20,7 +21,8 @@ def run_once(loket: Loket) -> dict[str, int]:
     with loket.sessions() as session, session.begin():
         now = loket.now(session)
         made = extend_calendars(session, now, loket.settings.booking_horizon_days)
-        no_shows = mark_no_shows(session, (now - timedelta(hours=12)).date())
+        # A day is over in every Indonesian zone once it is over in WIB, the westernmost.
+        no_shows = mark_no_shows(session, now.astimezone(WESTERNMOST).date())
     return {"expired": expired, "slots_made": made, "no_shows": no_shows}
 
 

@@ -81,9 +81,10 @@ def ensure_slots(session: Session, office: Office, start: date, days: int) -> in
         return 0
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    result = session.execute(
+    created = session.execute(
         insert(Slot)
         .values(rows)
         .on_conflict_do_nothing(index_elements=["office_id", "day", "start_time", "kind"])
-    )
-    return max(int(getattr(result, "rowcount", 0) or 0), 0)
+        .returning(Slot.id)
+    ).all()
+    return len(created)

@@ -344,3 +344,21 @@ def test_forged_application_button_is_refused(chat: Chat, loket: Loket) -> None:
     reply = chat.press(str(victim_id))
     assert "Tombol itu sudah tidak berlaku" in reply
     assert chat.step() == "application"
+
+
+def test_worker_round_expires_holds_and_records_no_shows(loket: Loket, clock: FakeClock) -> None:
+    from bot.worker import run_once
+
+    paid, unpaid = Chat(loket, "paid"), Chat(loket, "unpaid")
+    register(paid)
+    pay(loket, billing_code(book(paid)))  # Monday 23 November, confirmed
+    register(unpaid, {"nik": make_nik(date(1996, 1, 2)), "birth_date": "02-01-1996"})
+    book(unpaid)
+    clock.advance(hours=3)
+    assert run_once(loket) == {"expired": 1, "slots_made": 0, "no_shows": 0}
+    clock.advance(days=3)  # Wednesday: Monday's appointment never checked in
+    figures = run_once(loket)
+    assert figures["no_shows"] == 1 and figures["slots_made"] > 0
+    with loket.sessions() as session:
+        statuses = sorted(session.execute(select(Booking.status)).scalars())
+    assert statuses == ["expired", "no_show"]

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from bot.billing import BillingProvider
     from bot.documents import BlobStore
+    from bot.identity import IdentityRegistry
     from bot.settings import Settings
     from bot.shared import SharedState
 
@@ -88,6 +89,7 @@ class Context:
     blobs: BlobStore
     shared: SharedState
     billing: BillingProvider
+    identity: IdentityRegistry
     channel: str
     user_ref: str
     now: datetime

@@ -35,12 +35,10 @@ from bot.flows.booking import booking_after_registration
 from bot.i18n import N_, _, format_date, format_money
 from bot.validators import (
     age_on,
-    check_nik_matches,
     parse_address,
     parse_date,
     parse_email,
     parse_full_name,
-    parse_nik,
     parse_passport_number,
     parse_phone,
     parse_place,
@@ -198,15 +196,16 @@ def check_birth_date(ctx: Context, value: Any) -> None:
         )
 
 
-def read_nik(_ctx: Context, event: Inbound) -> str:
+def read_nik(ctx: Context, event: Inbound) -> str:
     """Validate the NIK's structure."""
-    return parse_nik(event.text)
+    return ctx.identity.read_nik(event.text)
 
 
 def check_nik(ctx: Context, value: Any) -> None:
     """The NIK must match the birth date and sex, and have no other open application."""
     if "birth_date" in ctx.answers and "sex" in ctx.answers:
-        check_nik_matches(value, date.fromisoformat(ctx.answers["birth_date"]), ctx.answers["sex"])
+        birth_date = date.fromisoformat(ctx.answers["birth_date"])
+        ctx.identity.check_person(value, birth_date, ctx.answers["sex"])
     if open_application_for_nik(ctx.session, value) is not None:
         raise Invalid(
             _(
