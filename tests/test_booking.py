@@ -362,3 +362,33 @@ def test_worker_round_expires_holds_and_records_no_shows(loket: Loket, clock: Fa
     with loket.sessions() as session:
         statuses = sorted(session.execute(select(Booking.status)).scalars())
     assert statuses == ["expired", "no_show"]
+
+
+def test_double_tap_on_a_window_gives_one_seat_and_one_code(chat: Chat, loket: Loket) -> None:
+    register(chat)
+    chat.say("Bandung")
+    chat.say("1")
+    reply = chat.say("1")
+    window = reply.question.choices[0].value
+    first = chat.press(window)
+    again = chat.press(window)  # the same button pressed again a moment later
+    assert "Kursi Anda ditahan" in first and "Kursi Anda ditahan" not in again
+    with loket.sessions() as session:
+        assert session.execute(select(func.count(Booking.id))).scalar_one() == 1
+        assert session.execute(select(func.count(BillingCode.id))).scalar_one() == 1
+    assert billing_code(first)[:4] in chat.say("/status")
+
+
+def test_reschedule_into_a_full_window_is_refused(chat: Chat, loket: Loket) -> None:
+    register(chat)
+    pay(loket, billing_code(book(chat)))
+    chat.say("/ubahjadwal")
+    chat.say("1")
+    reply = chat.say("2")  # Tuesday 24 November
+    morning = reply.question.choices[0].value
+    with loket.sessions() as session, session.begin():
+        session.execute(update(Slot).where(Slot.id == int(morning)).values(taken=Slot.capacity))
+    reply = chat.press(morning)
+    assert "Maaf, jam itu baru saja penuh" in reply
+    assert chat.step() == "slot"
+    assert slot_of(loket).day == date(2026, 11, 23)  # the booking did not move
