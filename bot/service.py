@@ -16,11 +16,12 @@ from bot.core.flow import Context
 from bot.core.messages import Inbound, Outbound
 from bot.documents import BlobStore, LocalBlobStore
 from bot.flows import build_engine
+from bot.i18n import resolve_locale
 from bot.identity import IdentityRegistry, StructuralIdentity
 from bot.seed import extend_calendars, seed_offices
 from bot.settings import Settings
 from bot.shared import SharedState, make_shared_state
-from storage.booking import db_now, take_outbox
+from storage.booking import db_now, queue_message, record_event, take_outbox
 from storage.conversations import lock_conversation
 from storage.db import make_engine, make_session_factory, upgrade
 from storage.models import Office
@@ -98,23 +99,48 @@ class Loket:
     def handle(self, channel: str, user_ref: str, event: Inbound) -> list[Outbound]:
         """Apply one event for one chat identity in one transaction and return the replies."""
         with self.sessions() as session, session.begin():
-            conversation, database_now = lock_conversation(session, channel, user_ref)
-            state = ConversationState.from_dict(conversation.state)
-            now = self.clock() if self.clock is not None else database_now
-            ctx = self.context(session, channel, user_ref, now)
-            replies = self.engine.handle(state, event, ctx, _aware(conversation.last_activity_at))
-            conversation.state = state.to_dict()
-            conversation.locale = state.locale
-            conversation.last_activity_at = now
-            log.info(
-                "turn channel=%s kind=%s flow=%s step=%s replies=%d",
-                channel,
-                event.kind.value,
-                state.flow,
-                state.step,
-                len(replies),
-            )
+            replies, _locale = self._turn(session, channel, user_ref, event)
         return replies
+
+    def process(self, channel: str, user_ref: str, event: Inbound, event_key: str) -> bool:
+        """Apply an event exactly once and queue its replies in the outbox; False if a repeat.
+
+        The event's key (a Telegram update_id, ...) is recorded in the same transaction as the
+        conversation change and the outgoing messages, so a retried or doubled delivery, or a
+        crash before commit, can neither lose nor double the turn.
+        """
+        with self.sessions() as session, session.begin():
+            if not record_event(session, event_key):
+                return False
+            replies, locale = self._turn(session, channel, user_ref, event)
+            now = self.now(session)
+            for reply in replies:
+                queue_message(
+                    session, channel, user_ref, {**reply.to_payload(), "locale": locale}, now
+                )
+        return True
+
+    def _turn(
+        self, session: Session, channel: str, user_ref: str, event: Inbound
+    ) -> tuple[list[Outbound], str]:
+        """Run one turn in the caller's transaction; return the replies and their language."""
+        conversation, database_now = lock_conversation(session, channel, user_ref)
+        state = ConversationState.from_dict(conversation.state)
+        now = self.clock() if self.clock is not None else database_now
+        ctx = self.context(session, channel, user_ref, now)
+        replies = self.engine.handle(state, event, ctx, _aware(conversation.last_activity_at))
+        conversation.state = state.to_dict()
+        conversation.locale = state.locale
+        conversation.last_activity_at = now
+        log.info(
+            "turn channel=%s kind=%s flow=%s step=%s replies=%d",
+            channel,
+            event.kind.value,
+            state.flow,
+            state.step,
+            len(replies),
+        )
+        return replies, resolve_locale(state.locale, state.channel_language)
 
     def pending_messages(self, channel: str, user_ref: str) -> list[Outbound]:
         """Take the outbox messages waiting for one chat (pull channels show them first)."""

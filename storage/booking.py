@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Result, and_, case, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,6 +32,7 @@ from storage.models import (
     OutboxMessage,
     Payment,
     PaymentOutcome,
+    ProcessedEvent,
     Slot,
     SlotKind,
 )
@@ -594,3 +596,16 @@ def take_outbox(
     for row in rows:
         row.sent_at = now
     return [dict(row.payload) for row in rows]
+
+
+def record_event(session: Session, key: str) -> bool:
+    """Record an inbound event's key; False when it was already processed (a repeat)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    created = session.execute(
+        insert(ProcessedEvent)
+        .values(key=key, processed_at=func.now())
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(ProcessedEvent.key)
+    ).first()
+    return created is not None

@@ -311,10 +311,17 @@ class Payment(Base):
 
 
 class OutboxMessage(Base):
-    """A message to deliver to one chat, written in the same transaction as its cause."""
+    """A message to deliver to one chat, written in the same transaction as its cause.
+
+    A sender claims a chat's pending rows for a short time (`claimed_until`) so two senders
+    never send the same row; a crashed sender's claim runs out and another takes over.
+    """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "sent_at", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_pending", "sent_at", "id"),
+        Index("ix_outbox_chat", "channel", "user_ref", "sent_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     channel: Mapped[str] = mapped_column(String(32))
@@ -322,3 +329,18 @@ class OutboxMessage(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    claimed_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    message_id: Mapped[str | None] = mapped_column(String(32))  # the channel's id once sent
+
+
+class ProcessedEvent(Base):
+    """An inbound event already applied (a Telegram update_id, ...), committed with its effects.
+
+    A retried or doubled delivery finds its key here and changes nothing.
+    """
+
+    __tablename__ = "processed_events"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    processed_at: Mapped[datetime]

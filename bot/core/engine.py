@@ -245,7 +245,7 @@ class Engine:
         expects = step.expects
         if expects is Expect.TEXT and step.options:
             expects = Expect.CHOICE
-        return Outbound(text, tuple(choices), expects)
+        return Outbound(text, tuple(choices), expects, offers_location=step.offers_location)
 
     # ---- keywords and commands ---------------------------------------------------------
 

@@ -141,6 +141,7 @@ class Step:
     after: Callable[[Context, Any], Transition | None] | None = None
     store: bool = True
     skippable: bool | Callable[[Answers], bool] = False
+    offers_location: bool = False  # channels may offer a "share location" button
 
     def prompt_text(self, ctx: Context) -> str:
         """Return the translated question."""

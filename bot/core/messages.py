@@ -33,6 +33,7 @@ class Outbound:
     choices: tuple[Choice, ...] = ()
     expects: Expect = Expect.NONE
     qr: str | None = None  # content for a QR image the channel renders under the text
+    offers_location: bool = False  # a shared location is a welcome answer (nearest office)
 
     def to_json(self) -> dict[str, Any]:
         """Render in the shape shared by the terminal's --jsonl mode and the chat API."""
@@ -43,13 +44,25 @@ class Outbound:
         }
 
     def to_payload(self) -> dict[str, Any]:
-        """Serialise for the outbox (a notice has no buttons; it may carry a QR code)."""
-        return {"text": self.text, "qr": self.qr}
+        """Serialise everything a channel needs to render this message later (the outbox)."""
+        return {
+            "text": self.text,
+            "choices": [[choice.value, choice.label] for choice in self.choices],
+            "expects": self.expects.value,
+            "qr": self.qr,
+            "offers_location": self.offers_location,
+        }
 
     @classmethod
     def from_payload(cls, data: dict[str, Any]) -> Outbound:
         """Rebuild a message stored in the outbox."""
-        return cls(text=str(data["text"]), qr=data.get("qr"))
+        return cls(
+            text=str(data["text"]),
+            choices=tuple(Choice(str(v), str(label)) for v, label in data.get("choices", [])),
+            expects=Expect(data.get("expects", Expect.NONE.value)),
+            qr=data.get("qr"),
+            offers_location=bool(data.get("offers_location", False)),
+        )
 
 
 class EventKind(StrEnum):

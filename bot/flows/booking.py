@@ -502,6 +502,7 @@ OFFICE_QUERY = Step(
     ),
     expects=Expect.TEXT,
     parse=find_offices,
+    offers_location=True,
     help=N_("Kami menampilkan kantor yang cocok dengan nama kota, atau tiga kantor terdekat."),
 )
 OFFICE = Step(key="office", prompt=N_("Pilih kantor imigrasi:"), options=office_options)
