@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     payment.add_argument("--reference", required=True, help="the bank's payment reference")
     payment.add_argument("--paid-at", default=None, help="ISO time with zone (default: now)")
     commands.add_parser("sweep", help="expire unpaid holds and return their seats")
+    poll = commands.add_parser("poll", help="run the Telegram bot by long polling")
+    poll.add_argument("--rounds", type=int, default=None, help="stop after this many polls")
+    commands.add_parser("serve", help="run the web app on PORT (registers the webhook)")
     worker = commands.add_parser("worker", help="run background work in a loop")
     worker.add_argument("--interval", type=float, default=30.0, help="seconds between rounds")
     worker.add_argument("--rounds", type=int, default=None, help="stop after this many rounds")
@@ -61,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command in ("seed", "payment", "sweep", "worker"):
         return run_service_command(args, Loket(settings))
+    if args.command == "poll":
+        return run_poll(settings, args.rounds)
+    if args.command == "serve":
+        return run_serve(settings)
     if args.command == "chat":
         loket = Loket(settings)
         loket.prepare_demo()
@@ -70,6 +77,43 @@ def main(argv: list[str] | None = None) -> int:
             ).run(sys.stdin)
         finally:
             loket.close()
+    return 0
+
+
+def run_poll(settings: Settings, rounds: int | None) -> int:
+    """Serve Telegram by long polling until stopped (or for `rounds` polls)."""
+    from bot.channels.telegram import BotRunner, TelegramChannel
+    from bot.service import Loket
+
+    if not settings.telegram_token:
+        print("TELEGRAM_BOT_TOKEN is not set", file=sys.stderr)
+        return 2
+    loket = Loket(settings)
+    if settings.embedded:
+        loket.prepare_demo()
+    runner = BotRunner(settings)
+    channel = TelegramChannel(loket, runner)
+    try:
+        channel.set_commands()
+        channel.poll(rounds=rounds)
+    finally:
+        runner.close()
+        loket.close()
+    return 0
+
+
+def run_serve(settings: Settings) -> int:
+    """Run the web app on PORT with a threaded server; register the webhook when configured."""
+    from bot.web import create_app
+
+    app = create_app(settings)
+    telegram = app.config["TELEGRAM"]
+    if telegram is not None and settings.public_url and settings.telegram_webhook_secret:
+        telegram.set_commands()
+        telegram.set_webhook(settings.public_url, settings.telegram_webhook_secret)
+    if settings.embedded:
+        app.config["LOKET"].prepare_demo()
+    app.run(host="0.0.0.0", port=settings.port, threaded=True)
     return 0
 
 

@@ -185,12 +185,13 @@ class LocalBlobStore:
 
 def accept_upload(upload: Upload, blobs: BlobStore, max_bytes: int) -> dict[str, Any]:
     """Check an upload and store it; return the record kept in the answers."""
-    if len(upload.data) > max_bytes:
+    size = max(len(upload.data), upload.declared_size or 0)
+    if size > max_bytes:
         raise Invalid(
             _(
                 "Ukuran file {size} MB, melebihi batas {limit} MB. Kirim foto yang lebih kecil."
             ).format(
-                size=f"{len(upload.data) / 1_048_576:.1f}",
+                size=f"{size / 1_048_576:.1f}",
                 limit=f"{max_bytes / 1_048_576:.0f}",
             )
         )

@@ -23,6 +23,12 @@ class Settings:
     payment_window: timedelta = timedelta(hours=2)
     booking_horizon_days: int = 62
     payment_secret: str | None = None
+    telegram_token: str | None = None
+    telegram_base_url: str = "https://api.telegram.org/bot"
+    telegram_base_file_url: str = "https://api.telegram.org/file/bot"
+    telegram_webhook_secret: str | None = None
+    public_url: str | None = None
+    port: int = 8000
     idle_timeout: timedelta = timedelta(hours=24)
     max_applicants_per_account: int = 5
     max_upload_bytes: int = 10 * 1024 * 1024
@@ -53,6 +59,14 @@ class Settings:
             payment_window=timedelta(minutes=float(env.get("LOKET_PAYMENT_WINDOW_MINUTES", "120"))),
             booking_horizon_days=int(env.get("LOKET_BOOKING_HORIZON_DAYS", "62")),
             payment_secret=env.get("PAYMENT_WEBHOOK_SECRET") or None,
+            telegram_token=env.get("TELEGRAM_BOT_TOKEN") or None,
+            telegram_base_url=env.get("TELEGRAM_BASE_URL", "https://api.telegram.org/bot"),
+            telegram_base_file_url=env.get(
+                "TELEGRAM_BASE_FILE_URL", "https://api.telegram.org/file/bot"
+            ),
+            telegram_webhook_secret=env.get("TELEGRAM_WEBHOOK_SECRET") or None,
+            public_url=env.get("PUBLIC_URL") or None,
+            port=int(env.get("PORT", "8000")),
             idle_timeout=timedelta(hours=float(env.get("LOKET_IDLE_TIMEOUT_HOURS", "24"))),
             max_applicants_per_account=int(env.get("LOKET_MAX_APPLICANTS_PER_ACCOUNT", "5")),
             max_upload_bytes=int(env.get("LOKET_MAX_UPLOAD_BYTES", str(10 * 1024 * 1024))),

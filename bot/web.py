@@ -1,24 +1,35 @@
-"""The Flask app: payment notices now; the Telegram webhook and web pages join it later."""
+"""The Flask app: health, payment notices, the Telegram webhook (web pages join it later)."""
 
 from __future__ import annotations
 
+import hmac
 from datetime import datetime
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
 from sqlalchemy import text
 
+from bot.channels.telegram import BotRunner, TelegramChannel
 from bot.payments import SIGNATURE_HEADER, BadNotice, apply_notice, signature_ok
 from bot.service import Loket
 from bot.settings import Settings
 
+TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
-def create_app(settings: Settings | None = None, loket: Loket | None = None) -> Flask:
+
+def create_app(
+    settings: Settings | None = None,
+    loket: Loket | None = None,
+    telegram: TelegramChannel | None = None,
+) -> Flask:
     """Build the web app around one Loket service (made from the environment if not given)."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config["LOKET"] = loket or Loket(settings)
     app.config["SETTINGS"] = settings
+    app.config["TELEGRAM"] = telegram
+    if telegram is None and settings.telegram_token and settings.telegram_webhook_secret:
+        app.config["TELEGRAM"] = TelegramChannel(app.config["LOKET"], BotRunner(settings))
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
@@ -51,5 +62,23 @@ def create_app(settings: Settings | None = None, loket: Loket | None = None) -> 
         except (BadNotice, KeyError, ValueError, TypeError) as error:
             return jsonify(error=f"bad notice: {error}"), 400
         return jsonify(result.to_json()), 200
+
+    @app.post("/telegram/webhook")
+    def telegram_webhook() -> tuple[Response, int]:
+        """Apply a Telegram update exactly once; answer non-2xx only when a retry is wanted."""
+        channel: TelegramChannel | None = current_app.config["TELEGRAM"]
+        secret = current_app.config["SETTINGS"].telegram_webhook_secret
+        if channel is None or not secret:
+            return jsonify(error="telegram webhook is not configured"), 503
+        given = request.headers.get(TELEGRAM_SECRET_HEADER)
+        if given is None:
+            return jsonify(error="missing secret"), 401
+        if not hmac.compare_digest(given.encode(), secret.encode()):
+            return jsonify(error="wrong secret"), 403
+        update: Any = request.get_json(silent=True)
+        if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
+            return jsonify(error="not an update"), 400  # retrying would not help
+        channel.handle_update(update)  # an exception answers 500: Telegram retries
+        return jsonify(ok=True), 200
 
     return app

@@ -6,6 +6,7 @@ import logging
 import time
 from zoneinfo import ZoneInfo
 
+from bot.channels.telegram import BotRunner, TelegramChannel
 from bot.payments import sweep
 from bot.seed import extend_calendars
 from bot.service import Loket
@@ -15,7 +16,7 @@ log = logging.getLogger(__name__)
 WESTERNMOST = ZoneInfo("Asia/Jakarta")
 
 
-def run_once(loket: Loket) -> dict[str, int]:
+def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str, int]:
     """Do one round of background work and say what it did."""
     expired = sweep(loket)
     with loket.sessions() as session, session.begin():
@@ -23,15 +24,21 @@ def run_once(loket: Loket) -> dict[str, int]:
         made = extend_calendars(session, now, loket.settings.booking_horizon_days)
         # A day is over in every Indonesian zone once it is over in WIB, the westernmost.
         no_shows = mark_no_shows(session, now.astimezone(WESTERNMOST).date())
-    return {"expired": expired, "slots_made": made, "no_shows": no_shows}
+    figures = {"expired": expired, "slots_made": made, "no_shows": no_shows}
+    if telegram is not None:
+        figures["telegram_sent"] = telegram.flush_pending()
+    return figures
 
 
 def run(loket: Loket, interval_seconds: float, rounds: int | None = None) -> None:
     """Repeat `run_once` every interval (forever, or `rounds` times)."""
+    telegram = None
+    if loket.settings.telegram_token:
+        telegram = TelegramChannel(loket, BotRunner(loket.settings))
     done = 0
     while rounds is None or done < rounds:
         try:
-            log.info("worker round %s", run_once(loket))
+            log.info("worker round %s", run_once(loket, telegram))
         except Exception:
             log.exception("worker round failed")
         done += 1

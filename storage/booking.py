@@ -609,3 +609,83 @@ def record_event(session: Session, key: str) -> bool:
         .returning(ProcessedEvent.key)
     ).first()
     return created is not None
+
+
+def event_seen(session: Session, key: str) -> bool:
+    """Tell whether an inbound event was already processed."""
+    return session.get(ProcessedEvent, key) is not None
+
+
+def claim_outbox(
+    session: Session, channel: str, user_ref: str, now: datetime, hold: timedelta
+) -> list[tuple[int, dict[str, Any]]]:
+    """Claim one chat's unsent rows for `hold`, oldest first; another sender skips them.
+
+    A row whose claim ran out (its sender died) can be claimed again; the claim is a
+    conditional UPDATE, so two senders never both win the same row.
+    """
+    candidates = (
+        session.execute(
+            select(OutboxMessage.id)
+            .where(
+                OutboxMessage.channel == channel,
+                OutboxMessage.user_ref == user_ref,
+                OutboxMessage.sent_at.is_(None),
+                or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+            )
+            .order_by(OutboxMessage.id)
+        )
+        .scalars()
+        .all()
+    )
+    claimed: list[tuple[int, dict[str, Any]]] = []
+    for row_id in candidates:
+        won = session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id == row_id,
+                OutboxMessage.sent_at.is_(None),
+                or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+            )
+            .values(claimed_until=now + hold, attempts=OutboxMessage.attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if changed_rows(won) != 1:
+            break  # another sender has this chat: leave the rest to it, in order
+        payload = session.execute(
+            select(OutboxMessage.payload).where(OutboxMessage.id == row_id)
+        ).scalar_one()
+        claimed.append((row_id, dict(payload)))
+    return claimed
+
+
+def mark_sent(session: Session, row_id: int, message_id: str, now: datetime) -> None:
+    """Record that a row was delivered, with the channel's message id."""
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == row_id)
+        .values(sent_at=now, message_id=message_id, claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def release_claim(session: Session, row_ids: Sequence[int]) -> None:
+    """Give rows back after a failed send so the next sender retries them."""
+    if row_ids:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(row_ids), OutboxMessage.sent_at.is_(None))
+            .values(claimed_until=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def pending_chats(session: Session, channel: str) -> list[str]:
+    """Return the chats of one channel with unsent outbox rows."""
+    return list(
+        session.execute(
+            select(OutboxMessage.user_ref)
+            .where(OutboxMessage.channel == channel, OutboxMessage.sent_at.is_(None))
+            .distinct()
+        ).scalars()
+    )

@@ -83,6 +83,7 @@ class Upload:
     data: bytes
     filename: str | None = None
     declared_type: str | None = None
+    declared_size: int | None = None  # what the channel says before download (may be absent)
 
 
 @dataclass(frozen=True)
@@ -112,11 +113,12 @@ class Inbound:
         filename: str | None = None,
         declared_type: str | None = None,
         language_code: str | None = None,
+        declared_size: int | None = None,
     ) -> Inbound:
         """Build an upload event."""
         return cls(
             EventKind.FILE,
-            upload=Upload(data, filename, declared_type),
+            upload=Upload(data, filename, declared_type, declared_size),
             language_code=language_code,
         )
 

@@ -1,0 +1,345 @@
+"""The Telegram channel on python-telegram-bot: translate updates, apply them once, send replies.
+
+Flask under gunicorn has no long-lived event loop and python-telegram-bot's `Bot` is async, so
+each process keeps one `Bot` on one event loop in a background thread (`BotRunner`); request
+threads and the poller stay synchronous and hand it only HTTP calls, so no database work ever
+runs on the loop. Every update is applied exactly once (`Loket.process` records its update_id
+with its effects) and every reply goes through the outbox: sent right after commit, and by the
+worker if a crash left it unsent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from telegram import (
+    Bot,
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+)
+from telegram.error import TelegramError
+from telegram.request import HTTPXRequest
+
+from bot.core.messages import Expect, Inbound, Outbound
+from bot.i18n import N_, _, use_locale
+from bot.qr import qr_png
+from bot.service import Loket
+from bot.settings import Settings
+from storage.booking import claim_outbox, event_seen, mark_sent, pending_chats, release_claim
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "telegram"
+CALLBACK_LIMIT = 64  # bytes Telegram allows in callback_data
+TEXT_LIMIT = 4096
+CLAIM_FOR = timedelta(seconds=30)
+T = TypeVar("T")
+
+COMMANDS = (
+    ("start", N_("Mulai dan menu utama")),
+    ("daftar", N_("Daftar paspor")),
+    ("status", N_("Status permohonan dan pembayaran")),
+    ("jadwal", N_("Pilih jadwal dan kode billing")),
+    ("batal", N_("Batalkan")),
+    ("bahasa", N_("Ganti bahasa")),
+    ("bantuan", N_("Bantuan")),
+)
+
+
+class BotRunner:
+    """One `Bot` and its event loop in a background thread, for synchronous callers."""
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.telegram_token, "TELEGRAM_BOT_TOKEN is not set"
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="telegram-bot", daemon=True
+        )
+        self.thread.start()
+        self.bot = Bot(
+            settings.telegram_token,
+            base_url=settings.telegram_base_url,
+            base_file_url=settings.telegram_base_file_url,
+            request=HTTPXRequest(connection_pool_size=32),
+            get_updates_request=HTTPXRequest(connection_pool_size=2, read_timeout=40),
+        )
+        self.call(self.bot.initialize())
+
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        """Run a coroutine on the bot's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def close(self) -> None:
+        """Shut the bot down and stop the loop."""
+        try:
+            self.call(self.bot.shutdown(), timeout=10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=10)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """What an update means for us: whose chat, which event, and what to acknowledge."""
+
+    update_id: int
+    chat_id: str
+    event: Inbound | None
+    file_id: str | None = None
+    file_size: int | None = None
+    filename: str | None = None
+    callback_id: str | None = None
+    callback_message: dict[str, Any] | None = None
+
+
+def translate(update: dict[str, Any]) -> Incoming | None:
+    """Read a Bot API update; None for what we do not handle (groups, edits, stickers...)."""
+    update_id = int(update["update_id"])
+    if "callback_query" in update:
+        query = update["callback_query"]
+        message = query.get("message") or {}
+        chat = message.get("chat") or {}
+        if chat.get("type", "private") != "private" or "data" not in query:
+            return None
+        language = (query.get("from") or {}).get("language_code")
+        return Incoming(
+            update_id,
+            str(chat["id"]),
+            Inbound.press(str(query["data"]), language),
+            callback_id=str(query["id"]),
+            callback_message=message,
+        )
+    message = update.get("message")
+    if not message or (message.get("chat") or {}).get("type") != "private":
+        return None
+    chat_id = str(message["chat"]["id"])
+    language = (message.get("from") or {}).get("language_code")
+    if "text" in message:
+        return Incoming(update_id, chat_id, Inbound.say(message["text"], language))
+    if "contact" in message:
+        contact = message["contact"]
+        if contact.get("user_id") not in (None, (message.get("from") or {}).get("id")):
+            # Someone else's contact card: treat the number as typed, so it is checked as such.
+            return Incoming(update_id, chat_id, Inbound.say(contact["phone_number"], language))
+        return Incoming(update_id, chat_id, Inbound.contact(contact["phone_number"], language))
+    if "location" in message:
+        where = message["location"]
+        return Incoming(
+            update_id, chat_id, Inbound.at(where["latitude"], where["longitude"], language)
+        )
+    if message.get("photo"):
+        largest = max(message["photo"], key=lambda p: p.get("width", 0) * p.get("height", 0))
+        return Incoming(update_id, chat_id, None, largest["file_id"], largest.get("file_size"))
+    if "document" in message:
+        document = message["document"]
+        return Incoming(
+            update_id,
+            chat_id,
+            None,
+            document["file_id"],
+            document.get("file_size"),
+            document.get("file_name"),
+        )
+    return Incoming(update_id, chat_id, Inbound.say("", language))
+
+
+def keyboard(message: Outbound) -> Any:
+    """Choose the keyboard for a message: inline buttons, or a share-contact/location button."""
+    if message.choices:
+        rows = [
+            [InlineKeyboardButton(choice.label, callback_data=choice.value)]
+            for choice in message.choices
+            if len(choice.value.encode()) <= CALLBACK_LIMIT
+        ]
+        return InlineKeyboardMarkup(rows)
+    if message.expects is Expect.CONTACT:
+        button = KeyboardButton(_("Bagikan nomor HP saya"), request_contact=True)
+        return ReplyKeyboardMarkup([[button]], one_time_keyboard=True, resize_keyboard=True)
+    if message.offers_location:
+        button = KeyboardButton(_("Bagikan lokasi saya"), request_location=True)
+        return ReplyKeyboardMarkup([[button]], one_time_keyboard=True, resize_keyboard=True)
+    return None
+
+
+def chunks(text: str) -> list[str]:
+    """Split text into Telegram-sized messages at line breaks."""
+    parts: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > TEXT_LIMIT and current:
+            parts.append(current)
+            candidate = line
+        current = candidate[:TEXT_LIMIT]
+    parts.append(current or " ")
+    return parts
+
+
+class TelegramChannel:
+    """Applies updates through the core and delivers the outbox to Telegram."""
+
+    def __init__(self, loket: Loket, runner: BotRunner) -> None:
+        self.loket = loket
+        self.runner = runner
+
+    # ---- inbound -----------------------------------------------------------------------
+
+    def handle_update(self, update: dict[str, Any]) -> bool:
+        """Apply one update exactly once, then deliver what is waiting; False if a repeat."""
+        incoming = translate(update)
+        key = f"{CHANNEL}:{update['update_id']}"
+        if incoming is None:
+            return False
+        if self._seen(key):
+            self.flush(incoming.chat_id)  # a retry after a crash: finish delivering
+            return False
+        event = incoming.event or self._download(incoming)
+        applied = self.loket.process(CHANNEL, incoming.chat_id, event, key)
+        if incoming.callback_id is not None:
+            self._acknowledge(incoming)
+        self.flush(incoming.chat_id)
+        return applied
+
+    def _seen(self, key: str) -> bool:
+        with self.loket.sessions() as session:
+            return event_seen(session, key)
+
+    def _download(self, incoming: Incoming) -> Inbound:
+        """Fetch a photo or file, unless Telegram already says it is too large."""
+        assert incoming.file_id is not None
+        limit = self.loket.settings.max_upload_bytes
+        if incoming.file_size is not None and incoming.file_size > limit:
+            return Inbound.file(b"", incoming.filename, declared_size=incoming.file_size)
+
+        async def fetch() -> bytes:
+            telegram_file = await self.runner.bot.get_file(incoming.file_id or "")
+            return bytes(await telegram_file.download_as_bytearray())
+
+        data = self.runner.call(fetch())
+        return Inbound.file(data, incoming.filename, declared_size=incoming.file_size)
+
+    def _acknowledge(self, incoming: Incoming) -> None:
+        """Answer the button press and fold the question, keeping the chosen answer visible."""
+        bot = self.runner.bot
+        try:
+            self.runner.call(bot.answer_callback_query(incoming.callback_id or ""))
+            message = incoming.callback_message or {}
+            label = None
+            for row in (message.get("reply_markup") or {}).get("inline_keyboard", []):
+                for button in row:
+                    if (
+                        incoming.event is not None
+                        and button.get("callback_data") == incoming.event.text
+                    ):
+                        label = button.get("text")
+            if message.get("message_id") and label:
+                self.runner.call(
+                    bot.edit_message_text(
+                        f"{message.get('text', '')}\n\n✓ {label}"[:TEXT_LIMIT],
+                        chat_id=incoming.chat_id,
+                        message_id=message["message_id"],
+                    )
+                )
+        except TelegramError as error:  # an old or already edited message: harmless
+            log.info("acknowledge skipped: %s", type(error).__name__)
+
+    # ---- outbound ----------------------------------------------------------------------
+
+    def flush(self, chat_id: str) -> int:
+        """Send one chat's pending outbox rows in order; return how many were sent."""
+        with self.loket.sessions() as session, session.begin():
+            rows = claim_outbox(session, CHANNEL, chat_id, self.loket.now(session), CLAIM_FOR)
+        sent = 0
+        for row_id, payload in rows:
+            try:
+                message_id = self._send(chat_id, payload)
+            except TelegramError as error:
+                log.warning("send failed chat_row=%s: %s", row_id, type(error).__name__)
+                with self.loket.sessions() as session, session.begin():
+                    release_claim(session, [r for r, _p in rows[sent:]])
+                break
+            with self.loket.sessions() as session, session.begin():
+                mark_sent(session, row_id, str(message_id), self.loket.now(session))
+            sent += 1
+        return sent
+
+    def _send(self, chat_id: str, payload: dict[str, Any]) -> int:
+        message = Outbound.from_payload(payload)
+        bot = self.runner.bot
+        with use_locale(str(payload.get("locale") or "id")):
+            markup = keyboard(message)
+        parts = chunks(message.text)
+        last_id = 0
+        for number, part in enumerate(parts):
+            final = number == len(parts) - 1
+            sent = self.runner.call(
+                bot.send_message(chat_id, part, reply_markup=markup if final else None)
+            )
+            last_id = sent.message_id
+        if message.qr:
+            photo = self.runner.call(bot.send_photo(chat_id, qr_png(message.qr)))
+            last_id = photo.message_id
+        return last_id
+
+    def flush_pending(self) -> int:
+        """Deliver every chat's leftovers (the worker calls this)."""
+        with self.loket.sessions() as session:
+            chats = pending_chats(session, CHANNEL)
+        return sum(self.flush(chat) for chat in chats)
+
+    # ---- set-up ------------------------------------------------------------------------
+
+    def set_commands(self) -> None:
+        """Publish the command menu in Indonesian (the default) and English."""
+        for language in ("id", "en"):
+            with use_locale(language):
+                commands = [BotCommand(name, _(description)) for name, description in COMMANDS]
+            self.runner.call(
+                self.runner.bot.set_my_commands(
+                    commands, language_code=None if language == "id" else language
+                )
+            )
+
+    def set_webhook(self, public_url: str, secret: str) -> None:
+        """Ask Telegram to deliver updates to our endpoint with the secret header."""
+        self.runner.call(
+            self.runner.bot.set_webhook(
+                public_url.rstrip("/") + "/telegram/webhook",
+                secret_token=secret,
+                allowed_updates=["message", "callback_query"],
+            )
+        )
+
+    def poll(self, rounds: int | None = None, timeout: int = 25) -> int:
+        """Long-poll for updates; the offset moves only past updates already applied."""
+        self.runner.call(self.runner.bot.delete_webhook())
+        offset: int | None = None
+        handled = 0
+        done = 0
+        while rounds is None or done < rounds:
+            done += 1
+            updates = self.runner.call(
+                self.runner.bot.get_updates(
+                    offset=offset, timeout=timeout, allowed_updates=["message", "callback_query"]
+                ),
+                timeout=timeout + 30,
+            )
+            for update in updates:
+                try:
+                    self.handle_update(update.to_dict())
+                except Exception:
+                    # Not acknowledged: the same update comes again in the next round.
+                    log.exception("update failed; will retry")
+                    break
+                offset = update.update_id + 1
+                handled += 1
+        return handled
