@@ -1,0 +1,216 @@
+"""A fake Telegram Bot API server on 127.0.0.1 for end-to-end tests.
+
+python-telegram-bot talks to it through its real HTTP stack (`TELEGRAM_BASE_URL`). It keeps
+what the bot sent, serves queued updates to getUpdates, and serves files for getFile.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+TOKEN = "123456:TEST-TOKEN"
+JSON_FIELDS = {"reply_markup", "commands", "allowed_updates", "chat_id", "message_id", "offset",
+               "timeout", "limit"}  # fmt: skip
+
+
+@dataclass
+class Sent:
+    """One message the bot sent."""
+
+    chat_id: str
+    message_id: int
+    method: str
+    text: str
+    reply_markup: dict[str, Any] | None
+
+    @property
+    def buttons(self) -> list[tuple[str, str]]:
+        """Return (label, callback data) of the inline keyboard, if any."""
+        rows = (self.reply_markup or {}).get("inline_keyboard", [])
+        return [(b["text"], b.get("callback_data", "")) for row in rows for b in row]
+
+
+@dataclass
+class FakeTelegram:
+    """The server's state, shared with the test."""
+
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    sent: list[Sent] = field(default_factory=list)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)
+    fail_next_sends: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+    _update_ids: Any = field(default_factory=lambda: itertools.count(1000))
+    server: BaseWSGIServer | None = None
+
+    # ---- server ------------------------------------------------------------------------
+
+    def start(self) -> FakeTelegram:
+        """Serve on a free port of 127.0.0.1 in a background thread."""
+        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        if self.server is not None:
+            self.server.shutdown()
+
+    @property
+    def base_url(self) -> str:
+        """The Bot API base URL (the token is appended by the library)."""
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_port}/bot"
+
+    @property
+    def base_file_url(self) -> str:
+        """The file base URL."""
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_port}/file/bot"
+
+    def app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """Answer Bot API calls."""
+        request = Request(environ)
+        parts = request.path.strip("/").split("/")
+        if parts[0] == "file":
+            data = self.files.get(parts[-1].rsplit(".", 1)[0])
+            response = Response(data or b"", status=200 if data else 404)
+            return response(environ, start_response)
+        if parts[0] != f"bot{TOKEN}":
+            return Response(json.dumps({"ok": False, "error_code": 401,
+                                        "description": "Unauthorized"}), 401,
+                            content_type="application/json")(environ, start_response)  # fmt: skip
+        method = parts[1]
+        params: dict[str, Any] = {}
+        for key, value in request.values.items():
+            params[key] = json.loads(value) if key in JSON_FIELDS else value
+        for key, upload in request.files.items():
+            params[key] = upload.read()
+        with self.lock:
+            self.calls.append((method, params))
+        ok, result = self.handle(method, params)
+        body = {"ok": True, "result": result} if ok else {
+            "ok": False, "error_code": 500, "description": str(result)}  # fmt: skip
+        return Response(json.dumps(body), 200 if ok else 500,
+                        content_type="application/json")(environ, start_response)  # fmt: skip
+
+    def handle(self, method: str, params: dict[str, Any]) -> tuple[bool, Any]:
+        """Implement the methods the bot uses."""
+        if method == "getMe":
+            return True, {"id": 1, "is_bot": True, "first_name": "Loket",
+                          "username": "loket_test_bot"}  # fmt: skip
+        if method == "getUpdates":
+            offset = int(params.get("offset") or 0)
+            deadline = time.monotonic() + min(float(params.get("timeout") or 0), 1.0)
+            while True:
+                with self.lock:
+                    ready = [u for u in self.updates if u["update_id"] >= offset]
+                if ready or time.monotonic() >= deadline:
+                    return True, ready
+                time.sleep(0.02)
+        if method in ("sendMessage", "sendPhoto"):
+            with self.lock:
+                if self.fail_next_sends > 0:
+                    self.fail_next_sends -= 1
+                    return False, "temporary failure"
+                sent = Sent(str(params["chat_id"]), next(self._ids), method,
+                            params.get("text", "<photo>"), params.get("reply_markup"))  # fmt: skip
+                self.sent.append(sent)
+            return True, self.message(sent.chat_id, sent.message_id, sent.text)
+        if method == "editMessageText":
+            return True, self.message(str(params["chat_id"]), int(params["message_id"]),
+                                      params["text"])  # fmt: skip
+        if method == "getFile":
+            file_id = params["file_id"]
+            return True, {"file_id": file_id, "file_unique_id": file_id,
+                          "file_size": len(self.files.get(file_id, b"")),
+                          "file_path": f"photos/{file_id}.jpg"}  # fmt: skip
+        if method in ("answerCallbackQuery", "setWebhook", "deleteWebhook", "setMyCommands"):
+            return True, True
+        return False, f"method {method} not faked"
+
+    @staticmethod
+    def message(chat_id: str, message_id: int, text: str) -> dict[str, Any]:
+        """Build a Message object as the Bot API returns it."""
+        return {"message_id": message_id, "date": int(time.time()),
+                "chat": {"id": int(chat_id), "type": "private"}, "text": text}  # fmt: skip
+
+    # ---- what users do -----------------------------------------------------------------
+
+    def _update(self, chat_id: int, body: dict[str, Any], language: str = "id") -> dict[str, Any]:
+        update_id = next(self._update_ids)
+        sender = {"id": chat_id, "is_bot": False, "first_name": "Pemohon",
+                  "language_code": language}  # fmt: skip
+        if "callback_query" in body:
+            body["callback_query"]["from"] = sender
+        else:
+            body["message"].update(
+                {"message_id": update_id, "date": int(time.time()), "from": sender,
+                 "chat": {"id": chat_id, "type": "private"}})  # fmt: skip
+        update = {"update_id": update_id, **body}
+        with self.lock:
+            self.updates.append(update)
+        return update
+
+    def text(self, chat_id: int, text: str, language: str = "id") -> dict[str, Any]:
+        """Queue a typed message."""
+        return self._update(chat_id, {"message": {"text": text}}, language)
+
+    def press(self, chat_id: int, label: str) -> dict[str, Any]:
+        """Queue a press of the button with this label on the last message that had it."""
+        for sent in reversed(self.sent):
+            if sent.chat_id == str(chat_id):
+                for button_label, data in sent.buttons:
+                    if button_label.casefold() == label.casefold():
+                        message = {**self.message(sent.chat_id, sent.message_id, sent.text),
+                                   "reply_markup": sent.reply_markup}  # fmt: skip
+                        return self._update(chat_id, {"callback_query": {
+                            "id": str(next(self._ids)), "chat_instance": "1", "data": data,
+                            "message": message}})  # fmt: skip
+        raise AssertionError(f"no button {label!r} for chat {chat_id}")
+
+    def photo(self, chat_id: int, data: bytes) -> dict[str, Any]:
+        """Queue a photo (kept here for getFile)."""
+        file_id = f"f{next(self._ids)}"
+        self.files[file_id] = data
+        sizes = [{"file_id": file_id, "file_unique_id": file_id, "width": 1200, "height": 800,
+                  "file_size": len(data)}]  # fmt: skip
+        return self._update(chat_id, {"message": {"photo": sizes}})
+
+    def big_photo(self, chat_id: int, size: int) -> dict[str, Any]:
+        """Queue a photo whose declared size is over any limit (its bytes are never served)."""
+        file_id = f"f{next(self._ids)}"
+        sizes = [{"file_id": file_id, "file_unique_id": file_id, "width": 9000, "height": 9000,
+                  "file_size": size}]  # fmt: skip
+        return self._update(chat_id, {"message": {"photo": sizes}})
+
+    def contact(self, chat_id: int, phone: str) -> dict[str, Any]:
+        """Queue a shared contact (the user's own)."""
+        return self._update(chat_id, {"message": {"contact": {
+            "phone_number": phone, "first_name": "Pemohon", "user_id": chat_id}}})  # fmt: skip
+
+    def location(self, chat_id: int, latitude: float, longitude: float) -> dict[str, Any]:
+        """Queue a shared location."""
+        return self._update(chat_id, {"message": {"location": {
+            "latitude": latitude, "longitude": longitude}}})  # fmt: skip
+
+    def texts(self, chat_id: int) -> list[str]:
+        """Return the texts sent to a chat, in order."""
+        return [s.text for s in self.sent if s.chat_id == str(chat_id)]
+
+    def last(self, chat_id: int) -> Sent:
+        """Return the last message sent to a chat."""
+        return [s for s in self.sent if s.chat_id == str(chat_id)][-1]
+
+    def methods(self, name: str) -> list[dict[str, Any]]:
+        """Return the parameters of every call of one method."""
+        return [params for method, params in self.calls if method == name]

@@ -1,0 +1,301 @@
+"""End to end: the real python-telegram-bot HTTP stack against a fake Bot API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from werkzeug.serving import make_server
+
+from bot.channels.telegram import BotRunner, TelegramChannel, translate
+from bot.payments import apply_notice
+from bot.service import Loket
+from bot.settings import Settings
+from bot.shared import SharedState
+from bot.web import create_app
+from storage.models import Application, OutboxMessage, ProcessedEvent
+from tests.conftest import FakeClock
+from tests.fake_telegram import TOKEN, FakeTelegram
+from tests.transcript import ADULT_NEW, photo_bytes
+
+SECRET = "webhook-secret-for-tests"
+CHAT = 424242
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTelegram]:
+    """A fake Bot API server for this test."""
+    server = FakeTelegram().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def telegram(
+    fake: FakeTelegram,
+    settings: Settings,
+    loket: Loket,
+    clock: FakeClock,
+    shared_state: SharedState,
+) -> Iterator[TelegramChannel]:
+    """The Telegram channel of a Loket pointed at the fake server."""
+    configured = replace(
+        settings,
+        telegram_token=TOKEN,
+        telegram_base_url=fake.base_url,
+        telegram_base_file_url=fake.base_file_url,
+        telegram_webhook_secret=SECRET,
+    )
+    service = Loket(configured, db=loket.db, clock=clock, shared=shared_state)
+    runner = BotRunner(configured)
+    yield TelegramChannel(service, runner)
+    runner.close()
+
+
+def current_step(channel: TelegramChannel, chat: int) -> str | None:
+    """Read the conversation's step (for the driver, not for assertions on behaviour)."""
+    from storage.models import Conversation
+
+    with channel.loket.sessions() as session:
+        conversation = session.execute(
+            select(Conversation).where(Conversation.user_ref == str(chat))
+        ).scalar_one()
+        return conversation.state.get("step")
+
+
+def answer(fake: FakeTelegram, chat: int, step: str, plan: dict[str, str]) -> None:
+    """Queue what an applicant does at a step: a photo, a contact, a button or text."""
+    if step.startswith("doc_"):
+        fake.photo(chat, photo_bytes(f"{chat}-{step}"))
+    elif step == "phone":
+        fake.contact(chat, "+62 812-3456-7890")
+    else:
+        wanted = plan[step]
+        labels = [label for label, _data in fake.last(chat).buttons]
+        match = next((label for label in labels if label.casefold() == wanted.casefold()), None)
+        if match is not None:
+            fake.press(chat, match)
+        else:
+            fake.text(chat, wanted)
+
+
+def poll(channel: TelegramChannel) -> None:
+    """Take what is waiting, once."""
+    channel.poll(rounds=1, timeout=0)
+
+
+def test_polling_registration_with_buttons_contact_and_photos(
+    fake: FakeTelegram, telegram: TelegramChannel
+) -> None:
+    telegram.set_commands()
+    languages = [params.get("language_code") for params in fake.methods("setMyCommands")]
+    assert sorted(str(code) for code in languages) == ["None", "en"]
+    english = next(p for p in fake.methods("setMyCommands") if p.get("language_code") == "en")
+    assert {"command": "daftar", "description": "Apply for a passport"} in english["commands"]
+
+    fake.text(CHAT, "/start")
+    poll(telegram)
+    assert "Selamat datang di Loket" in fake.texts(CHAT)[0]
+    assert ("Daftar paspor", "/daftar") in fake.last(CHAT).buttons
+    fake.press(CHAT, "Daftar paspor")
+    poll(telegram)
+    assert "UU PDP" in fake.last(CHAT).text
+    # The pressed question was answered and folded with the chosen answer.
+    assert fake.methods("answerCallbackQuery")
+    assert fake.methods("editMessageText")[-1]["text"].endswith("✓ Daftar paspor")
+
+    plan = {
+        **ADULT_NEW,
+        "consent": "Saya setuju",
+        "category": "Dewasa (17 tahun ke atas)",
+        "service": "Reguler",
+        "had_passport": "Belum pernah",
+        "passport_kind": "Paspor elektronik",
+        "validity": "10 tahun",
+        "travel_purpose": "Wisata",
+        "supporting_kind": "Akta kelahiran",
+        "email": "Lewati",
+    }
+    for _turn in range(40):
+        step = current_step(telegram, CHAT)
+        if step == "summary":
+            break
+        assert step is not None
+        if step == "phone":
+            assert fake.last(CHAT).reply_markup == {
+                "keyboard": [[{"text": "Bagikan nomor HP saya", "request_contact": True}]],
+                "one_time_keyboard": True, "resize_keyboard": True}  # fmt: skip
+        answer(fake, CHAT, step, plan)
+        poll(telegram)
+        assert current_step(telegram, CHAT) != step, fake.texts(CHAT)[-3:]
+    assert "Ringkasan pendaftaran" in fake.last(CHAT).text
+    assert "Nomor HP: +6281234567890" in fake.last(CHAT).text
+    fake.press(CHAT, "Benar, kirim")
+    poll(telegram)
+    assert any("Nomor pendaftaran: LK-" in text for text in fake.texts(CHAT)[-3:])
+    assert fake.last(CHAT).reply_markup == {
+        "keyboard": [[{"text": "Bagikan lokasi saya", "request_location": True}]],
+        "one_time_keyboard": True, "resize_keyboard": True}  # fmt: skip
+
+    fake.location(CHAT, -6.92, 107.60)
+    poll(telegram)
+    nearest = fake.last(CHAT).buttons[0][0]
+    assert nearest.startswith("Kantor Imigrasi Kelas I TPI Bandung (")
+    fake.press(CHAT, nearest)
+    poll(telegram)
+    fake.press(CHAT, fake.last(CHAT).buttons[0][0])  # the first date
+    poll(telegram)
+    fake.press(CHAT, fake.last(CHAT).buttons[0][0])  # the first window
+    poll(telegram)
+    billing = next(text for text in fake.texts(CHAT) if "Kode billing:" in text)
+    code = billing.split("Kode billing: ")[1].split("\n")[0].replace(" ", "")
+
+    with telegram.loket.sessions() as session:
+        application = session.execute(select(Application)).scalar_one()
+        assert [d.kind for d in application.documents] == ["ktp", "kk", "supporting"]
+        now = telegram.loket.now(session)
+    apply_notice(telegram.loket, reference="TG-1", code=code, amount=950_000, paid_at=now)
+    assert telegram.flush_pending() == 1
+    assert "Pembayaran diterima" in fake.texts(CHAT)[-2]
+    assert fake.sent[-1].method == "sendPhoto"  # the check-in QR code
+
+
+def test_text_in_english_for_an_english_telegram_user(
+    fake: FakeTelegram, telegram: TelegramChannel
+) -> None:
+    fake.text(CHAT, "/start", language="en")
+    poll(telegram)
+    assert fake.texts(CHAT)[0].startswith("Welcome to Loket")
+
+
+def test_oversized_photo_is_refused_before_download(
+    fake: FakeTelegram, telegram: TelegramChannel
+) -> None:
+    fake.text(CHAT, "/daftar")
+    poll(telegram)
+    for _turn in range(30):
+        step = current_step(telegram, CHAT)
+        if step == "doc_ktp":
+            break
+        answer(fake, CHAT, step or "", {**ADULT_NEW, "email": "lewati"})
+        poll(telegram)
+    fake.big_photo(CHAT, 25 * 1024 * 1024)
+    poll(telegram)
+    assert "melebihi batas 10 MB" in fake.texts(CHAT)[-2]
+    assert fake.methods("getFile") == [] or len(fake.methods("getFile")) == 0
+    assert current_step(telegram, CHAT) == "doc_ktp"
+
+
+def test_translate_ignores_groups_and_reads_each_kind() -> None:
+    group = {"update_id": 1, "message": {"message_id": 1, "date": 0, "text": "hi",
+                                         "chat": {"id": -5, "type": "group"}}}  # fmt: skip
+    assert translate(group) is None
+    other_contact = {"update_id": 2, "message": {
+        "message_id": 2, "date": 0, "chat": {"id": 7, "type": "private"}, "from": {"id": 7},
+        "contact": {"phone_number": "0812", "user_id": 99}}}  # fmt: skip
+    incoming = translate(other_contact)
+    assert incoming is not None and incoming.event is not None
+    assert incoming.event.kind.value == "text"  # someone else's card counts as typed
+
+
+# ---- webhook -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def webhook(telegram: TelegramChannel) -> Iterator[str]:
+    """Serve the real Flask app on 127.0.0.1 and yield its webhook URL."""
+    app = create_app(telegram.loket.settings, telegram.loket, telegram=telegram)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/telegram/webhook"
+    server.shutdown()
+
+
+def deliver(url: str, update: dict[str, Any], secret: str | None = SECRET) -> int:
+    """POST an update as Telegram does."""
+    headers = {} if secret is None else {"X-Telegram-Bot-Api-Secret-Token": secret}
+    return httpx.post(url, json=update, headers=headers, timeout=30).status_code
+
+
+def counts(channel: TelegramChannel) -> tuple[int, int]:
+    """Return (processed updates, outbox rows)."""
+    with channel.loket.sessions() as session:
+        return (
+            session.execute(select(func.count()).select_from(ProcessedEvent)).scalar_one(),
+            session.execute(select(func.count(OutboxMessage.id))).scalar_one(),
+        )
+
+
+def test_webhook_refuses_missing_or_wrong_secret(
+    fake: FakeTelegram, telegram: TelegramChannel, webhook: str
+) -> None:
+    update = fake.text(CHAT, "/start")
+    assert deliver(webhook, update, secret=None) == 401
+    assert deliver(webhook, update, secret="not-the-secret") == 403
+    assert counts(telegram) == (0, 0) and fake.sent == []
+    assert deliver(webhook, {"not": "an update"}) == 400
+    assert deliver(webhook, update) == 200
+    assert "Selamat datang" in fake.texts(CHAT)[0]
+
+
+def test_same_update_five_times_in_sequence_has_one_effect(
+    fake: FakeTelegram, telegram: TelegramChannel, webhook: str
+) -> None:
+    update = fake.text(CHAT, "/daftar")
+    assert [deliver(webhook, update) for _ in range(5)] == [200] * 5
+    assert counts(telegram) == (1, 2)  # welcome + consent question, once
+    assert len(fake.sent) == 2
+
+
+def test_same_update_five_times_concurrently_has_one_effect(
+    fake: FakeTelegram, telegram: TelegramChannel, webhook: str
+) -> None:
+    deliver(webhook, fake.text(CHAT, "/daftar"))
+    press = fake.press(CHAT, "Saya setuju")
+    statuses: list[int] = []
+    threads = [threading.Thread(target=lambda: statuses.append(deliver(webhook, press)))
+               for _ in range(5)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert statuses == [200] * 5
+    assert counts(telegram) == (2, 3)
+    assert len(fake.sent) == 3
+    assert "Untuk siapa paspor ini?" in fake.last(CHAT).text
+    assert current_step(telegram, CHAT) == "category"
+
+
+def test_photo_through_the_webhook(
+    fake: FakeTelegram, telegram: TelegramChannel, webhook: str
+) -> None:
+    deliver(webhook, fake.text(CHAT, "/daftar"))
+    for _turn in range(30):
+        step = current_step(telegram, CHAT)
+        if step == "doc_ktp":
+            break
+        answer(fake, CHAT, step or "", {**ADULT_NEW, "email": "lewati"})
+        deliver(webhook, fake.updates[-1])
+    deliver(webhook, fake.photo(CHAT, photo_bytes("webhook-ktp")))
+    assert current_step(telegram, CHAT) == "doc_kk"
+    assert len(fake.methods("getFile")) == 1
+
+
+def test_a_failed_send_is_delivered_later_once(
+    fake: FakeTelegram, telegram: TelegramChannel, webhook: str
+) -> None:
+    fake.fail_next_sends = 1
+    assert deliver(webhook, fake.text(CHAT, "/start")) == 200  # applied; sending failed
+    assert fake.sent == []
+    assert telegram.flush_pending() == 2  # the welcome and the menu, in order
+    assert telegram.flush_pending() == 0
+    assert [s.text.split(" ")[0] for s in fake.sent] == ["Selamat", "Apa"]
+    with telegram.loket.sessions() as session:
+        rows = session.execute(select(OutboxMessage).order_by(OutboxMessage.id)).scalars().all()
+        assert [row.message_id for row in rows] == [str(s.message_id) for s in fake.sent]
+        assert all(row.sent_at is not None for row in rows)
