@@ -15,6 +15,7 @@ from bot.core.engine import ConversationState, Engine
 from bot.core.flow import Context
 from bot.core.messages import Inbound, Outbound
 from bot.documents import BlobStore, LocalBlobStore
+from bot.faults import failpoint
 from bot.flows import build_engine
 from bot.i18n import resolve_locale
 from bot.identity import IdentityRegistry, StructuralIdentity
@@ -118,6 +119,7 @@ class Loket:
                 queue_message(
                     session, channel, user_ref, {**reply.to_payload(), "locale": locale}, now
                 )
+            failpoint("before-commit")
         return True
 
     def _turn(

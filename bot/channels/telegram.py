@@ -30,6 +30,7 @@ from telegram.error import TelegramError
 from telegram.request import HTTPXRequest
 
 from bot.core.messages import Expect, Inbound, Outbound
+from bot.faults import failpoint
 from bot.i18n import N_, _, use_locale
 from bot.qr import qr_png
 from bot.service import Loket
@@ -204,6 +205,7 @@ class TelegramChannel:
             return False
         event = incoming.event or self._download(incoming)
         applied = self.loket.process(CHANNEL, incoming.chat_id, event, key)
+        failpoint("after-commit")
         if incoming.callback_id is not None:
             self._acknowledge(incoming)
         self.flush(incoming.chat_id)
