@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.billing import BillingProvider, LocalBilling
 from bot.core.engine import ConversationState, Engine
 from bot.core.flow import Context
-from bot.core.messages import Inbound, Outbound
+from bot.core.messages import Inbound, Outbound, merge
 from bot.documents import BlobStore, LocalBlobStore
 from bot.faults import failpoint
 from bot.flows import build_engine
@@ -115,7 +115,7 @@ class Loket:
                 return False
             replies, locale = self._turn(session, channel, user_ref, event)
             now = self.now(session)
-            for reply in replies:
+            for reply in merge(replies):
                 queue_message(
                     session, channel, user_ref, {**reply.to_payload(), "locale": locale}, now
                 )

@@ -622,8 +622,21 @@ def claim_outbox(
     """Claim one chat's unsent rows for `hold`, oldest first; another sender skips them.
 
     A row whose claim ran out (its sender died) can be claimed again; the claim is a
-    conditional UPDATE, so two senders never both win the same row.
+    conditional UPDATE, so two senders never both win the same row. While another sender
+    holds a claim on this chat nothing is claimed: it sends in order and then looks again.
     """
+    busy = session.execute(
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.channel == channel,
+            OutboxMessage.user_ref == user_ref,
+            OutboxMessage.sent_at.is_(None),
+            OutboxMessage.claimed_until >= now,
+        )
+        .limit(1)
+    ).first()
+    if busy is not None:
+        return []
     candidates = (
         session.execute(
             select(OutboxMessage.id)

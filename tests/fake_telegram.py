@@ -13,12 +13,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 TOKEN = "123456:TEST-TOKEN"
 JSON_FIELDS = {"reply_markup", "commands", "allowed_updates", "chat_id", "message_id", "offset",
                "timeout", "limit"}  # fmt: skip
+
+
+class QuietHandler(WSGIRequestHandler):
+    """A request handler that does not log every request."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Stay quiet."""
 
 
 @dataclass
@@ -56,7 +63,9 @@ class FakeTelegram:
 
     def start(self) -> FakeTelegram:
         """Serve on a free port of 127.0.0.1 in a background thread."""
-        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.server = make_server(
+            "127.0.0.1", 0, self.app, threaded=True, request_handler=QuietHandler
+        )
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -188,9 +189,12 @@ def chunks(text: str) -> list[str]:
 class TelegramChannel:
     """Applies updates through the core and delivers the outbox to Telegram."""
 
-    def __init__(self, loket: Loket, runner: BotRunner) -> None:
+    def __init__(self, loket: Loket, runner: BotRunner, *, background: bool = False) -> None:
         self.loket = loket
         self.runner = runner
+        # In a web worker, replies go out after the 200 on a few sender threads: the update is
+        # committed with its outbox rows, so answering Telegram need not wait for the sends.
+        self.senders = ThreadPoolExecutor(4, "telegram-send") if background else None
 
     # ---- inbound -----------------------------------------------------------------------
 
@@ -206,10 +210,20 @@ class TelegramChannel:
         event = incoming.event or self._download(incoming)
         applied = self.loket.process(CHANNEL, incoming.chat_id, event, key)
         failpoint("after-commit")
-        if incoming.callback_id is not None:
-            self._acknowledge(incoming)
-        self.flush(incoming.chat_id)
+        if self.senders is not None:
+            self.senders.submit(self._deliver, incoming)
+        else:
+            self._deliver(incoming)
         return applied
+
+    def _deliver(self, incoming: Incoming) -> None:
+        """Acknowledge a pressed button and send what the chat has waiting."""
+        try:
+            if incoming.callback_id is not None:
+                self._acknowledge(incoming)
+            self.flush(incoming.chat_id)
+        except Exception:  # the worker sends what is left; log and go on
+            log.exception("delivery failed; the worker will retry")
 
     def _seen(self, key: str) -> bool:
         with self.loket.sessions() as session:
@@ -257,22 +271,31 @@ class TelegramChannel:
     # ---- outbound ----------------------------------------------------------------------
 
     def flush(self, chat_id: str) -> int:
-        """Send one chat's pending outbox rows in order; return how many were sent."""
-        with self.loket.sessions() as session, session.begin():
-            rows = claim_outbox(session, CHANNEL, chat_id, self.loket.now(session), CLAIM_FOR)
+        """Send one chat's pending outbox rows in order, until none is left; return the count."""
         sent = 0
-        for row_id, payload in rows:
-            try:
-                message_id = self._send(chat_id, payload)
-            except TelegramError as error:
-                log.warning("send failed chat_row=%s: %s", row_id, type(error).__name__)
-                with self.loket.sessions() as session, session.begin():
-                    release_claim(session, [r for r, _p in rows[sent:]])
-                break
+        while True:
             with self.loket.sessions() as session, session.begin():
-                mark_sent(session, row_id, str(message_id), self.loket.now(session))
-            sent += 1
-        return sent
+                now = self.loket.now(session)
+                rows = claim_outbox(session, CHANNEL, chat_id, now, CLAIM_FOR)
+            if not rows:
+                return sent
+            for position, (row_id, payload) in enumerate(rows):
+                try:
+                    message_id = self._send(chat_id, payload)
+                except TelegramError as error:
+                    log.warning("send failed row=%s: %s", row_id, type(error).__name__)
+                    with self.loket.sessions() as session, session.begin():
+                        release_claim(session, [r for r, _p in rows[position:]])
+                    return sent
+                with self.loket.sessions() as session, session.begin():
+                    mark_sent(session, row_id, str(message_id), self.loket.now(session))
+                sent += 1
+
+    def drain(self) -> None:
+        """Wait for background sends to finish (shutdown and tests)."""
+        if self.senders is not None:
+            self.senders.shutdown(wait=True)
+            self.senders = ThreadPoolExecutor(4, "telegram-send")
 
     def _send(self, chat_id: str, payload: dict[str, Any]) -> int:
         message = Outbound.from_payload(payload)

@@ -136,3 +136,23 @@ class Inbound:
     def open(cls, language_code: str | None = None) -> Inbound:
         """Build the event a channel sends when a user (re)opens the chat."""
         return cls(EventKind.OPEN, language_code=language_code)
+
+
+def merge(messages: list[Outbound]) -> list[Outbound]:
+    """Join one turn's replies into one message for push channels (notes, then the question).
+
+    The question's buttons and expectation stay; a QR code rides on the merged message (the
+    channel sends it as a photo after the text). Two QR codes in one turn stay separate.
+    """
+    if len(messages) < 2 or sum(1 for m in messages if m.qr) > 1:
+        return messages
+    last = messages[-1]
+    return [
+        Outbound(
+            "\n\n".join(m.text for m in messages if m.text),
+            last.choices,
+            last.expects,
+            qr=next((m.qr for m in messages if m.qr), None),
+            offers_location=last.offers_location,
+        )
+    ]
