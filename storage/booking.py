@@ -619,57 +619,30 @@ def event_seen(session: Session, key: str) -> bool:
 def claim_outbox(
     session: Session, channel: str, user_ref: str, now: datetime, hold: timedelta
 ) -> list[tuple[int, dict[str, Any]]]:
-    """Claim one chat's unsent rows for `hold`, oldest first; another sender skips them.
+    """Claim one chat's unsent rows for `hold` in one statement; return them oldest first.
 
-    A row whose claim ran out (its sender died) can be claimed again; the claim is a
-    conditional UPDATE, so two senders never both win the same row. While another sender
-    holds a claim on this chat nothing is claimed: it sends in order and then looks again.
+    A row whose claim ran out (its sender died) can be claimed again. The claim is one
+    conditional UPDATE, so two senders never both win a row; and while another sender holds
+    a claim on this chat nothing is claimed: that sender sends in order, then looks again.
     """
-    busy = session.execute(
-        select(OutboxMessage.id)
-        .where(
-            OutboxMessage.channel == channel,
-            OutboxMessage.user_ref == user_ref,
-            OutboxMessage.sent_at.is_(None),
-            OutboxMessage.claimed_until >= now,
-        )
-        .limit(1)
-    ).first()
-    if busy is not None:
-        return []
-    candidates = (
-        session.execute(
-            select(OutboxMessage.id)
-            .where(
-                OutboxMessage.channel == channel,
-                OutboxMessage.user_ref == user_ref,
-                OutboxMessage.sent_at.is_(None),
-                or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
-            )
-            .order_by(OutboxMessage.id)
-        )
-        .scalars()
-        .all()
+    mine = (OutboxMessage.channel == channel) & (OutboxMessage.user_ref == user_ref)
+    unsent = OutboxMessage.sent_at.is_(None)
+    held_by_other = (
+        select(OutboxMessage.id).where(mine, unsent, OutboxMessage.claimed_until >= now).exists()
     )
-    claimed: list[tuple[int, dict[str, Any]]] = []
-    for row_id in candidates:
-        won = session.execute(
-            update(OutboxMessage)
-            .where(
-                OutboxMessage.id == row_id,
-                OutboxMessage.sent_at.is_(None),
-                or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
-            )
-            .values(claimed_until=now + hold, attempts=OutboxMessage.attempts + 1)
-            .execution_options(synchronize_session=False)
+    claimed = session.execute(
+        update(OutboxMessage)
+        .where(
+            mine,
+            unsent,
+            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+            ~held_by_other,
         )
-        if changed_rows(won) != 1:
-            break  # another sender has this chat: leave the rest to it, in order
-        payload = session.execute(
-            select(OutboxMessage.payload).where(OutboxMessage.id == row_id)
-        ).scalar_one()
-        claimed.append((row_id, dict(payload)))
-    return claimed
+        .values(claimed_until=now + hold, attempts=OutboxMessage.attempts + 1)
+        .returning(OutboxMessage.id, OutboxMessage.payload)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted((row_id, dict(payload)) for row_id, payload in claimed)
 
 
 def mark_sent(session: Session, row_id: int, message_id: str, now: datetime) -> None:

@@ -204,8 +204,8 @@ class TelegramChannel:
         key = f"{CHANNEL}:{update['update_id']}"
         if incoming is None:
             return False
-        if self._seen(key):
-            self.flush(incoming.chat_id)  # a retry after a crash: finish delivering
+        if incoming.event is None and self._seen(key):
+            self.flush(incoming.chat_id)  # a repeated photo: no second download
             return False
         event = incoming.event or self._download(incoming)
         applied = self.loket.process(CHANNEL, incoming.chat_id, event, key)
@@ -271,25 +271,36 @@ class TelegramChannel:
     # ---- outbound ----------------------------------------------------------------------
 
     def flush(self, chat_id: str) -> int:
-        """Send one chat's pending outbox rows in order, until none is left; return the count."""
+        """Send one chat's pending outbox rows in order, until none is left; return the count.
+
+        Each delivered row is recorded before the next is sent; the last one's record and the
+        next claim share a transaction (one clock reading per round).
+        """
         sent = 0
+        done: tuple[int, str] | None = None
         while True:
             with self.loket.sessions() as session, session.begin():
                 now = self.loket.now(session)
+                if done is not None:
+                    mark_sent(session, done[0], done[1], now)
                 rows = claim_outbox(session, CHANNEL, chat_id, now, CLAIM_FOR)
+            done = None
             if not rows:
                 return sent
             for position, (row_id, payload) in enumerate(rows):
                 try:
-                    message_id = self._send(chat_id, payload)
+                    message_id = str(self._send(chat_id, payload))
                 except TelegramError as error:
                     log.warning("send failed row=%s: %s", row_id, type(error).__name__)
                     with self.loket.sessions() as session, session.begin():
                         release_claim(session, [r for r, _p in rows[position:]])
                     return sent
-                with self.loket.sessions() as session, session.begin():
-                    mark_sent(session, row_id, str(message_id), self.loket.now(session))
                 sent += 1
+                if position < len(rows) - 1:
+                    with self.loket.sessions() as session, session.begin():
+                        mark_sent(session, row_id, message_id, now)
+                else:
+                    done = (row_id, message_id)
 
     def drain(self) -> None:
         """Wait for background sends to finish (shutdown and tests)."""
