@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from bot.core.flow import Answers, Invalid
+from bot.core.flow import Answers
 from bot.core.messages import Upload
 from bot.i18n import N_, _
+from bot.images import ImageRules, check_declared_size, clean_document
 
 
 @dataclass(frozen=True)
@@ -133,20 +134,6 @@ def document_label(requirement: Requirement, answers: Answers) -> str:
 
 # ---- uploads -------------------------------------------------------------------------------
 
-_MAGIC = (
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"%PDF-", "application/pdf"),
-)
-
-
-def sniff_type(data: bytes) -> str | None:
-    """Return the content type by magic bytes, never by name or declared type."""
-    for magic, content_type in _MAGIC:
-        if data.startswith(magic):
-            return content_type
-    return None
-
 
 class BlobStore(Protocol):
     """Where document bytes live; the database keeps only their hash."""
@@ -159,7 +146,7 @@ class BlobStore(Protocol):
 
 
 class LocalBlobStore:
-    """Content-addressed files under a folder (the embedded default)."""
+    """Content-addressed plain files under a folder (tests and tools; documents are encrypted)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -184,19 +171,14 @@ class LocalBlobStore:
 
 
 def accept_upload(upload: Upload, blobs: BlobStore, max_bytes: int) -> dict[str, Any]:
-    """Check an upload and store it; return the record kept in the answers."""
-    size = max(len(upload.data), upload.declared_size or 0)
-    if size > max_bytes:
-        raise Invalid(
-            _(
-                "Ukuran file {size} MB, melebihi batas {limit} MB. Kirim foto yang lebih kecil."
-            ).format(
-                size=f"{size / 1_048_576:.1f}",
-                limit=f"{max_bytes / 1_048_576:.0f}",
-            )
-        )
-    content_type = sniff_type(upload.data)
-    if content_type is None:
-        raise Invalid(_("File ini bukan foto JPEG/PNG atau PDF. Kirim foto dokumen."))
-    return {"sha256": blobs.put(upload.data), "content_type": content_type,
-            "size": len(upload.data)}  # fmt: skip
+    """Check, clean (re-encode, strip metadata) and store an upload; return its record.
+
+    One pipeline for every channel: the declared size is refused before any download, then
+    `bot.images` checks the type by magic bytes, the pixel count, damage, resolution,
+    darkness and blur, and re-encodes what it keeps.
+    """
+    rules = ImageRules(max_bytes=max_bytes)
+    check_declared_size(upload.declared_size, rules)
+    clean = clean_document(upload.data, rules)
+    return {"sha256": blobs.put(clean.data), "content_type": clean.content_type,
+            "size": len(clean.data)}  # fmt: skip

@@ -14,7 +14,8 @@ from bot.billing import BillingProvider, LocalBilling
 from bot.core.engine import ConversationState, Engine
 from bot.core.flow import Context
 from bot.core.messages import Inbound, Outbound, merge
-from bot.documents import BlobStore, LocalBlobStore
+from bot.crypto_store import EncryptedBlobStore, load_or_create_key
+from bot.documents import BlobStore
 from bot.faults import failpoint
 from bot.flows import build_engine
 from bot.i18n import resolve_locale
@@ -64,7 +65,10 @@ class Loket:
             db = make_engine(settings.database_url)
         self.db = db
         self.sessions: sessionmaker[Session] = make_session_factory(db)
-        self.blobs = blobs or LocalBlobStore(settings.data_dir / "documents")
+        self.blobs = blobs or EncryptedBlobStore(
+            settings.data_dir / "documents",
+            load_or_create_key(settings.data_dir, settings.document_key),
+        )
         self.shared = shared or make_shared_state(settings.redis_url, settings.redis_prefix)
         self.billing = billing or LocalBilling()
         self.identity = identity or StructuralIdentity()

@@ -6,6 +6,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
+from io import BytesIO
 from typing import Any
 
 from sqlalchemy import select
@@ -13,6 +15,7 @@ from sqlalchemy import select
 from bot.core.messages import Inbound, Outbound
 from bot.service import Loket
 from storage.models import Conversation
+from tests.test_images import document_page
 
 
 def make_nik(birth: date, *, female: bool = False, region: str = "327301", serial: int = 1) -> str:
@@ -21,9 +24,13 @@ def make_nik(birth: date, *, female: bool = False, region: str = "327301", seria
     return f"{region}{day:02d}{birth.month:02d}{birth.year % 100:02d}{serial:04d}"
 
 
+@lru_cache(maxsize=512)
 def photo_bytes(tag: str = "ktp") -> bytes:
-    """Return bytes that start like a JPEG and differ per tag (distinct SHA-256)."""
-    return b"\xff\xd8\xff\xe0" + hashlib.sha256(tag.encode()).digest() * 8
+    """Return a sharp photo of a document-like page as JPEG, different for each tag."""
+    seed = int.from_bytes(hashlib.sha256(tag.encode()).digest()[:4], "big")
+    buffer = BytesIO()
+    document_page(800, 600, seed=seed).save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
 
 
 @dataclass
@@ -159,7 +166,7 @@ def fill_until(chat: Chat, stop: str, answers: dict[str, str] | None = None) -> 
             if plan.get(step) == "lewati":
                 reply = chat.say("lewati")
             else:
-                reply = chat.photo(tag=f"{chat.user}-{step}")
+                reply = chat.photo(tag=step)
         else:
             assert step in plan, f"no planned answer for {step}\n{chat.transcript()}"
             reply = chat.say(plan[step])
