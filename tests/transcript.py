@@ -163,10 +163,8 @@ def fill_until(chat: Chat, stop: str, answers: dict[str, str] | None = None) -> 
             return reply
         assert step is not None
         if step.startswith("doc_"):
-            if plan.get(step) == "lewati":
-                reply = chat.say("lewati")
-            else:
-                reply = chat.photo(tag=step)
+            skip = plan.get(step) == "lewati"
+            reply = chat.say("lewati") if skip else chat.photo(tag=step)
         else:
             assert step in plan, f"no planned answer for {step}\n{chat.transcript()}"
             reply = chat.say(plan[step])
