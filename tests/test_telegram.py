@@ -301,3 +301,15 @@ def test_a_failed_send_is_delivered_later_once(
         rows = session.execute(select(OutboxMessage).order_by(OutboxMessage.id)).scalars().all()
         assert [row.message_id for row in rows] == [str(s.message_id) for s in fake.sent]
         assert all(row.sent_at is not None for row in rows)
+
+
+def test_webhook_registration_and_polling_clear_each_other(
+    fake: FakeTelegram, telegram: TelegramChannel
+) -> None:
+    telegram.set_webhook("https://loket.example.id/", SECRET)
+    [registered] = fake.methods("setWebhook")
+    assert registered["url"] == "https://loket.example.id/telegram/webhook"
+    assert registered["secret_token"] == SECRET
+    assert registered["allowed_updates"] == ["message", "callback_query"]
+    poll(telegram)  # polling first removes any webhook, as the Bot API requires
+    assert len(fake.methods("deleteWebhook")) == 1
