@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from bot.billing import clean_code, is_valid_code
+from bot.flows.booking import sold_out_key
 from bot.notices import expiry_notice, notify, payment_notice
 from bot.service import Loket
 from storage.booking import DuplicateNotice, record_payment, release_expired
@@ -111,5 +112,5 @@ def sweep(loket: Loket) -> int:
 
         count = release_expired(session, now, on_expired=expired)
     for slot_id in released:
-        loket.shared.delete(f"soldout:{slot_id}")
+        loket.shared.delete(sold_out_key(slot_id))
     return count

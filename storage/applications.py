@@ -59,15 +59,24 @@ def count_open_for_account(session: Session, channel: str, account_ref: str) -> 
 
 
 def applications_for_account(
-    session: Session, channel: str, account_ref: str
+    session: Session,
+    channel: str,
+    account_ref: str,
+    *,
+    status: str | None = None,
+    only_open: bool = False,
+    newest_first: bool = True,
 ) -> Sequence[Application]:
-    """List one chat account's applications, newest first."""
-    statement = (
-        select(Application)
-        .where(Application.channel == channel, Application.account_ref == account_ref)
-        .order_by(Application.id.desc())
+    """List one chat account's applications, optionally by status or only the open ones."""
+    statement = select(Application).where(
+        Application.channel == channel, Application.account_ref == account_ref
     )
-    return session.execute(statement).scalars().all()
+    if status is not None:
+        statement = statement.where(Application.status == status)
+    if only_open:
+        statement = statement.where(Application.status.not_in(CLOSED_STATUSES))
+    order = Application.id.desc() if newest_first else Application.id
+    return session.execute(statement.order_by(order)).scalars().all()
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from bot.core.messages import EventKind, Expect, Inbound
 from bot.i18n import N_, _, format_date, format_money
 from bot.timezones import format_moment, format_window, local
 from bot.validators import age_on
+from storage.applications import applications_for_account
 from storage.booking import (
     DayFree,
     HoldRefusal,
@@ -86,15 +87,13 @@ def own_application(ctx: Context, application_id: Any) -> Application | None:
 def unbooked_applications(ctx: Context) -> list[Application]:
     """Return this account's applications that are waiting for a seat."""
     return list(
-        ctx.session.execute(
-            select(Application)
-            .where(
-                Application.channel == ctx.channel,
-                Application.account_ref == ctx.user_ref,
-                Application.status == ApplicationStatus.REGISTERED,
-            )
-            .order_by(Application.id)
-        ).scalars()
+        applications_for_account(
+            ctx.session,
+            ctx.channel,
+            ctx.user_ref,
+            status=ApplicationStatus.REGISTERED,
+            newest_first=False,
+        )
     )
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from bot.core.flow import Context, Flow, Option, StartFlow, Step, Transition
+from bot.flows.booking import sold_out_key
 from bot.i18n import N_, _
+from storage.applications import applications_for_account
 from storage.booking import active_booking, cancel_booking
-from storage.models import CLOSED_STATUSES, Application, ApplicationStatus
+from storage.models import Application, ApplicationStatus
 
 NAME = "cancellation"
 
@@ -17,15 +17,9 @@ NAME = "cancellation"
 def open_applications(ctx: Context) -> list[Application]:
     """Return this account's open applications."""
     return list(
-        ctx.session.execute(
-            select(Application)
-            .where(
-                Application.channel == ctx.channel,
-                Application.account_ref == ctx.user_ref,
-                Application.status.not_in(CLOSED_STATUSES),
-            )
-            .order_by(Application.id)
-        ).scalars()
+        applications_for_account(
+            ctx.session, ctx.channel, ctx.user_ref, only_open=True, newest_first=False
+        )
     )
 
 
@@ -62,7 +56,7 @@ def after_confirm(ctx: Context, value: Any) -> Transition | None:
     booking = active_booking(ctx.session, application.nik)
     if booking is not None and booking.application_id == application.id:
         cancel_booking(ctx.session, booking, "cancelled by applicant")
-        ctx.shared.delete(f"soldout:{booking.slot_id}")
+        ctx.shared.delete(sold_out_key(booking.slot_id))
     application.status = ApplicationStatus.CANCELLED
     ctx.say(
         _("Permohonan {number} dibatalkan.").format(number=application.reg_number)
