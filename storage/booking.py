@@ -655,13 +655,15 @@ def mark_sent(session: Session, row_id: int, message_id: str, now: datetime) -> 
     )
 
 
-def release_claim(session: Session, row_ids: Sequence[int]) -> None:
-    """Give rows back after a failed send so the next sender retries them."""
+def release_claim(
+    session: Session, row_ids: Sequence[int], not_before: datetime | None = None
+) -> None:
+    """Give rows back after a failed send; nobody retries them before `not_before` (if set)."""
     if row_ids:
         session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id.in_(row_ids), OutboxMessage.sent_at.is_(None))
-            .values(claimed_until=None)
+            .values(claimed_until=not_before)
             .execution_options(synchronize_session=False)
         )
 

@@ -54,6 +54,7 @@ class FakeTelegram:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)
     fail_next_sends: int = 0
+    flood_next_sends: int = 0  # answer 429 with retry_after
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _update_ids: Any = field(default_factory=lambda: itertools.count(1000))
@@ -106,6 +107,13 @@ class FakeTelegram:
             params[key] = upload.read()
         with self.lock:
             self.calls.append((method, params))
+        if method in ("sendMessage", "sendPhoto") and self.flood_next_sends > 0:
+            with self.lock:
+                self.flood_next_sends -= 1
+            flood = {"ok": False, "error_code": 429, "description": "Too Many Requests",
+                     "parameters": {"retry_after": 3}}  # fmt: skip
+            return Response(json.dumps(flood), 429,
+                            content_type="application/json")(environ, start_response)  # fmt: skip
         ok, result = self.handle(method, params)
         body = {"ok": True, "result": result} if ok else {
             "ok": False, "error_code": 500, "description": str(result)}  # fmt: skip

@@ -313,3 +313,15 @@ def test_webhook_registration_and_polling_clear_each_other(
     assert registered["allowed_updates"] == ["message", "callback_query"]
     poll(telegram)  # polling first removes any webhook, as the Bot API requires
     assert len(fake.methods("deleteWebhook")) == 1
+
+
+def test_flood_control_holds_the_chat_until_retry_after(
+    fake: FakeTelegram, telegram: TelegramChannel, webhook: str, clock: FakeClock
+) -> None:
+    fake.flood_next_sends = 1
+    assert deliver(webhook, fake.text(CHAT, "/start")) == 200
+    assert fake.sent == []
+    assert telegram.flush_pending() == 0  # Telegram said wait 3 s: nobody sends earlier
+    clock.advance(seconds=4)
+    assert telegram.flush_pending() == 1
+    assert len(fake.sent) == 1

@@ -27,7 +27,7 @@ from telegram import (
     KeyboardButton,
     ReplyKeyboardMarkup,
 )
-from telegram.error import TelegramError
+from telegram.error import RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
 from bot.core.messages import Expect, Inbound, Outbound
@@ -292,8 +292,15 @@ class TelegramChannel:
                     message_id = str(self._send(chat_id, payload))
                 except TelegramError as error:
                     log.warning("send failed row=%s: %s", row_id, type(error).__name__)
+                    # Flood control: keep the chat's rows until Telegram's retry_after, so no
+                    # sender (this one or the worker) retries early and deepens the throttling.
+                    wait = error.retry_after if isinstance(error, RetryAfter) else None
                     with self.loket.sessions() as session, session.begin():
-                        release_claim(session, [r for r, _p in rows[position:]])
+                        later = None
+                        if wait is not None:
+                            seconds = wait.total_seconds() if isinstance(wait, timedelta) else wait
+                            later = self.loket.now(session) + timedelta(seconds=seconds)
+                        release_claim(session, [r for r, _p in rows[position:]], later)
                     return sent
                 sent += 1
                 if position < len(rows) - 1:
