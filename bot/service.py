@@ -104,7 +104,7 @@ class Loket:
     def handle(self, channel: str, user_ref: str, event: Inbound) -> list[Outbound]:
         """Apply one event for one chat identity in one transaction and return the replies."""
         with self.sessions() as session, session.begin():
-            replies, _locale = self._turn(session, channel, user_ref, event)
+            replies, _locale, _now = self._turn(session, channel, user_ref, event)
         return replies
 
     def process(self, channel: str, user_ref: str, event: Inbound, event_key: str) -> bool:
@@ -117,8 +117,7 @@ class Loket:
         with self.sessions() as session, session.begin():
             if not record_event(session, event_key):
                 return False
-            replies, locale = self._turn(session, channel, user_ref, event)
-            now = self.now(session)
+            replies, locale, now = self._turn(session, channel, user_ref, event)
             for reply in merge(replies):
                 queue_message(
                     session, channel, user_ref, {**reply.to_payload(), "locale": locale}, now
@@ -128,8 +127,9 @@ class Loket:
 
     def _turn(
         self, session: Session, channel: str, user_ref: str, event: Inbound
-    ) -> tuple[list[Outbound], str]:
-        """Run one turn in the caller's transaction; return the replies and their language."""
+    ) -> tuple[list[Outbound], str, datetime]:
+        """Run one turn in the caller's transaction; return the replies, their language and
+        the turn's time (read with the conversation lock)."""
         conversation, database_now = lock_conversation(session, channel, user_ref)
         state = ConversationState.from_dict(conversation.state)
         now = self.clock() if self.clock is not None else database_now
@@ -146,7 +146,7 @@ class Loket:
             state.step,
             len(replies),
         )
-        return replies, resolve_locale(state.locale, state.channel_language)
+        return replies, resolve_locale(state.locale, state.channel_language), now
 
     def pending_messages(self, channel: str, user_ref: str) -> list[Outbound]:
         """Take the outbox messages waiting for one chat (pull channels show them first)."""
