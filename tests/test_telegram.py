@@ -325,3 +325,20 @@ def test_flood_control_holds_the_chat_until_retry_after(
     clock.advance(seconds=4)
     assert telegram.flush_pending() == 1
     assert len(fake.sent) == 1
+
+
+def test_the_bot_token_and_personal_data_never_reach_the_logs(
+    fake: FakeTelegram, telegram: TelegramChannel, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    fake.text(CHAT, "/daftar")
+    poll(telegram)
+    for step in ("consent", "category", "service", "had_passport", "passport_kind", "validity",
+                 "full_name", "birth_place", "birth_date", "sex", "nik"):  # fmt: skip
+        answer(fake, CHAT, step, ADULT_NEW)
+        poll(telegram)
+    assert current_step(telegram, CHAT) == "phone"  # the NIK was accepted
+    assert fake.sent  # the bot did talk to the Bot API
+    assert TOKEN not in caplog.text
+    assert TOKEN.split(":")[1] not in caplog.text
+    assert ADULT_NEW["nik"] not in caplog.text and "BUDI" not in caplog.text

@@ -39,6 +39,10 @@ from bot.settings import Settings
 from storage.booking import claim_outbox, event_seen, mark_sent, pending_chats, release_claim
 
 log = logging.getLogger(__name__)
+# httpx logs every request URL at INFO, and Bot API URLs carry the bot token; the library's
+# DEBUG lines print message texts, which may hold a NIK. Neither belongs in our logs.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("telegram").setLevel(logging.INFO)
 
 CHANNEL = "telegram"
 CALLBACK_LIMIT = 64  # bytes Telegram allows in callback_data
