@@ -8,8 +8,10 @@ from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
 from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
 
 from bot.channels.telegram import BotRunner, TelegramChannel
+from bot.logsafe import log_failure
 from bot.payments import SIGNATURE_HEADER, BadNotice, apply_notice, signature_ok
 from bot.service import Loket
 from bot.settings import Settings
@@ -30,6 +32,14 @@ def create_app(
     app.config["TELEGRAM"] = telegram
     if telegram is None and settings.telegram_token and settings.telegram_webhook_secret:
         app.config["TELEGRAM"] = TelegramChannel(app.config["LOKET"], BotRunner(settings))
+
+    @app.errorhandler(Exception)
+    def failure(error: Exception) -> tuple[Response, int]:
+        """Log without the error's text (it may quote personal data) and ask for a retry."""
+        if isinstance(error, HTTPException):
+            return jsonify(error=error.name), error.code or 500
+        log_failure(app.logger, f"request failed: {request.method} {request.path}", error)
+        return jsonify(error="internal error, please retry"), 500
 
     @app.route("/ping", methods=["GET", "POST"])
     def ping() -> tuple[str, int]:

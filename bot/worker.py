@@ -7,6 +7,7 @@ import time
 from zoneinfo import ZoneInfo
 
 from bot.channels.telegram import BotRunner, TelegramChannel
+from bot.logsafe import log_failure
 from bot.payments import sweep
 from bot.seed import extend_calendars
 from bot.service import Loket
@@ -39,8 +40,8 @@ def run(loket: Loket, interval_seconds: float, rounds: int | None = None) -> Non
     while rounds is None or done < rounds:
         try:
             log.info("worker round %s", run_once(loket, telegram))
-        except Exception:
-            log.exception("worker round failed")
+        except Exception as error:
+            log_failure(log, "worker round failed", error)
         done += 1
         if rounds is None or done < rounds:
             time.sleep(interval_seconds)

@@ -22,6 +22,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 def make_engine(database_url: str, **kwargs: Any) -> Engine:
     """Create an engine; on SQLite make the file's folder and set safe pragmas."""
     url = make_url(database_url)
+    # Statement parameters (a NIK, a name) must not appear in error messages and tracebacks.
+    kwargs.setdefault("hide_parameters", True)
     if url.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
         return create_engine(url, **kwargs)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import date
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
+from bot.logsafe import log_failure
 from bot.service import Loket
 from storage.applications import (
     NikAlreadyOpen,
@@ -90,3 +94,23 @@ def test_concurrent_submissions_of_one_nik_make_one_application(loket: Loket) ->
             select(func.count(Application.id)).where(Application.nik == nik)
         ).scalar_one()
     assert count == 1
+
+
+def test_failures_are_logged_without_personal_data(
+    loket: Loket, caplog: pytest.LogCaptureFixture
+) -> None:
+    nik = "3273011708900009"
+    with loket.sessions() as session, session.begin():
+        create_application(session, make_application(nik), [])
+    try:
+        with loket.sessions() as session, session.begin():
+            twin = make_application(nik, account="other")
+            twin.reg_number = "LK-SAME-0001"
+            session.add(twin)
+    except IntegrityError as error:  # the open-NIK index refuses it, quoting the row or key
+        caught = error
+    else:
+        raise AssertionError("a second open application for one NIK was accepted")
+    log_failure(logging.getLogger("test"), "turn failed", caught)
+    assert "IntegrityError" in caplog.text and "turn failed" in caplog.text
+    assert nik not in caplog.text and "TEST" not in caplog.text

@@ -33,6 +33,7 @@ from telegram.request import HTTPXRequest
 from bot.core.messages import Expect, Inbound, Outbound
 from bot.faults import failpoint
 from bot.i18n import N_, _, use_locale
+from bot.logsafe import log_failure
 from bot.qr import qr_png
 from bot.service import Loket
 from bot.settings import Settings
@@ -226,8 +227,8 @@ class TelegramChannel:
             if incoming.callback_id is not None:
                 self._acknowledge(incoming)
             self.flush(incoming.chat_id)
-        except Exception:  # the worker sends what is left; log and go on
-            log.exception("delivery failed; the worker will retry")
+        except Exception as error:  # the worker sends what is left; log and go on
+            log_failure(log, "delivery failed; the worker will retry", error)
 
     def _seen(self, key: str) -> bool:
         with self.loket.sessions() as session:
@@ -383,9 +384,9 @@ class TelegramChannel:
             for update in updates:
                 try:
                     self.handle_update(update.to_dict())
-                except Exception:
+                except Exception as error:
                     # Not acknowledged: the same update comes again in the next round.
-                    log.exception("update failed; will retry")
+                    log_failure(log, "update failed; will retry", error)
                     break
                 offset = update.update_id + 1
                 handled += 1

@@ -15,6 +15,7 @@ from typing import TextIO
 
 from bot.core.messages import Expect, Inbound, Outbound
 from bot.i18n import _, use_locale
+from bot.logsafe import log_failure
 from bot.qr import qr_png
 from bot.service import Loket
 
@@ -68,9 +69,9 @@ class TerminalChat:
             # Notices that arrived meanwhile (payment confirmed, hold expired) come first.
             replies = self.loket.pending_messages(CHANNEL, self.user)
             replies += self.loket.handle(CHANNEL, self.user, event)
-        except Exception:
+        except Exception as error:
             # The transaction was rolled back, so the conversation is where it was.
-            log.exception("turn failed channel=%s kind=%s", CHANNEL, event.kind.value)
+            log_failure(log, f"turn failed channel={CHANNEL} kind={event.kind.value}", error)
             with use_locale(self.language or "id"):
                 replies = [
                     Outbound(
