@@ -314,12 +314,6 @@ class TelegramChannel:
                 else:
                     done = (row_id, message_id)
 
-    def drain(self) -> None:
-        """Wait for background sends to finish (shutdown and tests)."""
-        if self.senders is not None:
-            self.senders.shutdown(wait=True)
-            self.senders = ThreadPoolExecutor(4, "telegram-send")
-
     def _send(self, chat_id: str, payload: dict[str, Any]) -> int:
         message = Outbound.from_payload(payload)
         bot = self.runner.bot
