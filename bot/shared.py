@@ -25,6 +25,9 @@ class SharedState(Protocol):
     def delete(self, key: str) -> None:
         """Remove a key."""
 
+    def incr(self, key: str, ttl_seconds: float) -> int:
+        """Add one to a counter that disappears `ttl_seconds` after its first use; return it."""
+
     def close(self) -> None:
         """Release connections."""
 
@@ -58,6 +61,16 @@ class InProcessState:
         with self._lock:
             self._values.pop(key, None)
 
+    def incr(self, key: str, ttl_seconds: float) -> int:
+        """Add one to a counter that disappears `ttl_seconds` after its first use; return it."""
+        with self._lock:
+            value, expires = self._values.get(key, ("0", 0.0))
+            if expires <= time.monotonic():
+                value, expires = "0", time.monotonic() + ttl_seconds
+            count = int(value) + 1
+            self._values[key] = (str(count), expires)
+            return count
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -84,6 +97,15 @@ class RedisState:
     def delete(self, key: str) -> None:
         """Remove a key."""
         self.client.delete(self._key(key))
+
+    def incr(self, key: str, ttl_seconds: float) -> int:
+        """Add one to a counter that disappears `ttl_seconds` after its first use; return it."""
+        name = self._key(key)
+        pipeline = self.client.pipeline()
+        pipeline.incr(name)
+        pipeline.pexpire(name, max(1, int(ttl_seconds * 1000)), nx=True)
+        count, _expiry = pipeline.execute()
+        return int(count)
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -58,3 +58,10 @@ def test_keys_are_independent(shared: SharedState) -> None:
     shared.set("b", "2", 30)
     shared.set("a", "3", 30)
     assert (shared.get("a"), shared.get("b")) == ("3", "2")
+
+
+def test_counters_count_and_expire(shared: SharedState) -> None:
+    assert [shared.incr("pace", 0.3) for _ in range(3)] == [1, 2, 3]
+    assert shared.incr("other", 0.3) == 1
+    time.sleep(0.45)
+    assert shared.incr("pace", 0.3) == 1  # a new window

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
-from bot.channels.telegram import BotRunner, TelegramChannel, translate
+from bot.channels.telegram import BotRunner, Pacer, TelegramChannel, translate
 from bot.payments import apply_notice
 from bot.service import Loket
 from bot.settings import Settings
@@ -50,6 +50,7 @@ def telegram(
         telegram_base_url=fake.base_url,
         telegram_base_file_url=fake.base_file_url,
         telegram_webhook_secret=SECRET,
+        telegram_chat_rate=1000,  # pacing has its own test; transcripts need no waiting
     )
     service = Loket(configured, db=loket.db, clock=clock, shared=shared_state)
     runner = BotRunner(configured)
@@ -342,3 +343,22 @@ def test_the_bot_token_and_personal_data_never_reach_the_logs(
     assert TOKEN not in caplog.text
     assert TOKEN.split(":")[1] not in caplog.text
     assert ADULT_NEW["nik"] not in caplog.text and "BUDI" not in caplog.text
+
+
+def test_pacing_waits_for_the_next_second(shared_state: SharedState) -> None:
+    moments = [100.2]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 3))
+        moments[0] += seconds
+
+    pacer = Pacer(shared_state, per_second=3, per_chat=1, clock=lambda: moments[0], sleep=sleep)
+    pacer.wait("a")  # second 100: a's one message
+    pacer.wait("b")
+    pacer.wait("a")  # a must wait for second 101
+    assert slept == [0.8]
+    pacer.wait("c")  # second 101: a, c
+    pacer.wait("d")  # second 101: three in all
+    pacer.wait("e")  # the fourth this second waits for 102
+    assert slept == [0.8, 1.0]

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,6 +38,7 @@ from bot.logsafe import log_failure
 from bot.qr import qr_png
 from bot.service import Loket
 from bot.settings import Settings
+from bot.shared import SharedState
 from storage.booking import claim_outbox, event_seen, mark_sent, pending_chats, release_claim
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,41 @@ class BotRunner:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=10)
+
+
+class Pacer:
+    """Keep sends under the Bot API's limits, across every process (shared state counts).
+
+    Telegram allows about 30 messages a second overall and about one a second to one chat;
+    a sender waits for the next second rather than collect 429s. Counters live in shared
+    state (Redis at scale), one per second.
+    """
+
+    def __init__(
+        self,
+        shared: SharedState,
+        per_second: int,
+        per_chat: int,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.shared = shared
+        self.per_second = per_second
+        self.per_chat = per_chat
+        self.clock = clock
+        self.sleep = sleep
+
+    def wait(self, chat_id: str) -> None:
+        """Return when one more message to `chat_id` fits in the current second."""
+        for _attempt in range(600):  # ten minutes at most, then send anyway
+            now = self.clock()
+            second = int(now)
+            if self.shared.incr(f"pace:chat:{chat_id}:{second}", 2) <= self.per_chat and (
+                self.shared.incr(f"pace:all:{second}", 2) <= self.per_second
+            ):
+                return
+            self.sleep(second + 1 - now)
+        log.warning("pacing gave up waiting")
 
 
 @dataclass(frozen=True)
@@ -197,6 +234,8 @@ class TelegramChannel:
     def __init__(self, loket: Loket, runner: BotRunner, *, background: bool = False) -> None:
         self.loket = loket
         self.runner = runner
+        settings = loket.settings
+        self.pacer = Pacer(loket.shared, settings.telegram_rate, settings.telegram_chat_rate)
         # In a web worker, replies go out after the 200 on a few sender threads: the update is
         # committed with its outbox rows, so answering Telegram need not wait for the sends.
         self.senders = ThreadPoolExecutor(4, "telegram-send") if background else None
@@ -323,11 +362,13 @@ class TelegramChannel:
         last_id = 0
         for number, part in enumerate(parts):
             final = number == len(parts) - 1
+            self.pacer.wait(chat_id)
             sent = self.runner.call(
                 bot.send_message(chat_id, part, reply_markup=markup if final else None)
             )
             last_id = sent.message_id
         if message.qr:
+            self.pacer.wait(chat_id)
             photo = self.runner.call(bot.send_photo(chat_id, qr_png(message.qr)))
             last_id = photo.message_id
         return last_id
