@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -145,12 +146,9 @@ def clean_db(db_engine: Engine) -> Engine:
     return db_engine
 
 
-@pytest.fixture
-def shared_state(db_engine: Engine) -> Iterator[SharedState]:
-    """In-process state beside SQLite; Redis under a test's own prefix beside PostgreSQL."""
-    if db_engine.dialect.name != "postgresql":
-        yield InProcessState()
-        return
+@contextmanager
+def redis_test_state() -> Iterator[RedisState]:
+    """Yield Redis-backed state under a prefix of its own, deleting its keys afterwards."""
     prefix = f"loket-test-{uuid.uuid4().hex[:10]}"
     state = RedisState(os.environ.get("LOKET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"), prefix)
     try:
@@ -159,10 +157,22 @@ def shared_state(db_engine: Engine) -> Iterator[SharedState]:
         if REQUIRE_SERVICES:
             pytest.fail(f"Redis is required but not reachable: {error}")
         pytest.skip("Redis not reachable")
-    yield state
-    for key in state.client.scan_iter(f"{prefix}:*"):
-        state.client.delete(key)
-    state.close()
+    try:
+        yield state
+    finally:
+        for key in state.client.scan_iter(f"{prefix}:*"):
+            state.client.delete(key)
+        state.close()
+
+
+@pytest.fixture
+def shared_state(db_engine: Engine) -> Iterator[SharedState]:
+    """In-process state beside SQLite; Redis under a test's own prefix beside PostgreSQL."""
+    if db_engine.dialect.name != "postgresql":
+        yield InProcessState()
+        return
+    with redis_test_state() as state:
+        yield state
 
 
 @pytest.fixture

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
-import redis
 
-from bot.shared import InProcessState, RedisState, SharedState
-from tests.conftest import REQUIRE_SERVICES
-
-REDIS_URL = os.environ.get("LOKET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from bot.shared import InProcessState, SharedState
+from tests.conftest import redis_test_state
 
 
 @pytest.fixture(params=["in-process", "redis"])
@@ -22,18 +17,8 @@ def shared(request: pytest.FixtureRequest) -> Iterator[SharedState]:
     if request.param == "in-process":
         yield InProcessState()
         return
-    prefix = f"loket-test-{uuid.uuid4().hex[:10]}"
-    state = RedisState(REDIS_URL, prefix)
-    try:
-        state.client.ping()
-    except redis.RedisError as error:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"Redis is required but not reachable: {error}")
-        pytest.skip("Redis not reachable")
-    yield state
-    for key in state.client.scan_iter(f"{prefix}:*"):
-        state.client.delete(key)
-    state.close()
+    with redis_test_state() as state:
+        yield state
 
 
 def test_set_get_delete(shared: SharedState) -> None:
