@@ -85,6 +85,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--chats", type=int, default=5000)
+    parser.add_argument("--drain-limit", type=float, default=300, help="seconds to wait")
     args = parser.parse_args()
 
     base = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -100,7 +101,9 @@ def main() -> int:
             **os.environ, "DATABASE_URL": url, "LOKET_AUTO_MIGRATE": "0",
             "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_BASE_URL": fake.base_url,
             "TELEGRAM_BASE_FILE_URL": fake.base_file_url, "TELEGRAM_WEBHOOK_SECRET": SECRET,
-            "LOG_LEVEL": "WARNING", "LOKET_REDIS_PREFIX": f"bench-webhook-{port}",
+            "LOG_LEVEL": "WARNING", "TELEGRAM_RATE_PER_SECOND": "100000",
+            "TELEGRAM_CHAT_RATE_PER_SECOND": "100000",
+            "LOKET_REDIS_PREFIX": f"bench-webhook-{port}",
         }  # fmt: skip
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--workers", str(args.workers), "--threads",
@@ -126,8 +129,14 @@ def main() -> int:
                     "from": {"id": chat, "is_bot": False, "first_name": "P"}}}  # fmt: skip
 
             signed = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+            began = time.monotonic()
             webhook = load(f"http://127.0.0.1:{port}/telegram/webhook", args.seconds,
                            args.clients, update, signed)  # fmt: skip
+            # Every accepted update is answered with one message: wait (bounded) for the last.
+            drain_deadline = time.monotonic() + args.drain_limit
+            while len(fake.sent) < len(webhook) and time.monotonic() < drain_deadline:
+                time.sleep(0.05)
+            answered_after = time.monotonic() - began
             bare = load(f"http://127.0.0.1:{port}/ping", args.seconds, args.clients,
                         lambda number: {"n": number}, {})  # fmt: skip
         finally:
@@ -136,9 +145,12 @@ def main() -> int:
     fake.stop()
     replies = len(fake.sent)
     rate = len(webhook) / args.seconds
+    answered_rate = replies / answered_after
     ceiling = len(bare) / args.seconds
     median = statistics.median(webhook)
-    print(f"webhook: {len(webhook)} updates, {replies} replies; median {median:.1f} ms")
+    print(f"webhook: {len(webhook)} updates accepted in {args.seconds:.0f} s (median "
+          f"{median:.1f} ms); {replies} replies, the last {answered_after:.1f} s after the "
+          "first update")  # fmt: skip
     print(f"bare: {len(bare)} requests", flush=True)
     print(json.dumps({
         "updates_per_s": round(rate, 1),
@@ -148,6 +160,9 @@ def main() -> int:
         "bare_p50_ms": round(percentile(bare, 0.5), 1),
         "bare_p99_ms": round(percentile(bare, 0.99), 1),
         "ratio": round(rate / ceiling, 3),
+        "answered": replies,
+        "answered_per_s": round(answered_rate, 1),
+        "answered_ratio": round(answered_rate / ceiling, 3),
     }))  # fmt: skip
     return 0
 

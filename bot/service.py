@@ -26,7 +26,8 @@ from bot.shared import SharedState, make_shared_state
 from storage.booking import db_now, queue_message, record_event, take_outbox
 from storage.conversations import lock_conversation
 from storage.db import make_engine, make_session_factory, upgrade
-from storage.models import Office
+from storage.inbox import mark_applied
+from storage.models import Conversation, Office
 
 log = logging.getLogger(__name__)
 
@@ -104,20 +105,32 @@ class Loket:
     def handle(self, channel: str, user_ref: str, event: Inbound) -> list[Outbound]:
         """Apply one event for one chat identity in one transaction and return the replies."""
         with self.sessions() as session, session.begin():
-            replies, _locale, _now = self._turn(session, channel, user_ref, event)
+            conversation, now = self._lock(session, channel, user_ref)
+            replies, _locale = self._run(session, conversation, now, channel, user_ref, event)
         return replies
 
-    def process(self, channel: str, user_ref: str, event: Inbound, event_key: str) -> bool:
+    def process(
+        self,
+        channel: str,
+        user_ref: str,
+        event: Inbound,
+        event_key: str,
+        inbox_row: int | None = None,
+    ) -> bool:
         """Apply an event exactly once and queue its replies in the outbox; False if a repeat.
 
         The event's key (a Telegram update_id, ...) is recorded in the same transaction as the
         conversation change and the outgoing messages, so a retried or doubled delivery, or a
-        crash before commit, can neither lose nor double the turn.
+        crash before commit, can neither lose nor double the turn. An event taken from the
+        inbox has its row marked applied in that transaction too.
         """
         with self.sessions() as session, session.begin():
+            conversation, now = self._lock(session, channel, user_ref)
+            if inbox_row is not None and not mark_applied(session, inbox_row, now):
+                return False
             if not record_event(session, event_key):
                 return False
-            replies, locale, now = self._turn(session, channel, user_ref, event)
+            replies, locale = self._run(session, conversation, now, channel, user_ref, event)
             for reply in merge(replies):
                 queue_message(
                     session, channel, user_ref, {**reply.to_payload(), "locale": locale}, now
@@ -125,14 +138,22 @@ class Loket:
             failpoint("before-commit")
         return True
 
-    def _turn(
-        self, session: Session, channel: str, user_ref: str, event: Inbound
-    ) -> tuple[list[Outbound], str, datetime]:
-        """Run one turn in the caller's transaction; return the replies, their language and
-        the turn's time (read with the conversation lock)."""
+    def _lock(self, session: Session, channel: str, user_ref: str) -> tuple[Conversation, datetime]:
+        """Lock (or create) the chat's conversation; return it and the turn's time."""
         conversation, database_now = lock_conversation(session, channel, user_ref)
+        return conversation, self.clock() if self.clock is not None else database_now
+
+    def _run(
+        self,
+        session: Session,
+        conversation: Conversation,
+        now: datetime,
+        channel: str,
+        user_ref: str,
+        event: Inbound,
+    ) -> tuple[list[Outbound], str]:
+        """Run the engine on a locked conversation and save its new state."""
         state = ConversationState.from_dict(conversation.state)
-        now = self.clock() if self.clock is not None else database_now
         ctx = self.context(session, channel, user_ref, now)
         replies = self.engine.handle(state, event, ctx, _aware(conversation.last_activity_at))
         conversation.state = state.to_dict()
@@ -146,7 +167,7 @@ class Loket:
             state.step,
             len(replies),
         )
-        return replies, resolve_locale(state.locale, state.channel_language), now
+        return replies, resolve_locale(state.locale, state.channel_language)
 
     def pending_messages(self, channel: str, user_ref: str) -> list[Outbound]:
         """Take the outbox messages waiting for one chat (pull channels show them first)."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
+import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
@@ -16,7 +17,16 @@ from bot.payments import SIGNATURE_HEADER, BadNotice, apply_notice, signature_ok
 from bot.service import Loket
 from bot.settings import Settings
 
+log = logging.getLogger(__name__)
 TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+def resume_waiting(channel: TelegramChannel) -> None:
+    """Apply and send what an earlier process accepted and left waiting (run at start-up)."""
+    try:
+        channel.flush_pending(grace=timedelta(0))
+    except Exception as error:
+        log_failure(log, "resuming waiting updates failed", error)
 
 
 def create_app(
@@ -31,7 +41,11 @@ def create_app(
     app.config["SETTINGS"] = settings
     app.config["TELEGRAM"] = telegram
     if telegram is None and settings.telegram_token and settings.telegram_webhook_secret:
-        app.config["TELEGRAM"] = TelegramChannel(app.config["LOKET"], BotRunner(settings))
+        channel = TelegramChannel(app.config["LOKET"], BotRunner(settings), background=True)
+        app.config["TELEGRAM"] = channel
+        # Updates a previous process accepted but did not live to apply: take them up now.
+        assert channel.senders is not None
+        channel.senders.submit(resume_waiting, channel)
 
     @app.errorhandler(Exception)
     def failure(error: Exception) -> tuple[Response, int]:
@@ -80,7 +94,10 @@ def create_app(
 
     @app.post("/telegram/webhook")
     def telegram_webhook() -> tuple[Response, int]:
-        """Apply a Telegram update exactly once; answer non-2xx only when a retry is wanted."""
+        """Accept a Telegram update exactly once, answer, then apply it off the request.
+
+        The 200 means the update is durably in the inbox; non-2xx only when a retry is wanted.
+        """
         channel: TelegramChannel | None = current_app.config["TELEGRAM"]
         secret = current_app.config["SETTINGS"].telegram_webhook_secret
         if channel is None or not secret:
@@ -93,7 +110,9 @@ def create_app(
         update: Any = request.get_json(silent=True)
         if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
             return jsonify(error="not an update"), 400  # retrying would not help
-        channel.handle_update(update)  # an exception answers 500: Telegram retries
+        chat_id, _new = channel.accept(update)  # an exception answers 500: Telegram retries
+        if chat_id is not None:
+            channel.schedule(chat_id)
         return jsonify(ok=True), 200
 
     return app

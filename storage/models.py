@@ -344,3 +344,27 @@ class ProcessedEvent(Base):
 
     key: Mapped[str] = mapped_column(String(80), primary_key=True)
     processed_at: Mapped[datetime]
+
+
+class InboxUpdate(Base):
+    """An inbound update accepted from a push channel (the Telegram webhook), not yet applied.
+
+    Accepting is one INSERT keyed by the update's id, so the webhook can answer at once and a
+    retried or doubled delivery adds nothing. Each chat's rows are applied in arrival order,
+    under the conversation's lock, by whichever process gets there first; `applied_at` is set in
+    the same transaction as the turn's effects.
+    """
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        Index("ix_inbox_chat", "channel", "user_ref", "applied_at", "id"),
+        Index("ix_inbox_pending", "applied_at", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(80), unique=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    user_ref: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    applied_at: Mapped[datetime | None]

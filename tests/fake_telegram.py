@@ -114,6 +114,11 @@ class FakeTelegram:
                      "parameters": {"retry_after": 3}}  # fmt: skip
             return Response(json.dumps(flood), 429,
                             content_type="application/json")(environ, start_response)  # fmt: skip
+        if method == "getFile" and params.get("file_id") not in self.files:
+            missing = {"ok": False, "error_code": 400,
+                       "description": "Bad Request: wrong file_id"}  # fmt: skip
+            return Response(json.dumps(missing), 400,
+                            content_type="application/json")(environ, start_response)  # fmt: skip
         ok, result = self.handle(method, params)
         body = {"ok": True, "result": result} if ok else {
             "ok": False, "error_code": 500, "description": str(result)}  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ from bot.service import Loket
 from bot.settings import Settings
 from bot.shared import SharedState
 from bot.web import create_app
-from storage.models import Application, OutboxMessage, ProcessedEvent
+from storage.models import Application, InboxUpdate, OutboxMessage, ProcessedEvent
 from tests.conftest import FakeClock
 from tests.fake_telegram import TOKEN, FakeTelegram
 from tests.transcript import ADULT_NEW, photo_bytes
@@ -272,6 +273,72 @@ def test_same_update_five_times_concurrently_has_one_effect(
     assert len(fake.sent) == 2
     assert "Untuk siapa paspor ini?" in fake.last(CHAT).text
     assert current_step(telegram, CHAT) == "category"
+
+
+def to_documents(fake: FakeTelegram, telegram: TelegramChannel, webhook: str) -> None:
+    """Register through the webhook up to the first document step."""
+    deliver(webhook, fake.text(CHAT, "/daftar"))
+    for _turn in range(30):
+        step = current_step(telegram, CHAT)
+        if step == "doc_ktp":
+            return
+        answer(fake, CHAT, step or "", {**ADULT_NEW, "email": "lewati"})
+        deliver(webhook, fake.updates[-1])
+    raise AssertionError("never reached the documents")
+
+
+def test_accepted_updates_are_applied_once_in_arrival_order_by_racing_drains(
+    fake: FakeTelegram, telegram: TelegramChannel
+) -> None:
+    # Three updates of one chat accepted (as the webhook does), nothing applied yet.
+    texts = ["/daftar", "1", "1", "2"]  # start, consent (the first button), and two answers
+    updates = [fake.text(CHAT, text) for text in texts]
+    for update in updates:
+        assert telegram.accept(update) == (str(CHAT), True)
+    assert telegram.accept(updates[0]) == (str(CHAT), False)  # a repeat adds nothing
+    assert counts(telegram) == (0, 0)
+    # Four threads drain the same chat at once: each update applied once, in order.
+    threads = [threading.Thread(target=telegram.drain, args=(str(CHAT),)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert counts(telegram) == (4, 4)
+    with telegram.loket.sessions() as session:
+        rows = session.execute(select(InboxUpdate).order_by(InboxUpdate.id)).scalars().all()
+        events = session.execute(select(ProcessedEvent.key)).scalars().all()
+    assert all(row.applied_at is not None and row.payload == {} for row in rows)
+    assert set(events) == {f"telegram:{u['update_id']}" for u in updates}
+    # The same texts applied one by one in another chat end at the same step with the same
+    # replies: the drains kept the arrival order.
+    other = CHAT + 1
+    for text in texts:
+        telegram.handle_update(fake.text(other, text))
+    assert current_step(telegram, CHAT) == current_step(telegram, other) != "consent"
+    assert fake.texts(CHAT) == fake.texts(other) and len(fake.texts(CHAT)) == 4
+
+
+def test_the_worker_applies_updates_left_waiting(
+    fake: FakeTelegram, telegram: TelegramChannel
+) -> None:
+    # Accepted by a web process that died before applying it.
+    assert telegram.accept(fake.text(CHAT, "/start")) == (str(CHAT), True)
+    assert telegram.flush_pending() == 0  # too fresh: its own process may still be on it
+    assert counts(telegram) == (0, 0)
+    telegram.drain_waiting(received_before=datetime.now(UTC) + timedelta(minutes=1))
+    assert counts(telegram) == (1, 1)
+    assert fake.texts(CHAT)[0].startswith("Selamat datang")
+
+
+def test_a_file_telegram_no_longer_serves_is_asked_for_again(
+    fake: FakeTelegram, telegram: TelegramChannel, webhook: str
+) -> None:
+    to_documents(fake, telegram, webhook)
+    update = fake.photo(CHAT, photo_bytes("gone"))
+    fake.files.clear()  # expired on Telegram's side before we fetched it
+    assert deliver(webhook, update) == 200
+    assert current_step(telegram, CHAT) == "doc_ktp"  # applied, and the same question again
+    assert "Foto e-KTP" in fake.last(CHAT).text
 
 
 def test_photo_through_the_webhook(

@@ -3,9 +3,10 @@
 Flask under gunicorn has no long-lived event loop and python-telegram-bot's `Bot` is async, so
 each process keeps one `Bot` on one event loop in a background thread (`BotRunner`); request
 threads and the poller stay synchronous and hand it only HTTP calls, so no database work ever
-runs on the loop. Every update is applied exactly once (`Loket.process` records its update_id
-with its effects) and every reply goes through the outbox: sent right after commit, and by the
-worker if a crash left it unsent.
+runs on the loop. An update is first accepted into the inbox (one INSERT keyed by its update_id:
+all the webhook waits for), then applied exactly once, in order per chat (`Loket.process` marks
+the inbox row and records the update_id with the turn's effects); every reply goes through the
+outbox: sent right after commit, and by the worker if a crash left it unsent.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from telegram import (
@@ -28,7 +29,7 @@ from telegram import (
     KeyboardButton,
     ReplyKeyboardMarkup,
 )
-from telegram.error import RetryAfter, TelegramError
+from telegram.error import BadRequest, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
 from bot.core.messages import Expect, Inbound, Outbound
@@ -39,7 +40,8 @@ from bot.qr import qr_png
 from bot.service import Loket
 from bot.settings import Settings
 from bot.shared import SharedState
-from storage.booking import claim_outbox, event_seen, mark_sent, pending_chats, release_claim
+from storage import inbox
+from storage.booking import claim_outbox, db_now, mark_sent, pending_chats, release_claim
 
 log = logging.getLogger(__name__)
 # httpx logs every request URL at INFO, and Bot API URLs carry the bot token; the library's
@@ -236,45 +238,93 @@ class TelegramChannel:
         self.runner = runner
         settings = loket.settings
         self.pacer = Pacer(loket.shared, settings.telegram_rate, settings.telegram_chat_rate)
-        # In a web worker, replies go out after the 200 on a few sender threads: the update is
-        # committed with its outbox rows, so answering Telegram need not wait for the sends.
+        # In a web worker, updates are applied and replies sent after the 200, on a few threads:
+        # the update is durably in the inbox, so answering Telegram need not wait for the turn.
         self.senders = ThreadPoolExecutor(4, "telegram-send") if background else None
 
     # ---- inbound -----------------------------------------------------------------------
 
     def handle_update(self, update: dict[str, Any]) -> bool:
-        """Apply one update exactly once, then deliver what is waiting; False if a repeat."""
+        """Accept one update and apply what its chat has waiting now; False if a repeat."""
+        chat_id, new = self.accept(update)
+        if chat_id is not None:
+            self.drain(chat_id)
+        return new
+
+    def accept(self, update: dict[str, Any]) -> tuple[str | None, bool]:
+        """Store an update in the inbox, unless it was seen; return its chat and whether new.
+
+        This is all the webhook waits for: one INSERT keyed by the update_id. Updates we do not
+        handle (groups, edits, stickers...) are not stored and have no chat.
+        """
         incoming = translate(update)
-        key = f"{CHANNEL}:{update['update_id']}"
         if incoming is None:
-            return False
-        if incoming.event is None and self._seen(key):
-            self.flush(incoming.chat_id)  # a repeated photo: no second download
-            return False
-        event = incoming.event or self._download(incoming)
-        applied = self.loket.process(CHANNEL, incoming.chat_id, event, key)
-        failpoint("after-commit")
+            return None, False
+        key = f"{CHANNEL}:{incoming.update_id}"
+        with self.loket.sessions() as session, session.begin():
+            new = inbox.accept(session, CHANNEL, key, incoming.chat_id, update)
+        failpoint("after-accept")
+        return incoming.chat_id, new
+
+    def schedule(self, chat_id: str) -> None:
+        """Apply and deliver a chat's waiting updates: on a sender thread if this process has
+        them (a web worker answers Telegram first), else right here."""
         if self.senders is not None:
-            self.senders.submit(self._deliver, incoming)
+            self.senders.submit(self.drain_safely, chat_id)
         else:
-            self._deliver(incoming)
+            self.drain(chat_id)
+
+    def drain_safely(self, chat_id: str) -> None:
+        """`drain` for background threads: a failure is logged; the worker tries again."""
+        try:
+            self.drain(chat_id)
+        except Exception as error:
+            log_failure(log, "applying an update failed; the worker will retry", error)
+
+    def drain(self, chat_id: str) -> int:
+        """Apply one chat's waiting updates in arrival order, then send its replies.
+
+        Files are fetched before the turn's transaction, so no lock waits on the network. If
+        another process applies the same row first, `Loket.process` says so and we go on.
+        """
+        applied = 0
+        while True:
+            with self.loket.sessions() as session:
+                waiting = inbox.next_waiting(session, CHANNEL, chat_id)
+            if waiting is None:
+                break
+            incoming = translate(waiting.payload)
+            assert incoming is not None  # only translatable updates are accepted
+            event = incoming.event or self._download(incoming)
+            if self.loket.process(CHANNEL, chat_id, event, waiting.key, inbox_row=waiting.id):
+                applied += 1
+                failpoint("after-commit")
+                if incoming.callback_id is not None:
+                    self._acknowledge(incoming)
+        self.flush(chat_id)
         return applied
 
-    def _deliver(self, incoming: Incoming) -> None:
-        """Acknowledge a pressed button and send what the chat has waiting."""
-        try:
-            if incoming.callback_id is not None:
-                self._acknowledge(incoming)
-            self.flush(incoming.chat_id)
-        except Exception as error:  # the worker sends what is left; log and go on
-            log_failure(log, "delivery failed; the worker will retry", error)
-
-    def _seen(self, key: str) -> bool:
+    def drain_waiting(self, received_before: datetime | None = None) -> int:
+        """Apply every chat's updates accepted before a time and left waiting (a process died
+        between the 200 and the turn); return how many were applied."""
         with self.loket.sessions() as session:
-            return event_seen(session, key)
+            before = received_before or db_now(session)
+            chats = inbox.waiting_chats(session, CHANNEL, before)
+        applied = 0
+        for chat_id in chats:
+            try:
+                applied += self.drain(chat_id)
+            except Exception as error:  # one stuck chat must not hold up the others
+                log_failure(log, "applying a waiting update failed", error)
+        return applied
 
     def _download(self, incoming: Incoming) -> Inbound:
-        """Fetch a photo or file, unless Telegram already says it is too large."""
+        """Fetch a photo or file, unless Telegram already says it is too large.
+
+        A file Telegram refuses to serve (expired, unknown) becomes an empty upload, which the
+        document step refuses with a request to send it again; a network failure is raised, so
+        the update waits and is tried again.
+        """
         assert incoming.file_id is not None
         limit = self.loket.settings.max_upload_bytes
         if incoming.file_size is not None and incoming.file_size > limit:
@@ -284,7 +334,11 @@ class TelegramChannel:
             telegram_file = await self.runner.bot.get_file(incoming.file_id or "")
             return bytes(await telegram_file.download_as_bytearray())
 
-        data = self.runner.call(fetch())
+        try:
+            data = self.runner.call(fetch())
+        except BadRequest as error:
+            log.warning("file not available: %s", type(error).__name__)
+            data = b""
         return Inbound.file(data, incoming.filename, declared_size=incoming.file_size)
 
     def _acknowledge(self, incoming: Incoming) -> None:
@@ -373,8 +427,12 @@ class TelegramChannel:
             last_id = photo.message_id
         return last_id
 
-    def flush_pending(self) -> int:
-        """Deliver every chat's leftovers (the worker calls this)."""
+    def flush_pending(self, grace: timedelta = timedelta(seconds=30)) -> int:
+        """Apply updates left waiting longer than `grace` and deliver every chat's leftovers
+        (the worker calls this); return the number of messages sent."""
+        with self.loket.sessions() as session:
+            before = db_now(session) - grace  # the clock `received_at` was written with
+        self.drain_waiting(before)
         with self.loket.sessions() as session:
             chats = pending_chats(session, CHANNEL)
         return sum(self.flush(chat) for chat in chats)

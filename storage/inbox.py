@@ -1,0 +1,88 @@
+"""The inbox: push-channel updates accepted at once and applied afterwards, in order per chat.
+
+A webhook answers as soon as its update is durably accepted (one INSERT keyed by the update's
+id); the turn itself runs right after, off the request, in whichever process gets to the chat
+first. Applying marks the row in the turn's own transaction, under the conversation lock, so
+an update is applied once however many processes try.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from storage.models import InboxUpdate
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """An inbox row waiting to be applied."""
+
+    id: int
+    key: str
+    payload: dict[str, Any]
+
+
+def accept(
+    session: Session, channel: str, key: str, user_ref: str, payload: dict[str, Any]
+) -> bool:
+    """Store an update unless its key is known; False when it was already accepted."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    created = session.execute(
+        insert(InboxUpdate)
+        .values(key=key, channel=channel, user_ref=user_ref, payload=payload)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(InboxUpdate.id)
+    ).first()
+    return created is not None
+
+
+def next_waiting(session: Session, channel: str, user_ref: str) -> Accepted | None:
+    """Return one chat's oldest update not yet applied."""
+    row = session.execute(
+        select(InboxUpdate.id, InboxUpdate.key, InboxUpdate.payload)
+        .where(
+            InboxUpdate.channel == channel,
+            InboxUpdate.user_ref == user_ref,
+            InboxUpdate.applied_at.is_(None),
+        )
+        .order_by(InboxUpdate.id)
+        .limit(1)
+    ).first()
+    return None if row is None else Accepted(row.id, row.key, row.payload)
+
+
+def mark_applied(session: Session, row_id: int, now: datetime) -> bool:
+    """Mark a row applied in the caller's transaction; False if another process already did.
+
+    Callers hold the chat's conversation lock, so of two processes racing for the same row the
+    second sees the first's commit and backs off.
+    """
+    result = session.execute(
+        update(InboxUpdate)
+        .where(InboxUpdate.id == row_id, InboxUpdate.applied_at.is_(None))
+        .values(applied_at=now, payload={})  # the text has served; keep no copy of it
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def waiting_chats(session: Session, channel: str, received_before: datetime) -> list[str]:
+    """Return the chats with updates accepted before a time and still not applied."""
+    return list(
+        session.execute(
+            select(InboxUpdate.user_ref)
+            .where(
+                InboxUpdate.channel == channel,
+                InboxUpdate.applied_at.is_(None),
+                InboxUpdate.received_at < received_before,
+            )
+            .distinct()
+        ).scalars()
+    )
