@@ -180,7 +180,7 @@ def test_kill_9_during_an_update_loses_nothing_and_doubles_nothing(
         server.stop()
     assert (tmp_path / "fired").exists() and server.starts == 2  # it really died once
     # Killed before its 200, the first update was delivered again; after it, once was enough.
-    assert attempts[0] == (2 if point == "after-accept" else 1)
+    assert attempts[0] > 1 if point == "after-accept" else attempts[0] == 1
 
     # A worker round delivers anything a crash left unsent.
     subprocess.run([sys.executable, "-m", "bot", "worker", "--rounds", "1", "--interval", "0"],

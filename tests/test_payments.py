@@ -169,12 +169,13 @@ def test_healthz(client: FlaskClient) -> None:
 
 
 def test_payment_cli_is_idempotent(
-    database_url: str, chat: Chat, loket: Loket, tmp_path: Path
+    database_url: str, chat: Chat, loket: Loket, tmp_path: Path, clock: FakeClock
 ) -> None:
     code = held_code(chat)
     env = {**os.environ, "DATABASE_URL": database_url, "LOKET_DATA_DIR": str(tmp_path)}
+    # Paid at the test's time (the hold's deadline follows the fake clock, not the wall clock).
     command = [sys.executable, "-m", "bot", "payment", "--code", code, "--amount", "950000",
-               "--reference", "CLI-1"]  # fmt: skip
+               "--reference", "CLI-1", "--paid-at", clock.now.isoformat()]  # fmt: skip
     first = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, check=True)
     again = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, check=True)
     assert json.loads(first.stdout)["outcome"] == "confirmed"
