@@ -85,6 +85,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--chats", type=int, default=5000)
+    parser.add_argument("--applier", action="store_true", help="apply in a niced process")
     parser.add_argument("--drain-limit", type=float, default=300, help="seconds to wait")
     args = parser.parse_args()
 
@@ -105,12 +106,18 @@ def main() -> int:
             "TELEGRAM_CHAT_RATE_PER_SECOND": "100000",
             "LOKET_REDIS_PREFIX": f"bench-webhook-{port}",
         }  # fmt: skip
+        if args.applier:
+            env["LOKET_APPLY_IN_WEB"] = "0"
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--workers", str(args.workers), "--threads",
              str(args.threads), "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
              "bot.web:create_app()"],
             env=env, cwd=ROOT,
         )  # fmt: skip
+        applier = None
+        if args.applier:
+            applier = subprocess.Popen(["nice", "-n", "10", sys.executable, "-m", "bot", "apply"],
+                                       env=env, cwd=ROOT)  # fmt: skip
         try:
             for _ in range(100):
                 try:
@@ -142,6 +149,9 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(timeout=30)
+            if applier is not None:
+                applier.terminate()
+                applier.wait(timeout=30)
     fake.stop()
     replies = len(fake.sent)
     rate = len(webhook) / args.seconds

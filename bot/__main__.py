@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     poll = commands.add_parser("poll", help="run the Telegram bot by long polling")
     poll.add_argument("--rounds", type=int, default=None, help="stop after this many polls")
     commands.add_parser("serve", help="run the web app on PORT (registers the webhook)")
+    apply = commands.add_parser("apply", help="apply accepted Telegram updates as they come")
+    apply.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    apply.add_argument("--threads", type=int, default=4, help="chats applied side by side")
     worker = commands.add_parser("worker", help="run background work in a loop")
     worker.add_argument("--interval", type=float, default=30.0, help="seconds between rounds")
     worker.add_argument("--rounds", type=int, default=None, help="stop after this many rounds")
@@ -68,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_poll(settings, args.rounds)
     if args.command == "serve":
         return run_serve(settings)
+    if args.command == "apply":
+        return run_apply(settings, args.seconds, args.threads)
     if args.command == "chat":
         loket = Loket(settings)
         loket.prepare_demo()
@@ -96,6 +101,25 @@ def run_poll(settings: Settings, rounds: int | None) -> int:
     try:
         channel.set_commands()
         channel.poll(rounds=rounds)
+    finally:
+        runner.close()
+        loket.close()
+    return 0
+
+
+def run_apply(settings: Settings, seconds: float | None, threads: int) -> int:
+    """Apply webhook updates accepted by web processes that only accept (LOKET_APPLY_IN_WEB=0)."""
+    from bot.channels.telegram import BotRunner, TelegramChannel
+    from bot.service import Loket
+
+    if not settings.telegram_token:
+        print("TELEGRAM_BOT_TOKEN is not set", file=sys.stderr)
+        return 2
+    loket = Loket(settings)
+    runner = BotRunner(settings)
+    try:
+        applied = TelegramChannel(loket, runner).apply_forever(seconds, threads)
+        print(json.dumps({"applied": applied}))
     finally:
         runner.close()
         loket.close()

@@ -31,6 +31,7 @@ class Settings:
     public_url: str | None = None
     telegram_rate: int = 30  # messages a second, all chats together (Bot API guidance)
     telegram_chat_rate: int = 1  # messages a second to one chat
+    apply_in_web: bool = True  # False: web processes only accept; `python -m bot apply` applies
     port: int = 8000
     idle_timeout: timedelta = timedelta(hours=24)
     max_applicants_per_account: int = 5
@@ -72,6 +73,7 @@ class Settings:
             public_url=env.get("PUBLIC_URL") or None,
             telegram_rate=int(env.get("TELEGRAM_RATE_PER_SECOND", "30")),
             telegram_chat_rate=int(env.get("TELEGRAM_CHAT_RATE_PER_SECOND", "1")),
+            apply_in_web=env.get("LOKET_APPLY_IN_WEB", "1") == "1",
             port=int(env.get("PORT", "8000")),
             idle_timeout=timedelta(hours=float(env.get("LOKET_IDLE_TIMEOUT_HOURS", "24"))),
             max_applicants_per_account=int(env.get("LOKET_MAX_APPLICANTS_PER_ACCOUNT", "5")),

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +29,7 @@ from tests.conftest import FakeClock
 from tests.fake_telegram import TOKEN, FakeTelegram
 from tests.transcript import ADULT_NEW, photo_bytes
 
+ROOT = Path(__file__).resolve().parent.parent
 SECRET = "webhook-secret-for-tests"
 CHAT = 424242
 
@@ -328,6 +334,27 @@ def test_the_worker_applies_updates_left_waiting(
     telegram.drain_waiting(received_before=datetime.now(UTC) + timedelta(minutes=1))
     assert counts(telegram) == (1, 1)
     assert fake.texts(CHAT)[0].startswith("Selamat datang")
+
+
+def test_web_that_only_accepts_and_a_separate_applier(
+    fake: FakeTelegram, telegram: TelegramChannel, webhook: str, database_url: str, tmp_path: Path
+) -> None:
+    telegram.loket.settings = replace(telegram.loket.settings, apply_in_web=False)
+    assert deliver(webhook, fake.text(CHAT, "/start")) == 200
+    assert deliver(webhook, fake.text(CHAT + 1, "/status")) == 200
+    assert counts(telegram) == (0, 0) and fake.sent == []  # accepted, not applied
+    env = {
+        **os.environ, "DATABASE_URL": database_url, "LOKET_DATA_DIR": str(tmp_path),
+        "LOKET_AUTO_MIGRATE": "0", "TELEGRAM_BOT_TOKEN": TOKEN,
+        "TELEGRAM_BASE_URL": fake.base_url, "TELEGRAM_BASE_FILE_URL": fake.base_file_url,
+    }  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "apply", "--seconds", "2", "--threads", "2"],
+        env=env, cwd=ROOT, check=True, timeout=120, capture_output=True, text=True,
+    )  # fmt: skip
+    assert json.loads(done.stdout) == {"applied": 2}
+    assert counts(telegram) == (2, 2)
+    assert fake.texts(CHAT)[0].startswith("Selamat datang") and fake.texts(CHAT + 1)
 
 
 def test_a_file_telegram_no_longer_serves_is_asked_for_again(

@@ -269,6 +269,8 @@ class TelegramChannel:
     def schedule(self, chat_id: str) -> None:
         """Apply and deliver a chat's waiting updates: on a sender thread if this process has
         them (a web worker answers Telegram first), else right here."""
+        if not self.loket.settings.apply_in_web:
+            return  # a separate `python -m bot apply` process takes it up
         if self.senders is not None:
             self.senders.submit(self.drain_safely, chat_id)
         else:
@@ -304,19 +306,24 @@ class TelegramChannel:
         self.flush(chat_id)
         return applied
 
-    def drain_waiting(self, received_before: datetime | None = None) -> int:
+    def drain_waiting(
+        self, received_before: datetime | None = None, pool: ThreadPoolExecutor | None = None
+    ) -> int:
         """Apply every chat's updates accepted before a time and left waiting (a process died
-        between the 200 and the turn); return how many were applied."""
+        between the 200 and the turn, or web processes only accept); return how many were
+        applied. With a pool, chats are drained side by side (each chat still in order)."""
         with self.loket.sessions() as session:
             before = received_before or db_now(session)
             chats = inbox.waiting_chats(session, CHANNEL, before)
-        applied = 0
-        for chat_id in chats:
+
+        def one(chat_id: str) -> int:
             try:
-                applied += self.drain(chat_id)
+                return self.drain(chat_id)
             except Exception as error:  # one stuck chat must not hold up the others
                 log_failure(log, "applying a waiting update failed", error)
-        return applied
+                return 0
+
+        return sum(pool.map(one, chats) if pool is not None else map(one, chats))
 
     def _download(self, incoming: Incoming) -> Inbound:
         """Fetch a photo or file, unless Telegram already says it is too large.
@@ -426,6 +433,21 @@ class TelegramChannel:
             photo = self.runner.call(bot.send_photo(chat_id, qr_png(message.qr)))
             last_id = photo.message_id
         return last_id
+
+    def apply_forever(
+        self, seconds: float | None = None, threads: int = 4, idle_sleep: float = 0.05
+    ) -> int:
+        """Apply accepted updates as they come (`python -m bot apply`), `threads` chats at a
+        time, for `seconds` or until stopped; return how many were applied."""
+        stop_at = None if seconds is None else time.monotonic() + seconds
+        applied = 0
+        with ThreadPoolExecutor(threads, "telegram-apply") as pool:
+            while stop_at is None or time.monotonic() < stop_at:
+                done = self.drain_waiting(pool=pool)
+                applied += done
+                if done == 0:
+                    time.sleep(idle_sleep)
+        return applied
 
     def flush_pending(self, grace: timedelta = timedelta(seconds=30)) -> int:
         """Apply updates left waiting longer than `grace` and deliver every chat's leftovers
