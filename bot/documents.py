@@ -170,15 +170,18 @@ class LocalBlobStore:
         return self._path(key).read_bytes()
 
 
-def accept_upload(upload: Upload, blobs: BlobStore, max_bytes: int) -> dict[str, Any]:
+def accept_upload(
+    upload: Upload, blobs: BlobStore, max_bytes: int, document: str | None = None
+) -> dict[str, Any]:
     """Check, clean (re-encode, strip metadata) and store an upload; return its record.
 
     One pipeline for every channel: the declared size is refused before any download, then
     `bot.images` checks the type by magic bytes, the pixel count, damage, resolution,
-    darkness and blur, and re-encodes what it keeps.
+    darkness and blur, and re-encodes what it keeps. `document` names the document in the
+    refusals that are about its content (a blurry photo).
     """
     rules = ImageRules(max_bytes=max_bytes)
     check_declared_size(upload.declared_size, rules)
-    clean = clean_document(upload.data, rules)
+    clean = clean_document(upload.data, rules, document)
     return {"sha256": blobs.put(clean.data), "content_type": clean.content_type,
             "size": len(clean.data)}  # fmt: skip

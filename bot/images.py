@@ -166,7 +166,7 @@ def _jpeg_header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def clean_document(data: bytes, rules: ImageRules) -> CleanDocument:
+def clean_document(data: bytes, rules: ImageRules, document: str | None = None) -> CleanDocument:
     """Check an upload and return it cleaned, or raise Invalid with how to retake it."""
     if len(data) > rules.max_bytes:
         _refuse_size(len(data), rules)
@@ -175,7 +175,7 @@ def clean_document(data: bytes, rules: ImageRules) -> CleanDocument:
         raise Invalid(_("File ini bukan foto JPEG/PNG atau PDF. Kirim foto dokumen."))
     if content_type == PDF:
         return _check_pdf(data)
-    return _clean_photo(data, content_type, rules)
+    return _clean_photo(data, content_type, rules, document or _("dokumen"))
 
 
 def _check_pdf(data: bytes) -> CleanDocument:
@@ -201,7 +201,7 @@ def _refuse_damaged() -> NoReturn:
     )
 
 
-def _clean_photo(data: bytes, content_type: str, rules: ImageRules) -> CleanDocument:
+def _clean_photo(data: bytes, content_type: str, rules: ImageRules, document: str) -> CleanDocument:
     # First guard: our own reading of the header, before Pillow parses anything.
     declared = header_size(data, content_type)
     if declared is not None and declared[0] * declared[1] > rules.max_pixels:
@@ -247,7 +247,11 @@ def _clean_photo(data: bytes, content_type: str, rules: ImageRules) -> CleanDocu
     if ImageStat.Stat(gray).mean[0] < rules.dark_threshold:
         raise Invalid(_("Foto terlalu gelap. Ambil ulang di tempat yang terang, tanpa bayangan."))
     if blur_score(gray) < rules.blur_threshold:
-        raise Invalid(_("Foto buram, pastikan seluruh KTP terlihat dan tidak silau."))
+        raise Invalid(
+            _("Foto buram, pastikan seluruh {document} terlihat dan tidak silau.").format(
+                document=document
+            )
+        )
     return _encode(image, rules)
 
 

@@ -241,7 +241,9 @@ def test_too_dark_photo_is_refused() -> None:
 
 def test_blurry_photo_is_refused() -> None:
     blurred = document_page().filter(ImageFilter.GaussianBlur(6))
-    assert refusal(encode(blurred)) == "Foto buram, pastikan seluruh KTP terlihat dan tidak silau."
+    assert refusal(encode(blurred)) == (
+        "Foto buram, pastikan seluruh dokumen terlihat dan tidak silau."
+    )
 
 
 def test_empty_frame_is_refused_as_blurry() -> None:
@@ -249,7 +251,9 @@ def test_empty_frame_is_refused_as_blurry() -> None:
     blank = ImageChops.add(
         Image.new("L", (1200, 800), 235), Image.effect_noise((1200, 800), 4), offset=-128
     )
-    assert refusal(encode(blank)) == "Foto buram, pastikan seluruh KTP terlihat dan tidak silau."
+    with use_locale("id"), pytest.raises(Invalid) as refused:
+        clean_document(encode(blank), RULES, "e-KTP")
+    assert refused.value.reason == "Foto buram, pastikan seluruh e-KTP terlihat dan tidak silau."
 
 
 @pytest.mark.parametrize(

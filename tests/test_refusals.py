@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from datetime import date
 
 import pytest
+from PIL import Image, ImageFilter
 
 from bot.service import Loket
 from tests.transcript import ADULT_NEW, Chat, fill_until, make_nik, photo_bytes, register
@@ -120,6 +122,18 @@ def test_upload_over_the_size_limit_is_refused(chat: Chat, loket: Loket) -> None
     reply = chat.photo(too_big)
     assert "melebihi batas 10 MB" in reply
     assert chat.step() == "doc_ktp"
+
+
+def test_blurry_photo_refusal_names_the_document_asked_for(chat: Chat) -> None:
+    fill_until(chat, "doc_ktp")
+    chat.photo()
+    assert chat.step() == "doc_kk"
+    sharp = Image.open(io.BytesIO(photo_bytes("kk")))
+    blurred = io.BytesIO()
+    sharp.filter(ImageFilter.GaussianBlur(8)).save(blurred, "JPEG")
+    reply = chat.photo(blurred.getvalue())
+    assert "Foto buram, pastikan seluruh Kartu Keluarga terlihat dan tidak silau." in reply
+    assert chat.step() == "doc_kk"
 
 
 def test_photo_at_a_text_step_is_refused(chat: Chat) -> None:

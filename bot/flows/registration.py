@@ -267,11 +267,16 @@ def document_prompt(requirement: Requirement) -> Any:
     return prompt
 
 
-def read_document(ctx: Context, event: Inbound) -> dict[str, Any]:
-    """Take a photo or file upload; text at a photo step gets a reminder."""
-    if event.kind is not EventKind.FILE or event.upload is None:
-        raise Invalid(_("Di langkah ini kami perlu foto dokumen, bukan teks. Kirim fotonya."))
-    return accept_upload(event.upload, ctx.blobs, ctx.settings.max_upload_bytes)
+def read_document(requirement: Requirement) -> Any:
+    """Take a photo or file upload of one document; text at a photo step gets a reminder."""
+
+    def parse(ctx: Context, event: Inbound) -> dict[str, Any]:
+        if event.kind is not EventKind.FILE or event.upload is None:
+            raise Invalid(_("Di langkah ini kami perlu foto dokumen, bukan teks. Kirim fotonya."))
+        document = document_label(requirement, ctx.answers)
+        return accept_upload(event.upload, ctx.blobs, ctx.settings.max_upload_bytes, document)
+
+    return parse
 
 
 def show_document(value: Any) -> str:
@@ -285,7 +290,7 @@ def document_step(requirement: Requirement) -> Step:
         key=f"doc_{requirement.key}",
         prompt=document_prompt(requirement),
         expects=Expect.PHOTO,
-        parse=read_document,
+        parse=read_document(requirement),
         when=requirement.applies,
         skippable=requirement.optional,
         label=requirement.label,
