@@ -23,6 +23,7 @@ class Settings:
     payment_window: timedelta = timedelta(hours=2)
     booking_horizon_days: int = 62
     payment_secret: str | None = None
+    api_key: str | None = None  # bearer key of the JSON chat API (gateways, call centres)
     document_key: str | None = None
     telegram_token: str | None = None
     telegram_base_url: str = "https://api.telegram.org/bot"
@@ -63,6 +64,7 @@ class Settings:
             payment_window=timedelta(minutes=float(env.get("LOKET_PAYMENT_WINDOW_MINUTES", "120"))),
             booking_horizon_days=int(env.get("LOKET_BOOKING_HORIZON_DAYS", "62")),
             payment_secret=env.get("PAYMENT_WEBHOOK_SECRET") or None,
+            api_key=env.get("LOKET_API_KEY") or None,
             document_key=env.get("LOKET_DOCUMENT_KEY") or None,
             telegram_token=env.get("TELEGRAM_BOT_TOKEN") or None,
             telegram_base_url=env.get("TELEGRAM_BASE_URL", "https://api.telegram.org/bot"),

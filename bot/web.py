@@ -11,6 +11,7 @@ from flask import Flask, Response, current_app, jsonify, request
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
+from bot.api import api
 from bot.channels.telegram import BotRunner, TelegramChannel
 from bot.logsafe import log_failure
 from bot.payments import SIGNATURE_HEADER, BadNotice, apply_notice, signature_ok
@@ -46,6 +47,10 @@ def create_app(
         # Updates a previous process accepted but did not live to apply: take them up now.
         assert channel.senders is not None
         channel.senders.submit(resume_waiting, channel)
+
+    # The largest upload, base64-encoded in a JSON body, and some room for the rest.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes * 4 // 3 + 64 * 1024
+    app.register_blueprint(api)
 
     @app.errorhandler(Exception)
     def failure(error: Exception) -> tuple[Response, int]:
