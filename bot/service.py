@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -75,6 +76,23 @@ class Loket:
         self.identity = identity or StructuralIdentity()
         self.clock = clock
         self.engine: Engine = build_engine()
+
+    @functools.cached_property
+    def autocommit_db(self) -> SqlEngine:
+        """An engine whose statements commit one by one (PostgreSQL), for single-statement
+        writes that must be durable in one round trip (accepting a webhook update).
+
+        No ping before each checkout either: if the database restarted, the first statement on
+        a stale connection fails (the webhook answers 500 and Telegram retries) and SQLAlchemy
+        then discards the whole pool.
+        """
+        if self.db.dialect.name != "postgresql":
+            return self.db
+        return make_engine(
+            self.db.url.render_as_string(hide_password=False),
+            isolation_level="AUTOCOMMIT",
+            pool_pre_ping=False,
+        )
 
     def now(self, session: Session) -> datetime:
         """Return the time of this unit of work."""

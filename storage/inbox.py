@@ -8,11 +8,12 @@ an update is applied once however many processes try.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -32,15 +33,48 @@ def accept(
     session: Session, channel: str, key: str, user_ref: str, payload: dict[str, Any]
 ) -> bool:
     """Store an update unless its key is known; False when it was already accepted."""
-    dialect = session.get_bind().dialect.name
+    return _accepted(session.connection(), channel, key, user_ref, payload)
+
+
+def accept_now(
+    engine: Engine, channel: str, key: str, user_ref: str, payload: dict[str, Any]
+) -> bool:
+    """Store an update durably, in the fewest round trips the database allows.
+
+    Give it an engine made with `isolation_level="AUTOCOMMIT"` on PostgreSQL: one statement is
+    atomic and, once it returns, committed, so the BEGIN and COMMIT round trips are saved.
+    SQLite (one writer, a local file) keeps an ordinary transaction.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            return _accepted(connection, channel, key, user_ref, payload)
+    with engine.begin() as connection:
+        return _accepted(connection, channel, key, user_ref, payload)
+
+
+def _accepted(
+    connection: Connection, channel: str, key: str, user_ref: str, payload: dict[str, Any]
+) -> bool:
+    values = {"key": key, "channel": channel, "user_ref": user_ref, "payload": payload}
+    created = connection.execute(_insert_once(connection.dialect.name), values).first()
+    return created is not None
+
+
+@functools.cache
+def _insert_once(dialect: str) -> Any:
+    """The accept statement, built once per dialect (building it costs more than running it)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    created = session.execute(
+    return (
         insert(InboxUpdate)
-        .values(key=key, channel=channel, user_ref=user_ref, payload=payload)
+        .values(
+            key=bindparam("key"),
+            channel=bindparam("channel"),
+            user_ref=bindparam("user_ref"),
+            payload=bindparam("payload", type_=InboxUpdate.__table__.c.payload.type),
+        )
         .on_conflict_do_nothing(index_elements=["key"])
         .returning(InboxUpdate.id)
-    ).first()
-    return created is not None
+    )
 
 
 def next_waiting(session: Session, channel: str, user_ref: str) -> Accepted | None:

@@ -261,8 +261,7 @@ class TelegramChannel:
         if incoming is None:
             return None, False
         key = f"{CHANNEL}:{incoming.update_id}"
-        with self.loket.sessions() as session, session.begin():
-            new = inbox.accept(session, CHANNEL, key, incoming.chat_id, update)
+        new = inbox.accept_now(self.loket.autocommit_db, CHANNEL, key, incoming.chat_id, update)
         failpoint("after-accept")
         return incoming.chat_id, new
 
