@@ -38,6 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     apply = commands.add_parser("apply", help="apply accepted Telegram updates as they come")
     apply.add_argument("--seconds", type=float, default=None, help="stop after this long")
     apply.add_argument("--threads", type=int, default=4, help="chats applied side by side")
+    staff = commands.add_parser("staff", help="manage staff accounts")
+    staff_commands = staff.add_subparsers(dest="staff_command", required=True)
+    staff_add = staff_commands.add_parser("add", help="create a staff account")
+    staff_add.add_argument("username")
+    staff_add.add_argument("--name", default="", help="full name shown in the consoles")
+    staff_add.add_argument("--role", required=True, choices=("agent", "office_admin", "superadmin"))
+    staff_add.add_argument("--office", default=None, help="office code (office admins only)")
+    staff_add.add_argument(
+        "--password-env", default="LOKET_NEW_STAFF_PASSWORD",
+        help="environment variable holding the password (else it is asked for)",
+    )  # fmt: skip
     worker = commands.add_parser("worker", help="run background work in a loop")
     worker.add_argument("--interval", type=float, default=30.0, help="seconds between rounds")
     worker.add_argument("--rounds", type=int, default=None, help="stop after this many rounds")
@@ -65,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     from bot.channels.terminal import TerminalChat
     from bot.service import Loket
 
+    if args.command == "staff":
+        return run_staff_add(args, Loket(settings))
     if args.command in ("seed", "payment", "sweep", "worker"):
         return run_service_command(args, Loket(settings))
     if args.command == "poll":
@@ -127,17 +140,77 @@ def run_apply(settings: Settings, seconds: float | None, threads: int) -> int:
 
 
 def run_serve(settings: Settings) -> int:
-    """Run the web app on PORT with a threaded server; register the webhook when configured."""
+    """Run the whole product on PORT: web chat, consoles, API, webhook; on the embedded default
+    also the background worker, Telegram polling when a token is set, and demo staff logins."""
+    import threading
+
+    from bot import worker
     from bot.web import create_app
 
     app = create_app(settings)
+    loket = app.config["LOKET"]
     telegram = app.config["TELEGRAM"]
     if telegram is not None and settings.public_url and settings.telegram_webhook_secret:
         telegram.set_commands()
         telegram.set_webhook(settings.public_url, settings.telegram_webhook_secret)
     if settings.embedded:
-        app.config["LOKET"].prepare_demo()
+        loket.prepare_demo()
+        for line in demo_staff(loket):
+            print(line, flush=True)
+        threading.Thread(target=worker.run, args=(loket, 30.0), name="worker", daemon=True).start()
+        if settings.telegram_token and not settings.telegram_webhook_secret:
+            # No webhook configured: take Telegram's updates by polling instead.
+            threading.Thread(
+                target=run_poll, args=(settings, None), name="telegram-poll", daemon=True
+            ).start()
+    print(f"Loket: http://127.0.0.1:{settings.port}/ (staff: /staff/login)", flush=True)
     app.run(host="0.0.0.0", port=settings.port, threaded=True)
+    return 0
+
+
+def demo_staff(loket: Loket) -> list[str]:
+    """On first start of the embedded default, create demo staff and say how to log in."""
+    import secrets
+
+    from sqlalchemy import select
+
+    from storage.models import Staff
+    from storage.staff import add_staff
+
+    with loket.sessions() as session, session.begin():
+        if session.execute(select(Staff.id).limit(1)).first() is not None:
+            return []
+        lines = ["Demo staff logins (shown once; add more with `python -m bot staff add`):"]
+        for username, role, office in (
+            ("demo.agent", "agent", None),
+            ("demo.kantor", "office_admin", "jakarta-selatan"),
+            ("demo.admin", "superadmin", None),
+        ):
+            password = secrets.token_urlsafe(9)
+            add_staff(session, username, username, role, password, office)
+            lines.append(f"  {role:<13} {username:<12} password: {password}")
+    return lines
+
+
+def run_staff_add(args: argparse.Namespace, loket: Loket) -> int:
+    """Create a staff account; the password comes from the environment or the terminal."""
+    import getpass
+    import os
+
+    from storage.staff import StaffError, add_staff
+
+    password = os.environ.get(args.password_env) or getpass.getpass("Password: ")
+    try:
+        if loket.settings.embedded:
+            loket.prepare_demo()
+        with loket.sessions() as session, session.begin():
+            staff = add_staff(session, args.username, args.name, args.role, password, args.office)
+            print(json.dumps({"staff": staff.username, "role": staff.role, "office": args.office}))
+    except StaffError as error:
+        print(f"staff add: {error}", file=sys.stderr)
+        return 2
+    finally:
+        loket.close()
     return 0
 
 

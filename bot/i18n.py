@@ -11,7 +11,7 @@ from __future__ import annotations
 import gettext as _gettext
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import date, datetime
 from functools import cache
 from io import BytesIO
@@ -58,6 +58,16 @@ def use_locale(locale: str) -> Iterator[None]:
         yield
     finally:
         _current_locale.reset(token)
+
+
+def set_locale(locale: str) -> Token[str]:
+    """Translate into `locale` until `reset_locale` (for a web request's lifetime)."""
+    return _current_locale.set(locale if locale in SUPPORTED_LOCALES else DEFAULT_LOCALE)
+
+
+def reset_locale(token: Token[str]) -> None:
+    """Undo `set_locale`."""
+    _current_locale.reset(token)
 
 
 def gettext(message: str) -> str:

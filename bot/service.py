@@ -29,6 +29,7 @@ from storage.conversations import lock_conversation
 from storage.db import make_engine, make_session_factory, upgrade
 from storage.inbox import mark_applied
 from storage.models import Conversation, Office
+from storage.staff import audit
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,14 @@ class Loket:
                 seed_offices(session)
             extend_calendars(session, self.now(session), self.settings.booking_horizon_days)
 
-    def context(self, session: Session, channel: str, user_ref: str, now: datetime) -> Context:
+    def context(
+        self,
+        session: Session,
+        channel: str,
+        user_ref: str,
+        now: datetime,
+        actor: int | None = None,
+    ) -> Context:
         """Build the context a turn's steps work with."""
         return Context(
             session=session,
@@ -118,13 +126,30 @@ class Loket:
             user_ref=user_ref,
             now=now,
             answers={},
+            actor=actor,
         )
 
-    def handle(self, channel: str, user_ref: str, event: Inbound) -> list[Outbound]:
-        """Apply one event for one chat identity in one transaction and return the replies."""
+    def handle(
+        self, channel: str, user_ref: str, event: Inbound, actor: int | None = None
+    ) -> list[Outbound]:
+        """Apply one event for one chat identity in one transaction and return the replies.
+
+        `actor` is the staff member typing for the applicant (the agent console): records the
+        turn creates carry it, and the turn is written to the audit log in the same transaction.
+        """
         with self.sessions() as session, session.begin():
             conversation, now = self._lock(session, channel, user_ref)
-            replies, _locale = self._run(session, conversation, now, channel, user_ref, event)
+            replies, _locale = self._run(
+                session, conversation, now, channel, user_ref, event, actor
+            )
+            if actor is not None:
+                state = conversation.state
+                audit(
+                    session, actor, "agent.turn", user_ref,
+                    {"event": event.kind.value, "flow": state.get("flow"),
+                     "step": state.get("step")},
+                    now,
+                )  # fmt: skip
         return replies
 
     def process(
@@ -169,10 +194,11 @@ class Loket:
         channel: str,
         user_ref: str,
         event: Inbound,
+        actor: int | None = None,
     ) -> tuple[list[Outbound], str]:
         """Run the engine on a locked conversation and save its new state."""
         state = ConversationState.from_dict(conversation.state)
-        ctx = self.context(session, channel, user_ref, now)
+        ctx = self.context(session, channel, user_ref, now, actor)
         replies = self.engine.handle(state, event, ctx, _aware(conversation.last_activity_at))
         conversation.state = state.to_dict()
         conversation.locale = state.locale

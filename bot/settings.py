@@ -25,6 +25,8 @@ class Settings:
     payment_secret: str | None = None
     api_key: str | None = None  # bearer key of the JSON chat API (gateways, call centres)
     document_key: str | None = None
+    secret_key: str | None = None  # signs staff and web-chat cookies (derived if not set)
+    secure_cookies: bool = True  # cookies only over HTTPS (0 for plain-HTTP development)
     telegram_token: str | None = None
     telegram_base_url: str = "https://api.telegram.org/bot"
     telegram_base_file_url: str = "https://api.telegram.org/file/bot"
@@ -66,6 +68,8 @@ class Settings:
             payment_secret=env.get("PAYMENT_WEBHOOK_SECRET") or None,
             api_key=env.get("LOKET_API_KEY") or None,
             document_key=env.get("LOKET_DOCUMENT_KEY") or None,
+            secret_key=env.get("LOKET_SECRET_KEY") or None,
+            secure_cookies=env.get("LOKET_SECURE_COOKIES", "1") == "1",
             telegram_token=env.get("TELEGRAM_BOT_TOKEN") or None,
             telegram_base_url=env.get("TELEGRAM_BASE_URL", "https://api.telegram.org/bot"),
             telegram_base_file_url=env.get(

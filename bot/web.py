@@ -1,4 +1,4 @@
-"""The Flask app: health, payment notices, the Telegram webhook (web pages join it later)."""
+"""The Flask app: web chat, staff consoles, chat API, payment notices, the Telegram webhook."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, current_app, jsonify, make_response, render_template, request
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
 from bot.api import api
 from bot.channels.telegram import BotRunner, TelegramChannel
+from bot.consoles import csrf
+from bot.consoles import install as install_consoles
+from bot.i18n import _
 from bot.logsafe import log_failure
 from bot.payments import SIGNATURE_HEADER, BadNotice, apply_notice, signature_ok
 from bot.service import Loket
@@ -28,6 +31,24 @@ def resume_waiting(channel: TelegramChannel) -> None:
         channel.flush_pending(grace=timedelta(0))
     except Exception as error:
         log_failure(log, "resuming waiting updates failed", error)
+
+
+# First path segments of the pages people read (errors there are pages, not JSON).
+PAGE_AREAS = ("", "agent", "office", "staff")
+
+
+def page_error(code: int) -> tuple[Response, int]:
+    """An error page in the reader's language."""
+    titles = {
+        400: (_("Permintaan tidak valid"), _("Muat ulang halaman lalu coba lagi.")),
+        403: (_("Tidak diizinkan"), _("Akun Anda tidak punya akses ke halaman ini.")),
+        404: (_("Tidak ditemukan"), _("Halaman atau data yang Anda cari tidak ada.")),
+        429: (_("Terlalu banyak permintaan"), _("Tunggu sebentar lalu coba lagi.")),
+    }
+    title, text = titles.get(
+        code, (_("Terjadi gangguan"), _("Maaf, coba lagi sebentar lagi. Data Anda tidak hilang."))
+    )
+    return make_response(render_template("error.html", title=title, text=text)), code
 
 
 def create_app(
@@ -51,13 +72,21 @@ def create_app(
     # The largest upload, base64-encoded in a JSON body, and some room for the rest.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes * 4 // 3 + 64 * 1024
     app.register_blueprint(api)
+    install_consoles(app, settings)
+    csrf.exempt(api)  # machine callers authenticate by key or signature, not by cookie
 
     @app.errorhandler(Exception)
     def failure(error: Exception) -> tuple[Response, int]:
         """Log without the error's text (it may quote personal data) and ask for a retry."""
+        wants_page = request.method == "GET" or request.mimetype != "application/json"
+        wants_page = wants_page and request.path.split("/")[1] in PAGE_AREAS
         if isinstance(error, HTTPException):
+            if wants_page:
+                return page_error(error.code or 500)
             return jsonify(error=error.name), error.code or 500
         log_failure(app.logger, f"request failed: {request.method} {request.path}", error)
+        if wants_page:
+            return page_error(500)
         return jsonify(error="internal error, please retry"), 500
 
     @app.route("/ping", methods=["GET", "POST"])
@@ -120,4 +149,7 @@ def create_app(
             channel.schedule(chat_id)
         return jsonify(ok=True), 200
 
+    # Machine callers prove themselves by secret or signature, not by a browser's cookie.
+    for view in (ping, payment_notify, telegram_webhook):
+        csrf.exempt(view)
     return app

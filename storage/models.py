@@ -48,8 +48,25 @@ class ApplicationStatus(StrEnum):
     REGISTERED = "registered"  # submitted, no seat yet
     HELD = "held"  # a seat is held while the billing code waits for payment
     CONFIRMED = "confirmed"  # paid: the appointment stands
+    CHECKED_IN = "checked_in"  # arrived at the office on the day
+    VERIFIED = "verified"  # berkas diverifikasi
+    INTERVIEWED = "interviewed"  # foto dan wawancara selesai
+    PRINTED = "printed"  # paspor dicetak
+    READY = "ready"  # siap diambil
+    POSTED = "posted"  # dikirim lewat Pos
     CANCELLED = "cancelled"
     COMPLETED = "completed"
+
+
+# The moves an office makes after check-in, in order; each one notifies the applicant.
+OFFICE_MOVES: dict[str, tuple[str, ...]] = {
+    ApplicationStatus.CHECKED_IN: (ApplicationStatus.VERIFIED,),
+    ApplicationStatus.VERIFIED: (ApplicationStatus.INTERVIEWED,),
+    ApplicationStatus.INTERVIEWED: (ApplicationStatus.PRINTED,),
+    ApplicationStatus.PRINTED: (ApplicationStatus.READY, ApplicationStatus.POSTED),
+    ApplicationStatus.READY: (ApplicationStatus.COMPLETED,),
+    ApplicationStatus.POSTED: (ApplicationStatus.COMPLETED,),
+}
 
 
 CLOSED_STATUSES = (ApplicationStatus.CANCELLED, ApplicationStatus.COMPLETED)
@@ -116,6 +133,8 @@ class Application(Base):
     fee_schedule: Mapped[str] = mapped_column(String(40))
     answers: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # The customer-care agent who registered the caller (None: the applicant did it themself).
+    registered_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
 
     documents: Mapped[list[Document]] = relationship(
         back_populates="application", cascade="all, delete-orphan", order_by="Document.id"
@@ -253,6 +272,8 @@ class Booking(Base):
     confirmed_at: Mapped[datetime | None]
     reschedules: Mapped[int] = mapped_column(default=0)
     cancel_reason: Mapped[str | None] = mapped_column(String(200))
+    booked_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))  # agent, if any
+    checked_in_at: Mapped[datetime | None]
 
     slot: Mapped[Slot] = relationship()
     application: Mapped[Application] = relationship()
@@ -368,3 +389,96 @@ class InboxUpdate(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
     applied_at: Mapped[datetime | None]
+
+
+class StaffRole(StrEnum):
+    """What a staff account may do."""
+
+    AGENT = "agent"  # customer care: registers callers, finds and changes their bookings
+    OFFICE_ADMIN = "office_admin"  # one office: quota, simpatik, check-in, statuses
+    SUPERADMIN = "superadmin"  # every office, and staff accounts
+
+
+class Staff(Base):
+    """A staff account; the password is stored only as a salted hash."""
+
+    __tablename__ = "staff"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    username: Mapped[str] = mapped_column(String(60), unique=True)
+    full_name: Mapped[str] = mapped_column(String(120))
+    role: Mapped[str] = mapped_column(String(16))
+    office_id: Mapped[int | None] = mapped_column(ForeignKey("offices.id"))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(default=True)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    office: Mapped[Office | None] = relationship()
+
+
+class AuditEntry(Base):
+    """One staff action: who, what, on which record, why. Never the applicant's data itself."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_staff_at", "staff_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    office_id: Mapped[int | None] = mapped_column(ForeignKey("offices.id"))
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str | None] = mapped_column(String(80))  # a reg number, booking code, date
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime]
+
+
+class Subscription(Base):
+    """A chat that wants an office's (or a whole city's) quota announcements."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (UniqueConstraint("channel", "user_ref", "office_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    user_ref: Mapped[str] = mapped_column(String(128))
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id", ondelete="CASCADE"))
+    locale: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[datetime]
+
+
+class Announcement(Base):
+    """What an office announced (a simpatik session, new quota) and to how many chats."""
+
+    __tablename__ = "announcements"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id", ondelete="CASCADE"))
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    text: Mapped[str] = mapped_column(String(1000))
+    recipients: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime]
+
+
+class WalkInCategory(StrEnum):
+    """Who may walk in without a booking, within the office's daily quota."""
+
+    LANSIA = "lansia"  # 60 and over
+    DISABILITAS = "disabilitas"
+    BALITA = "balita"  # children under 5
+    IBU_HAMIL = "ibu_hamil"
+
+
+class WalkIn(Base):
+    """A priority walk-in's queue number for one office and day."""
+
+    __tablename__ = "walk_ins"
+    __table_args__ = (UniqueConstraint("office_id", "day", "number"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    number: Mapped[int]
+    category: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    called_at: Mapped[datetime | None]

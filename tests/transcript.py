@@ -62,16 +62,22 @@ class Chat:
     """One chat identity talking to the real service, turn by turn."""
 
     def __init__(
-        self, loket: Loket, user: str, channel: str = "test", language: str | None = None
+        self,
+        loket: Loket,
+        user: str,
+        channel: str = "test",
+        language: str | None = None,
+        actor: int | None = None,
     ) -> None:
         self.loket = loket
         self.user = user
         self.channel = channel
         self.language = language
+        self.actor = actor  # a staff member typing for the user (the agent console)
         self.log: list[tuple[str, Reply]] = []
 
     def _send(self, label: str, event: Inbound) -> Reply:
-        reply = Reply(self.loket.handle(self.channel, self.user, event))
+        reply = Reply(self.loket.handle(self.channel, self.user, event, actor=self.actor))
         assert reply.messages, f"no reply to {label!r}"
         self.log.append((label, reply))
         return reply

@@ -94,6 +94,7 @@ class Context:
     user_ref: str
     now: datetime
     answers: Answers
+    actor: int | None = None  # the staff member acting for the applicant (agent console)
     notes: list[Outbound] = field(default_factory=list)
     shown: tuple[str, ...] = ()  # values of the buttons the user was last shown
     # Lookups memoised for this turn only (the session's identity map holds objects weakly,

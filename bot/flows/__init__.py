@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.core.engine import Engine
-from bot.flows import booking, cancellation, menu, registration, reschedule
+from bot.flows import booking, cancellation, menu, registration, reschedule, subscription
 from bot.i18n import N_
 
 WELCOME = N_(
@@ -22,16 +22,21 @@ GENERAL_HELP = N_(
     "• /status: status permohonan dan pembayaran\n"
     "• /ubahjadwal: ubah jadwal (sekali, setelah bayar, paling lambat H-1)\n"
     "• /batalkan: batalkan permohonan\n"
+    "• /langganan: terima kabar kuota baru dan sesi paspor simpatik dari kantor imigrasi\n"
+    "• /berhenti: berhenti berlangganan kabar kuota\n"
     "• /bahasa: ganti bahasa"
 )
 
-FLOWS = (menu, registration, booking, reschedule, cancellation)
+FLOWS = (menu, registration, booking, reschedule, cancellation, subscription)
 
 
 def build_engine() -> Engine:
     """Compose the flows, commands and start guards into the engine every channel uses."""
     return Engine(
-        {module.NAME: module.FLOW for module in FLOWS},
+        {
+            **{module.NAME: module.FLOW for module in FLOWS},
+            subscription.STOP_NAME: subscription.STOP_FLOW,  # /berhenti, beside /langganan
+        },
         home=menu.NAME,
         welcome=WELCOME,
         general_help=GENERAL_HELP,
@@ -41,6 +46,8 @@ def build_engine() -> Engine:
             "/jadwal": booking.start_booking,
             "/ubahjadwal": reschedule.start_reschedule,
             "/batalkan": cancellation.start_cancellation,
+            "/langganan": subscription.start_subscription,
+            "/berhenti": subscription.start_unsubscribe,
         },
         on_start={registration.NAME: registration.may_start},
         cancel_command="/batalkan",

@@ -29,7 +29,7 @@ from bot.core.flow import (
     Transition,
 )
 from bot.core.messages import EventKind, Expect, Inbound
-from bot.i18n import N_, _, format_date, format_money
+from bot.i18n import N_, _, current_locale, format_date, format_money
 from bot.timezones import format_moment, format_window, local
 from bot.validators import age_on
 from storage.applications import applications_for_account
@@ -45,6 +45,7 @@ from storage.booking import (
 )
 from storage.calendars import office_today
 from storage.models import Application, ApplicationStatus, Office, Slot, SlotKind
+from storage.subscriptions import subscribe, subscriptions_for
 
 NAME = "booking"
 SOLD_OUT_HINT_SECONDS = 15.0
@@ -293,8 +294,38 @@ def release_time(ctx: Context) -> datetime | None:
     return opens
 
 
-def after_day(_ctx: Context, value: Any) -> Transition | None:
-    """Move on, or go back to choosing an office or to the menu."""
+SUBSCRIBE = "subscribe"
+
+
+def sold_out(ctx: Context) -> bool:
+    """Tell whether every opened date at the chosen office is full (and none is still to open)."""
+    return not available_days(ctx) and release_time(ctx) is None
+
+
+def booking_day_options(ctx: Context) -> list[Option]:
+    """Offer the dates; at a sold-out office, first offer news of its next quota."""
+    options = day_options(ctx)
+    if not sold_out(ctx):
+        return options
+    followed = subscriptions_for(ctx.session, ctx.channel, ctx.user_ref)
+    if chosen_office(ctx).id not in {office.id for office in followed}:
+        offer = Option(SUBSCRIBE, N_("Kabari saya bila ada kuota baru"), ("kabari", "langganan"))
+        options.insert(0, offer)
+    return options
+
+
+def after_day(ctx: Context, value: Any) -> Transition | None:
+    """Move on, go back to choosing an office or to the menu, or follow a sold-out office."""
+    if value == SUBSCRIBE:
+        office = chosen_office(ctx)
+        subscribe(ctx.session, ctx.channel, ctx.user_ref, office.id, current_locale(), ctx.now)
+        ctx.say(
+            _(
+                "Baik, kami akan mengabari Anda di chat ini bila {office} membuka kuota baru. "
+                "Untuk berhenti, ketik /berhenti."
+            ).format(office=office.name)
+        )
+        return Stay()
     if value == "other_office":
         return Jump("office_query")
     if value == "menu":
@@ -416,6 +447,7 @@ def after_slot(ctx: Context, value: Any) -> Transition | None:
         # Seats changed: read the windows again before offering them.
         ctx.forget(f"slots:{office.id}:{ctx.answers['day']}")
     if booking is not None:
+        booking.booked_by = ctx.actor
         billing = issue_billing(
             ctx.session, booking, application.fee_amount, ctx.billing.new_code, ctx.now
         )
@@ -505,7 +537,7 @@ OFFICE_QUERY = Step(
     help=N_("Kami menampilkan kantor yang cocok dengan nama kota, atau tiga kantor terdekat."),
 )
 OFFICE = Step(key="office", prompt=N_("Pilih kantor imigrasi:"), options=office_options)
-DAY = Step(key="day", prompt=day_prompt, options=day_options, after=after_day)
+DAY = Step(key="day", prompt=day_prompt, options=booking_day_options, after=after_day)
 
 FLOW = Flow(
     NAME,

@@ -23,6 +23,7 @@ OPTIONS = (
     Option("/status", N_("Status permohonan"), ("status", "cek")),
     Option("/ubahjadwal", N_("Ubah jadwal"), ("ubah jadwal", "reschedule")),
     Option("/batalkan", N_("Batalkan permohonan"), ("batalkan",)),
+    Option("/langganan", N_("Info kuota (langganan)"), ("langganan", "info kuota", "kuota")),
     Option("/bahasa", N_("Bahasa / Language"), ("language",)),
     Option("/bantuan", N_("Bantuan"), ("help",)),
 )
@@ -44,6 +45,8 @@ def describe(ctx: Context, application: Application) -> str:
         return header + "\n  " + _("Dibatalkan.")
     if application.status == ApplicationStatus.COMPLETED:
         return header + "\n  " + _("Selesai.")
+    if application.status in AT_THE_OFFICE:
+        return header + "\n  " + at_the_office(application, latest)
     lines = [header]
     if application.status == ApplicationStatus.HELD and latest is not None:
         billing = billing_for(ctx.session, latest.id)
@@ -107,6 +110,38 @@ def describe(ctx: Context, application: Application) -> str:
             )
         )
     return "\n".join(lines)
+
+
+# After check-in the office moves an application on; each step is told as it stands.
+AT_THE_OFFICE = {
+    ApplicationStatus.CHECKED_IN: N_(
+        "Sudah hadir dan tercatat (check-in) di {office}. Silakan tunggu panggilan nomor antrean."
+    ),
+    ApplicationStatus.VERIFIED: N_(
+        "Berkas diverifikasi di {office}. Berikutnya: foto dan wawancara."
+    ),
+    ApplicationStatus.INTERVIEWED: N_(
+        "Foto dan wawancara selesai. Paspor sedang diproses; kami kabari lagi saat dicetak."
+    ),
+    ApplicationStatus.PRINTED: N_(
+        "Paspor sudah dicetak. Kami kabari lagi saat paspor siap diambil atau dikirim."
+    ),
+    ApplicationStatus.READY: N_("Paspor siap diambil di {office}."),
+    ApplicationStatus.POSTED: N_("Paspor sudah dikirim lewat Pos."),
+}
+
+
+def at_the_office(application: Application, latest: Booking | None) -> str:
+    """Say where an application stands after check-in, naming its office when known."""
+    office = latest.slot.office if latest is not None else None
+    text = _(AT_THE_OFFICE[ApplicationStatus(application.status)]).format(
+        office=office.name if office else _("kantor imigrasi")
+    )
+    if application.status == ApplicationStatus.READY and office is not None:
+        text += " " + _("Alamat: {address}. Jam layanan: {hours}.").format(
+            address=office.address, hours=office.hours
+        )
+    return text
 
 
 def status(ctx: Context) -> Transition | None:

@@ -407,6 +407,7 @@ def submit(ctx: Context) -> Transition | None:
         fee_amount=priced.total,
         fee_schedule=priced.schedule,
         answers={key: value for key, value in a.items() if not key.startswith("doc_")},
+        registered_by=ctx.actor,
     )
     documents = [
         DocumentRecord(

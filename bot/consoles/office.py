@@ -1,0 +1,448 @@
+"""The office console (`/office`): one office's seats, simpatik sessions, check-in, statuses and
+walk-in queue. Office admins see and change only their own office; superadmins pick one."""
+
+from __future__ import annotations
+
+from datetime import date, time, timedelta
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.consoles import current_staff, current_staff_id, loket, staff_required
+from bot.consoles.notify import day_closed, status_changed
+from bot.flows.subscription import announcement_payload
+from bot.i18n import _, format_date
+from bot.timezones import format_window, local
+from storage.models import (
+    OFFICE_MOVES,
+    ApplicationStatus,
+    Office,
+    SlotTemplate,
+    StaffRole,
+    WalkInCategory,
+)
+from storage.office import (
+    CheckInRefusal,
+    SessionRefusal,
+    add_walk_in,
+    call_next_walk_in,
+    check_in,
+    close_day,
+    create_simpatik,
+    day_bookings,
+    move_status,
+    office_application,
+    seat_chart,
+    set_template_capacity,
+    templates_of,
+    walk_ins,
+)
+from storage.staff import audit
+from storage.subscriptions import announce
+
+blueprint = Blueprint("office", __name__, url_prefix="/office")
+ADMINS = (StaffRole.OFFICE_ADMIN,)
+CHART_DAYS = 14
+
+
+def status_label(status: str) -> str:
+    """Name an application status as office staff say it."""
+    labels: dict[str, str] = {
+        ApplicationStatus.REGISTERED: _("terdaftar"),
+        ApplicationStatus.HELD: _("menunggu pembayaran"),
+        ApplicationStatus.CONFIRMED: _("sudah bayar"),
+        ApplicationStatus.CHECKED_IN: _("hadir"),
+        ApplicationStatus.VERIFIED: _("berkas diverifikasi"),
+        ApplicationStatus.INTERVIEWED: _("foto dan wawancara selesai"),
+        ApplicationStatus.PRINTED: _("paspor dicetak"),
+        ApplicationStatus.READY: _("siap diambil"),
+        ApplicationStatus.POSTED: _("dikirim lewat Pos"),
+        ApplicationStatus.CANCELLED: _("dibatalkan"),
+        ApplicationStatus.COMPLETED: _("selesai"),
+    }
+    return labels.get(status, status)
+
+
+def category_label(category: str) -> str:
+    """Name a walk-in priority category."""
+    return {
+        WalkInCategory.LANSIA: _("Lansia (60+)"),
+        WalkInCategory.DISABILITAS: _("Disabilitas"),
+        WalkInCategory.BALITA: _("Balita"),
+        WalkInCategory.IBU_HAMIL: _("Ibu hamil"),
+    }[WalkInCategory(category)]
+
+
+def check_in_refusal(reason: str, code: str) -> str:
+    """Say why a check-in was refused."""
+    texts = {
+        "unknown": _("Kode booking {code} tidak ditemukan. Periksa lagi kodenya."),
+        "other_office": _("Kode booking {code} untuk kantor lain."),
+        "already": _("Kode booking {code} sudah tercatat hadir."),
+        "not_paid": _("Kode booking {code} belum dibayar."),
+        "inactive": _("Kode booking {code} sudah tidak berlaku (dibatalkan atau kedaluwarsa)."),
+        "other_day": _("Kode booking {code} bukan untuk hari ini."),
+    }
+    return texts[reason].format(code=code)
+
+
+def session_refusal(reason: str) -> str:
+    """Say why a simpatik session was refused."""
+    return {
+        "weekday": _("Paspor simpatik hanya pada hari Sabtu atau Minggu."),
+        "past": _("Tanggal sesi harus setelah hari ini."),
+        "hours": _("Jam selesai harus setelah jam mulai."),
+        "quota": _("Kuota harus antara 1 dan 500."),
+    }[reason]
+
+
+def my_office(db: Session) -> Office:
+    """The office this request acts on: the admin's own; a superadmin's choice (?office=)."""
+    staff = current_staff()
+    assert staff is not None
+    if staff.role == StaffRole.OFFICE_ADMIN:
+        office = db.get(Office, staff.office_id)
+    else:
+        code = request.values.get("office") or ""
+        office = db.execute(select(Office).where(Office.code == code)).scalar_one_or_none()
+        if office is None:
+            office = db.execute(select(Office).order_by(Office.id).limit(1)).scalar_one_or_none()
+    if office is None:
+        abort(404)
+    return office
+
+
+def _back(day: str | None = None) -> ResponseReturnValue:
+    """Back to the dashboard (for a superadmin, of the office they were looking at)."""
+    staff = current_staff()
+    office = None
+    if staff is not None and staff.role == StaffRole.SUPERADMIN:
+        office = request.values.get("office")
+    return redirect(url_for("office.dashboard", day=day, office=office))
+
+
+def _day(text: str | None, default: date) -> date:
+    try:
+        return date.fromisoformat(text) if text else default
+    except ValueError:
+        return default
+
+
+@blueprint.get("")
+@staff_required(*ADMINS)
+def dashboard() -> ResponseReturnValue:
+    """Today at a glance: seats, bookings, check-in, walk-ins."""
+    service = loket()
+    with service.sessions() as db, db.begin():
+        office = my_office(db)
+        now = service.now(db)
+        today = local(now, office.timezone).date()
+        day = _day(request.args.get("day"), today)
+        chart = seat_chart(db, office.id, today, CHART_DAYS)
+        bookings = day_bookings(db, office.id, day)
+        for booking in bookings:
+            _ = (booking.application.full_name, booking.slot.kind)  # load before detaching
+        queue = walk_ins(db, office.id, today)
+        offices = list(db.execute(select(Office).order_by(Office.name)).scalars())
+        db.expunge_all()
+    days: dict[date, list[object]] = {}
+    for window in chart:
+        days.setdefault(window.slot.day, []).append(window)
+    return render_template(
+        "office_dashboard.html",
+        office=office,
+        today=today,
+        day=day,
+        days=days,
+        bookings=bookings,
+        queue=queue,
+        offices=offices,
+        moves=OFFICE_MOVES,
+        status_label=status_label,
+        category_label=category_label,
+        categories=list(WalkInCategory),
+        format_window=format_window,
+        now=now,
+    )
+
+
+@blueprint.post("/checkin")
+@staff_required(*ADMINS)
+def checkin() -> ResponseReturnValue:
+    """Check an applicant in by booking code (typed, or read from their QR by a scanner)."""
+    code = "".join(request.form.get("code", "").split()).upper()
+    if not code:
+        flash(_("Masukkan kode booking atau pindai QR."), "error")
+        return _back()
+    service = loket()
+    with service.sessions() as db, db.begin():
+        office = my_office(db)
+        now = service.now(db)
+        today = local(now, office.timezone).date()
+        try:
+            booking = check_in(db, office.id, code, today, now)
+        except CheckInRefusal as refusal:
+            flash(check_in_refusal(str(refusal), code), "error")
+            return _back()
+        application = booking.application
+        name = application.full_name
+        audit(db, current_staff_id(), "office.checkin", booking.code, {}, now, office.id)
+        status_changed(db, application, office.name, now)
+    flash(_("{name} ({code}) tercatat hadir.").format(name=name, code=code), "success")
+    return _back()
+
+
+@blueprint.post("/application/<reg_number>/status")
+@staff_required(*ADMINS)
+def move(reg_number: str) -> ResponseReturnValue:
+    """Move an application to its next status; the applicant is told on their channel."""
+    to = request.form.get("to", "")
+    service = loket()
+    with service.sessions() as db, db.begin():
+        office = my_office(db)
+        application = office_application(db, office.id, reg_number)
+        if application is None:
+            abort(404)  # another office's application: not even its existence is shown
+        now = service.now(db)
+        if not move_status(db, application, to):
+            flash(
+                _("Status itu bukan langkah berikutnya untuk {number}.").format(number=reg_number),
+                "error",
+            )
+            return _back(day=request.form.get("day"))
+        audit(db, current_staff_id(), "office.status", reg_number, {"to": to}, now, office.id)
+        status_changed(db, application, office.name, now)
+    flash(
+        _("{number}: {status}. Pemohon sudah diberi tahu.").format(
+            number=reg_number, status=status_label(to)
+        ),
+        "success",
+    )
+    return _back(day=request.form.get("day"))
+
+
+def _time(text: str | None) -> time | None:
+    try:
+        return time.fromisoformat(text or "")
+    except ValueError:
+        return None
+
+
+@blueprint.route("/simpatik", methods=["GET", "POST"])
+@staff_required(*ADMINS)
+def simpatik() -> ResponseReturnValue:
+    """Create a weekend paspor simpatik session and, if asked, announce it to subscribers."""
+    service = loket()
+    with service.sessions() as db, db.begin():
+        office = my_office(db)
+        now = service.now(db)
+        today = local(now, office.timezone).date()
+        saturday = today + timedelta(days=(5 - today.weekday()) % 7 or 7)
+        form = {
+            "day": saturday.isoformat(),
+            "start": "08:00",
+            "end": "12:00",
+            "quota": "30",
+            "note": "",
+            "announce": "1",
+        }
+        error = None
+        if request.method == "POST":
+            form = {key: request.form.get(key, "").strip() for key in form}
+            start, end = _time(form["start"]), _time(form["end"])
+            try:
+                day = date.fromisoformat(form["day"])
+                quota = int(form["quota"])
+            except ValueError:
+                error = _("Isi tanggal (HH-BB-TTTT) dan kuota (angka) dengan benar.")
+            else:
+                if start is None or end is None:
+                    error = _("Isi jam mulai dan jam selesai, misalnya 08:00 dan 12:00.")
+                else:
+                    try:
+                        slot = create_simpatik(
+                            db, office, day, start, end, quota, form["note"], today, now
+                        )
+                    except SessionRefusal as refusal:
+                        error = session_refusal(str(refusal))
+                    else:
+                        audit(
+                            db,
+                            current_staff_id(),
+                            "office.simpatik",
+                            day.isoformat(),
+                            {"quota": quota, "slot": slot.id},
+                            now,
+                            office.id,
+                        )
+                        message = _(
+                            "Sesi paspor simpatik {date}, {window}, kuota {quota}, "
+                            "sudah dibuka dan bisa dipesan lewat chat."
+                        ).format(
+                            date=format_date(day),
+                            window=format_window(start, end, office.timezone),
+                            quota=quota,
+                        )
+                        if form["announce"]:
+                            text = _announcement(office, day, start, end, quota, form["note"])
+                            sent = announce(
+                                db, office.id, current_staff_id(), text, now, announcement_payload
+                            )
+                            audit(
+                                db,
+                                current_staff_id(),
+                                "office.announce",
+                                day.isoformat(),
+                                {"recipients": sent.recipients},
+                                now,
+                                office.id,
+                            )
+                            message += " " + _("Pengumuman diantrekan untuk {n} pelanggan.").format(
+                                n=sent.recipients
+                            )
+                        flash(message, "success")
+                        return _back()
+        db.expunge_all()
+    return render_template("office_simpatik.html", office=office, form=form, error=error), (
+        400 if error else 200
+    )
+
+
+def _announcement(office: Office, day: date, start: time, end: time, quota: int, note: str) -> str:
+    """The announcement's text, in Indonesian as the office publishes it."""
+    lines = [
+        f"Paspor simpatik di {office.name}: {format_date(day)}, "
+        f"{format_window(start, end, office.timezone)}, kuota {quota} pemohon.",
+        "Untuk permohonan baru dan penggantian paspor habis berlaku. Pesan lewat chat: /jadwal.",
+    ]
+    if note.strip():
+        lines.append(note.strip()[:300])
+    return "\n".join(lines)
+
+
+@blueprint.post("/close-day")
+@staff_required(*ADMINS)
+def close() -> ResponseReturnValue:
+    """Close a day (an outage, a holiday): no new bookings; booked applicants are told."""
+    reason = " ".join(request.form.get("reason", "").split())[:200]
+    service = loket()
+    with service.sessions() as db, db.begin():
+        office = my_office(db)
+        now = service.now(db)
+        today = local(now, office.timezone).date()
+        day = _day(request.form.get("day"), date.min)
+        if day < today or len(reason) < 3:
+            flash(_("Pilih tanggal mulai hari ini dan tulis alasannya."), "error")
+            return _back()
+        affected = close_day(db, office.id, day, reason)
+        for booking in affected:
+            day_closed(db, booking, reason, now)
+        audit(
+            db,
+            current_staff_id(),
+            "office.close_day",
+            day.isoformat(),
+            {"reason": reason, "affected": len(affected)},
+            now,
+            office.id,
+        )
+    flash(
+        _("{date} ditutup. {n} pemohon yang sudah memesan diberi tahu.").format(
+            date=format_date(day), n=len(affected)
+        ),
+        "success",
+    )
+    return _back(day=day.isoformat())
+
+
+@blueprint.route("/templates", methods=["GET", "POST"])
+@staff_required(*ADMINS)
+def templates() -> ResponseReturnValue:
+    """Weekly windows and their capacities."""
+    service = loket()
+    with service.sessions() as db, db.begin():
+        office = my_office(db)
+        if request.method == "POST":
+            now = service.now(db)
+            template = db.get(SlotTemplate, int(request.form.get("template", "0") or 0))
+            try:
+                capacity = int(request.form.get("capacity", ""))
+            except ValueError:
+                capacity = -1
+            if template is None or template.office_id != office.id:
+                abort(404)
+            if not 0 <= capacity <= 1000:
+                flash(_("Kapasitas harus angka 0 sampai 1000."), "error")
+            else:
+                days = set_template_capacity(db, template, capacity, now)
+                audit(
+                    db,
+                    current_staff_id(),
+                    "office.template",
+                    str(template.id),
+                    {"capacity": capacity, "days": days},
+                    now,
+                    office.id,
+                )
+                flash(
+                    _("Kapasitas disimpan; {n} hari yang belum dibuka ikut berubah.").format(
+                        n=days
+                    ),
+                    "success",
+                )
+            return redirect(url_for("office.templates", office=request.values.get("office")))
+        rows = templates_of(db, office.id)
+        db.expunge_all()
+    return render_template("office_templates.html", office=office, rows=rows)
+
+
+@blueprint.post("/walk-in")
+@staff_required(*ADMINS)
+def walk_in() -> ResponseReturnValue:
+    """Give a priority walk-in a number."""
+    category = request.form.get("category", "")
+    if category not in set(WalkInCategory):
+        flash(_("Pilih kategori prioritas."), "error")
+        return _back()
+    service = loket()
+    with service.sessions() as db, db.begin():
+        office = my_office(db)
+        now = service.now(db)
+        today = local(now, office.timezone).date()
+        entry = add_walk_in(db, office.id, today, category, now)
+        number = entry.number
+        audit(
+            db,
+            current_staff_id(),
+            "office.walk_in",
+            str(number),
+            {"category": category},
+            now,
+            office.id,
+        )
+    flash(
+        _("Nomor antrean prioritas: P-{number:03d} ({category}).").format(
+            number=number, category=category_label(category)
+        ),
+        "success",
+    )
+    return _back()
+
+
+@blueprint.post("/walk-in/next")
+@staff_required(*ADMINS)
+def walk_in_next() -> ResponseReturnValue:
+    """Call the next priority number."""
+    service = loket()
+    with service.sessions() as db, db.begin():
+        office = my_office(db)
+        now = service.now(db)
+        called = call_next_walk_in(db, office.id, local(now, office.timezone).date(), now)
+        number = called.number if called is not None else None
+    if number is None:
+        flash(_("Tidak ada antrean prioritas yang menunggu."), "error")
+    else:
+        flash(_("Dipanggil: P-{number:03d}.").format(number=number), "success")
+    return _back()

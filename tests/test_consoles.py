@@ -1,0 +1,258 @@
+"""Staff consoles through the real Flask app: accounts, security, attribution, audit, isolation."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from bot.service import Loket
+from bot.web import create_app
+from storage.models import Application, AuditEntry, BillingCode, Booking, Staff
+from storage.staff import StaffError, add_staff
+from tests.transcript import Chat, book, make_nik, register
+
+PASSWORD = "kata-sandi-uji-1"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def client(loket: Loket) -> FlaskClient:
+    """A client of the real app, with demo offices and one staff member of each kind."""
+    loket.prepare_demo()
+    with loket.sessions() as session, session.begin():
+        add_staff(session, "ani.cs", "Ani", "agent", PASSWORD)
+        add_staff(session, "budi.jaksel", "Budi", "office_admin", PASSWORD, "jakarta-selatan")
+    return create_app(loket.settings, loket).test_client()
+
+
+def token(client: FlaskClient, path: str = "/staff/login") -> str:
+    """Read the CSRF token a page carries."""
+    page = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match, page[:300]
+    return match.group(1)
+
+
+def log_in(client: FlaskClient, username: str, password: str = PASSWORD) -> int:
+    """Post the log-in form; return the status code."""
+    form = {"username": username, "password": password, "csrf_token": token(client)}
+    return client.post("/staff/login", data=form).status_code
+
+
+def test_session_cookie_is_secure_httponly_and_samesite(client: FlaskClient) -> None:
+    assert log_in(client, "ani.cs") == 302
+    client.get("/agent")
+    cookie = client.get_cookie("loket_session")
+    assert cookie is not None
+    assert cookie.secure and cookie.http_only and cookie.same_site == "Lax"
+
+
+def test_forms_without_a_csrf_token_are_refused(client: FlaskClient, loket: Loket) -> None:
+    refused = client.post("/staff/login", data={"username": "ani.cs", "password": PASSWORD})
+    assert refused.status_code == 400
+    assert log_in(client, "budi.jaksel") == 302
+    before = client.get("/office").status_code
+    assert before == 200
+    sent = client.post("/office/walk-in", data={"category": "lansia"})
+    assert sent.status_code == 400
+    with loket.sessions() as session:
+        assert session.execute(select(AuditEntry.action)).scalars().all() == ["login"]
+
+
+def test_wrong_passwords_lock_the_account(client: FlaskClient) -> None:
+    for _attempt in range(4):
+        assert log_in(client, "ani.cs", "salah-sekali-123") == 401
+    assert log_in(client, "ani.cs", "salah-sekali-123") == 423
+    # Locked: even the right password waits.
+    assert log_in(client, "ani.cs") == 423
+    page = client.get("/agent")
+    assert page.status_code == 302  # not logged in
+
+
+def test_unknown_user_and_wrong_password_look_the_same(client: FlaskClient) -> None:
+    unknown = client.post(
+        "/staff/login",
+        data={"username": "nobody", "password": "x" * 12, "csrf_token": token(client)},
+    )
+    wrong = client.post(
+        "/staff/login",
+        data={"username": "ani.cs", "password": "x" * 12, "csrf_token": token(client)},
+    )
+    assert unknown.status_code == wrong.status_code == 401
+    assert "Nama pengguna atau kata sandi salah" in unknown.get_data(as_text=True)
+
+
+def test_one_address_is_rate_limited(client: FlaskClient) -> None:
+    codes = [log_in(client, f"user{n}", "x" * 12) for n in range(21)]
+    assert codes[:20] == [401] * 20
+    assert codes[20] == 429
+
+
+def test_roles_and_offices_are_kept_apart(client: FlaskClient, loket: Loket) -> None:
+    jakarta = Chat(loket, "jkt")
+    register(jakarta)
+    book(jakarta, city="Jakarta Selatan")
+    with loket.sessions() as session:
+        reg_number = session.execute(select(Application.reg_number)).scalar_one()
+    with loket.sessions() as session, session.begin():
+        add_staff(session, "citra.bdg", "Citra", "office_admin", PASSWORD, "bandung")
+    assert log_in(client, "citra.bdg") == 302
+    assert client.get("/agent").status_code == 403
+    form = {"to": "verified", "csrf_token": token(client, "/office")}
+    assert client.post(f"/office/application/{reg_number}/status", data=form).status_code == 404
+    assert reg_number not in client.get("/office").get_data(as_text=True)
+    # Logged out: the consoles send you to log in.
+    client.post("/staff/logout", data={"csrf_token": token(client, "/office")})
+    assert client.get("/office").status_code == 302
+
+
+def test_agent_registration_equals_self_service_but_for_attribution(loket: Loket) -> None:
+    loket.prepare_demo()
+    with loket.sessions() as session, session.begin():
+        agent_id = add_staff(session, "ani.cs", "Ani", "agent", PASSWORD).id
+    self_service = Chat(loket, "self")
+    register(self_service, {"nik": make_nik(date(1990, 8, 17), serial=11)})
+    book(self_service)
+    by_agent = Chat(loket, "+6281255550101", channel="agent", actor=agent_id)
+    register(by_agent, {"nik": make_nik(date(1990, 8, 17), serial=12)})
+    book(by_agent)
+    with loket.sessions() as session:
+        mine, theirs = session.execute(select(Application).order_by(Application.id)).scalars()
+        columns = [c.key for c in Application.__table__.columns]
+        differ = {c for c in columns if getattr(mine, c) != getattr(theirs, c)}
+        # Identity and attribution differ, and the NIK (two people); nothing else.
+        assert differ <= {"id", "reg_number", "channel", "account_ref", "registered_by", "nik",
+                          "answers", "created_at"}  # fmt: skip
+        assert {k: v for k, v in mine.answers.items() if k != "nik"} == {
+            k: v for k, v in theirs.answers.items() if k != "nik"
+        }
+        assert (mine.registered_by, theirs.registered_by) == (None, agent_id)
+        bookings = session.execute(select(Booking).order_by(Booking.id)).scalars().all()
+        assert [b.booked_by for b in bookings] == [None, agent_id]
+        actions = session.execute(select(AuditEntry.action, AuditEntry.staff_id)).all()
+        assert actions and all(row == ("agent.turn", agent_id) for row in actions)
+
+
+def test_agent_cancel_needs_a_reason_and_is_audited(client: FlaskClient, loket: Loket) -> None:
+    caller = Chat(loket, "caller")
+    register(caller)
+    book(caller)
+    with loket.sessions() as session:
+        reg_number = session.execute(select(Application.reg_number)).scalar_one()
+    assert log_in(client, "ani.cs") == 302
+    path = f"/agent/application/{reg_number}"
+    form = {"reason": "", "csrf_token": token(client, path)}
+    client.post(f"{path}/cancel", data=form)
+    with loket.sessions() as session:
+        assert session.execute(select(Booking.status)).scalar_one() == "held"
+    form["reason"] = "penelepon minta batal"
+    client.post(f"{path}/cancel", data=form)
+    with loket.sessions() as session:
+        assert session.execute(select(Booking.status)).scalar_one() == "cancelled"
+        assert session.execute(select(Application.status)).scalar_one() == "cancelled"
+        entry = session.execute(
+            select(AuditEntry).where(AuditEntry.action == "agent.cancel")
+        ).scalar_one()
+        assert entry.target == reg_number and entry.detail == {"reason": "penelepon minta batal"}
+    told = loket.pending_messages(caller.channel, caller.user)
+    assert [m.text for m in told] == [
+        f"Permohonan {reg_number} dibatalkan oleh petugas. Alasan: penelepon minta batal."
+    ]
+
+
+def test_search_finds_by_each_key_and_keeps_no_nik_in_the_audit(
+    client: FlaskClient, loket: Loket
+) -> None:
+    caller = Chat(loket, "caller")
+    register(caller)
+    book(caller)
+    with loket.sessions() as session:
+        application = session.execute(select(Application)).scalar_one()
+        booking = session.execute(select(Booking)).scalar_one()
+        billing = session.execute(select(BillingCode.code)).scalar_one()
+    assert log_in(client, "ani.cs") == 302
+    for query in (application.nik, application.reg_number, booking.code, billing):
+        page = client.get("/agent", query_string={"q": query}).get_data(as_text=True)
+        assert application.reg_number in page, query
+    assert "Tidak ada permohonan yang cocok" in client.get("/agent?q=LK-0000-0000").get_data(
+        as_text=True
+    )
+    with loket.sessions() as session:
+        details = session.execute(
+            select(AuditEntry.detail).where(AuditEntry.action == "agent.search")
+        ).scalars()
+        assert all(application.nik not in str(detail) for detail in details)
+
+
+def test_staff_add_command_and_its_refusals(loket: Loket, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": loket.settings.database_url,
+        "LOKET_DATA_DIR": str(tmp_path),
+        "LOKET_NEW_STAFF_PASSWORD": PASSWORD,
+        "LOKET_AUTO_MIGRATE": "0",
+    }
+    loket.prepare_demo()
+    command = [sys.executable, "-m", "bot", "staff", "add"]
+    made = subprocess.run(
+        [*command, "dewi", "--role", "office_admin", "--office", "bandung"],
+        env=env, cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    refused = subprocess.run(
+        [*command, "eka", "--role", "office_admin"],
+        env=env, cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "needs --office" in refused.stderr
+    with loket.sessions() as session:
+        staff = session.execute(select(Staff)).scalar_one()
+        assert staff.username == "dewi" and staff.office is not None
+        assert staff.office.code == "bandung"
+        assert PASSWORD not in staff.password_hash
+    with loket.sessions() as session, session.begin(), pytest.raises(StaffError):
+        add_staff(session, "short", "S", "agent", "pendek")
+
+
+def test_simpatik_refusals_are_specific(client: FlaskClient) -> None:
+    assert log_in(client, "budi.jaksel") == 302
+    form = {"day": "2026-11-25", "start": "08:00", "end": "12:00", "quota": "20", "note": "",
+            "announce": "", "csrf_token": token(client, "/office/simpatik")}  # fmt: skip
+    weekday = client.post("/office/simpatik", data=form)
+    assert weekday.status_code == 400
+    assert "hanya pada hari Sabtu atau Minggu" in weekday.get_data(as_text=True)
+    late = client.post("/office/simpatik", data={**form, "day": "2026-11-28", "end": "07:00"})
+    assert "Jam selesai harus setelah jam mulai" in late.get_data(as_text=True)
+    many = client.post("/office/simpatik", data={**form, "day": "2026-11-28", "quota": "9000"})
+    assert "Kuota harus antara 1 dan 500" in many.get_data(as_text=True)
+    ok = client.post("/office/simpatik", data={**form, "day": "2026-11-28"})
+    assert ok.status_code == 302
+
+
+def test_pages_switch_to_english(client: FlaskClient) -> None:
+    page = client.get("/?lang=en").get_data(as_text=True)
+    assert "Register for a passport by chat" in page or "passport" in page.lower()
+    again = client.get("/").get_data(as_text=True)  # the cookie keeps the choice
+    assert 'lang="en"' in again
+
+
+def test_web_chat_refuses_unreadable_input_with_a_message(client: FlaskClient) -> None:
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").get_data(as_text=True))
+    assert csrf
+    sent = client.post("/chat/send", json={"nonsense": 1}, headers={"X-CSRFToken": csrf.group(1)})
+    assert sent.status_code == 400
+    assert "tidak terbaca" in sent.get_json()["messages"][0]["text"]
+
+
+def test_secure_cookie_setting_can_be_off_for_plain_http(loket: Loket) -> None:
+    loket.settings = replace(loket.settings, secure_cookies=False)
+    app = create_app(loket.settings, loket)
+    assert app.config["SESSION_COOKIE_SECURE"] is False
