@@ -183,6 +183,7 @@ def test_search_finds_by_each_key_and_keeps_no_nik_in_the_audit(
     for query in (application.nik, application.reg_number, booking.code, billing):
         page = client.get("/agent", query_string={"q": query}).get_data(as_text=True)
         assert application.reg_number in page, query
+        assert "menunggu pembayaran" in page  # statuses in words, not codes
     assert "Tidak ada permohonan yang cocok" in client.get("/agent?q=LK-0000-0000").get_data(
         as_text=True
     )

@@ -105,6 +105,7 @@ def test_polling_registration_with_buttons_contact_and_photos(
     assert sorted(str(code) for code in languages) == ["None", "en"]
     english = next(p for p in fake.methods("setMyCommands") if p.get("language_code") == "en")
     assert {"command": "daftar", "description": "Apply for a passport"} in english["commands"]
+    assert {"langganan", "berhenti"} <= {c["command"] for c in english["commands"]}
 
     fake.text(CHAT, "/start")
     poll(telegram)

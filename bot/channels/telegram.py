@@ -60,6 +60,8 @@ COMMANDS = (
     ("daftar", N_("Daftar paspor")),
     ("status", N_("Status permohonan dan pembayaran")),
     ("jadwal", N_("Pilih jadwal dan kode billing")),
+    ("langganan", N_("Kabar kuota dan paspor simpatik")),
+    ("berhenti", N_("Berhenti berlangganan kabar kuota")),
     ("batal", N_("Batalkan")),
     ("bahasa", N_("Ganti bahasa")),
     ("bantuan", N_("Bantuan")),

@@ -40,7 +40,7 @@ def session_secret(settings: Settings) -> str:
 
 def install(app: Flask, settings: Settings) -> None:
     """Give the app cookies, CSRF protection, page languages and the staff blueprints."""
-    from bot.consoles import agent, auth, office, webchat
+    from bot.consoles import agent, auth, labels, office, webchat
 
     app.config.update(
         SECRET_KEY=session_secret(settings),
@@ -63,6 +63,10 @@ def install(app: Flask, settings: Settings) -> None:
         format_moment=format_moment,
         format_window=format_window,
         current_staff=current_staff,
+        status_label=labels.status_label,
+        booking_label=labels.booking_label,
+        billing_label=labels.billing_label,
+        channel_label=labels.channel_label,
     )
 
     @app.before_request

@@ -11,13 +11,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.consoles import current_staff, current_staff_id, loket, staff_required
+from bot.consoles.labels import category_label, status_label
 from bot.consoles.notify import day_closed, status_changed
 from bot.flows.subscription import announcement_payload
 from bot.i18n import _, format_date
 from bot.timezones import format_window, local
 from storage.models import (
     OFFICE_MOVES,
-    ApplicationStatus,
     Office,
     SlotTemplate,
     StaffRole,
@@ -45,34 +45,6 @@ from storage.subscriptions import announce
 blueprint = Blueprint("office", __name__, url_prefix="/office")
 ADMINS = (StaffRole.OFFICE_ADMIN,)
 CHART_DAYS = 14
-
-
-def status_label(status: str) -> str:
-    """Name an application status as office staff say it."""
-    labels: dict[str, str] = {
-        ApplicationStatus.REGISTERED: _("terdaftar"),
-        ApplicationStatus.HELD: _("menunggu pembayaran"),
-        ApplicationStatus.CONFIRMED: _("sudah bayar"),
-        ApplicationStatus.CHECKED_IN: _("hadir"),
-        ApplicationStatus.VERIFIED: _("berkas diverifikasi"),
-        ApplicationStatus.INTERVIEWED: _("foto dan wawancara selesai"),
-        ApplicationStatus.PRINTED: _("paspor dicetak"),
-        ApplicationStatus.READY: _("siap diambil"),
-        ApplicationStatus.POSTED: _("dikirim lewat Pos"),
-        ApplicationStatus.CANCELLED: _("dibatalkan"),
-        ApplicationStatus.COMPLETED: _("selesai"),
-    }
-    return labels.get(status, status)
-
-
-def category_label(category: str) -> str:
-    """Name a walk-in priority category."""
-    return {
-        WalkInCategory.LANSIA: _("Lansia (60+)"),
-        WalkInCategory.DISABILITAS: _("Disabilitas"),
-        WalkInCategory.BALITA: _("Balita"),
-        WalkInCategory.IBU_HAMIL: _("Ibu hamil"),
-    }[WalkInCategory(category)]
 
 
 def check_in_refusal(reason: str, code: str) -> str:
