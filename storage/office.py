@@ -287,9 +287,10 @@ def templates_of(session: Session, office_id: int) -> list[SlotTemplate]:
 
 
 def add_walk_in(
-    session: Session, office_id: int, day: date, category: str, now: datetime
-) -> WalkIn:
-    """Give a priority walk-in the day's next number (two desks at once get two numbers)."""
+    session: Session, office_id: int, day: date, category: str, now: datetime, quota: int
+) -> WalkIn | None:
+    """Give a priority walk-in the day's next number (two desks at once get two numbers);
+    None when the day's walk-in quota is used up."""
     for _attempt in range(5):
         number = (
             session.execute(
@@ -299,6 +300,8 @@ def add_walk_in(
             ).scalar()
             or 0
         ) + 1
+        if number > quota:
+            return None
         walk_in = WalkIn(
             office_id=office_id, day=day, number=number, category=category, created_at=now
         )

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from bot.service import Loket
 from bot.web import create_app
-from storage.models import Application, AuditEntry, BillingCode, Booking, Staff
+from storage.models import Application, AuditEntry, BillingCode, Booking, Staff, WalkIn
 from storage.staff import StaffError, add_staff
 from tests.transcript import Chat, book, make_nik, register
 
@@ -257,3 +257,27 @@ def test_secure_cookie_setting_can_be_off_for_plain_http(loket: Loket) -> None:
     loket.settings = replace(loket.settings, secure_cookies=False)
     app = create_app(loket.settings, loket)
     assert app.config["SESSION_COOKIE_SECURE"] is False
+
+
+def test_walk_in_numbers_follow_on_and_stop_at_the_daily_quota(
+    client: FlaskClient, loket: Loket
+) -> None:
+    loket.settings = replace(loket.settings, walk_in_daily_quota=2)
+    client = create_app(loket.settings, loket).test_client()
+    assert log_in(client, "budi.jaksel") == 302
+    messages = []
+    for category in ("lansia", "ibu_hamil", "balita"):
+        form = {"category": category, "csrf_token": token(client, "/office")}
+        page = client.post("/office/walk-in", data=form, follow_redirects=True)
+        messages.append(re.findall(r'class="flash (?:success|error)"[^>]*>([^<]+)<', page.text))
+    assert messages[0] == ["Nomor antrean prioritas: P-001 (Lansia (60+))."]
+    assert messages[1] == ["Nomor antrean prioritas: P-002 (Ibu hamil)."]
+    assert messages[2] == ["Kuota walk-in prioritas hari ini (2) sudah habis."]
+    called = client.post(
+        "/office/walk-in/next", data={"csrf_token": token(client, "/office")},
+        follow_redirects=True,
+    )  # fmt: skip
+    assert "Dipanggil: P-001." in called.text
+    with loket.sessions() as session:
+        rows = session.execute(select(WalkIn.number, WalkIn.called_at)).all()
+        assert [(n, at is not None) for n, at in sorted(rows)] == [(1, True), (2, False)]

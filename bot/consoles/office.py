@@ -383,7 +383,14 @@ def walk_in() -> ResponseReturnValue:
         office = my_office(db)
         now = service.now(db)
         today = local(now, office.timezone).date()
-        entry = add_walk_in(db, office.id, today, category, now)
+        quota = service.settings.walk_in_daily_quota
+        entry = add_walk_in(db, office.id, today, category, now, quota)
+        if entry is None:
+            flash(
+                _("Kuota walk-in prioritas hari ini ({quota}) sudah habis.").format(quota=quota),
+                "error",
+            )
+            return _back()
         number = entry.number
         audit(
             db,
