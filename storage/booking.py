@@ -399,9 +399,14 @@ class RescheduleRefusal(StrEnum):
 
 
 def reschedule_refusal(booking: Booking, today: date) -> RescheduleRefusal | None:
-    """Check the rules that do not depend on the new slot: paid, once, no later than H-1."""
+    """Check the rules that do not depend on the new slot: paid, once, no later than H-1.
+
+    A booking whose day the office closed (an outage, a holiday) may always be moved.
+    """
     if booking.status != BookingStatus.CONFIRMED:
         return RescheduleRefusal.NOT_PAID
+    if booking.slot.closed:
+        return None
     if booking.reschedules >= 1:
         return RescheduleRefusal.ALREADY_RESCHEDULED
     if today > booking.slot.day - timedelta(days=1):
@@ -425,7 +430,11 @@ def reschedule(
         return RescheduleRefusal.NOT_ELIGIBLE
     moved = session.execute(
         update(Booking)
-        .where(Booking.id == booking.id, Booking.reschedules == 0, Booking.status == "confirmed")
+        .where(
+            Booking.id == booking.id,
+            Booking.reschedules == booking.reschedules,  # nobody moved it meanwhile
+            Booking.status == "confirmed",
+        )
         .values(reschedules=Booking.reschedules + 1)
         .execution_options(synchronize_session=False)
     )

@@ -18,7 +18,9 @@ from bot.service import Loket
 from bot.web import create_app
 from storage.models import Application, AuditEntry, BillingCode, Booking, Staff, WalkIn
 from storage.staff import StaffError, add_staff
-from tests.transcript import Chat, book, make_nik, register
+from tests.conftest import FakeClock
+from tests.test_booking import pay
+from tests.transcript import Chat, billing_code, book, make_nik, register
 
 PASSWORD = "kata-sandi-uji-1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -281,3 +283,32 @@ def test_walk_in_numbers_follow_on_and_stop_at_the_daily_quota(
     with loket.sessions() as session:
         rows = session.execute(select(WalkIn.number, WalkIn.called_at)).all()
         assert [(n, at is not None) for n, at in sorted(rows)] == [(1, True), (2, False)]
+
+
+def test_closing_a_day_tells_the_booked_and_lets_them_move_again(
+    client: FlaskClient, loket: Loket, clock: FakeClock
+) -> None:
+    applicant = Chat(loket, "booked")
+    register(applicant)
+    pay(loket, billing_code(book(applicant, city="Jakarta Selatan")))  # Monday 23 November
+    loket.pending_messages(applicant.channel, applicant.user)  # the payment notice, read
+    applicant.say("/ubahjadwal")
+    applicant.say("1")
+    applicant.say("2")  # Tuesday 24 November
+    assert "Jadwal berhasil diubah" in applicant.say("1")
+    assert log_in(client, "budi.jaksel") == 302
+    form = {"day": "2026-11-24", "reason": "listrik padam", "csrf_token": token(client, "/office")}
+    page = client.post("/office/close-day", data=form, follow_redirects=True)
+    assert "1 pemohon yang sudah memesan diberi tahu" in page.text
+    told = loket.pending_messages(applicant.channel, applicant.user)
+    assert len(told) == 1, told
+    assert "tutup pada Selasa, 24 November 2026 (listrik padam)" in told[0].text
+    # Moved once already, but the office closed the day: the applicant may move again. (Date
+    # lists are shared for 2 s under a per-minute key: step past the one cached above.)
+    clock.advance(minutes=1)
+    applicant.say("/ubahjadwal")
+    reply = applicant.say("1")
+    assert "hanya boleh satu kali" not in reply.text
+    assert applicant.step() == "day"
+    labels = applicant.log[-1][1].labels
+    assert not any("24 November" in label for label in labels)  # the closed day is not offered

@@ -69,8 +69,9 @@ def day_closed(session: Session, booking: Booking, reason: str, now: datetime) -
     with use_locale(_locale(session, application)):
         text = _(
             "Mohon maaf, {office} tutup pada {date} ({reason}). Jadwal Anda {window} tidak bisa "
-            "dilayani. Petugas kami akan menghubungi Anda untuk jadwal pengganti, atau hubungi "
-            "layanan pelanggan dengan kode booking {code}."
+            "dilayani. Jika sudah membayar, pilih jadwal pengganti dengan /ubahjadwal (tetap "
+            "bisa walau jadwal pernah diubah), atau hubungi layanan pelanggan dengan kode "
+            "booking {code}."
         ).format(
             office=office.name,
             date=format_date(booking.slot.day),
