@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
+import httpx
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -312,3 +315,51 @@ def test_closing_a_day_tells_the_booked_and_lets_them_move_again(
     assert applicant.step() == "day"
     labels = applicant.log[-1][1].labels
     assert not any("24 November" in label for label in labels)  # the closed day is not offered
+
+
+def test_serve_starts_the_whole_product_and_prints_demo_logins(tmp_path: Path) -> None:
+    """`python -m bot serve` on the embedded default: web chat, consoles, demo staff."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "REDIS_URL", "TELEGRAM_BOT_TOKEN", "PUBLIC_URL")
+    }
+    env.update(LOKET_DATA_DIR=str(tmp_path / "data"), PORT=str(port), LOKET_SECURE_COOKIES="0",
+               LOG_LEVEL="WARNING")  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bot", "serve"], env=env, cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        lines: list[str] = []
+        while not any(line.startswith("Loket: http") for line in lines) and len(lines) < 20:
+            lines.append(server.stdout.readline())
+        printed = "".join(lines)
+        match = re.search(r"office_admin\s+(\S+)\s+password: (\S+)", printed)
+        assert match, printed
+        username, password = match.groups()
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=10) as http:
+            for _attempt in range(50):
+                try:
+                    if http.get("/healthz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            assert "Daftar paspor lewat chat" in http.get("/").text
+            form_page = http.get("/staff/login").text
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', form_page)
+            assert csrf
+            logged = http.post(
+                "/staff/login",
+                data={"username": username, "password": password, "csrf_token": csrf.group(1)},
+            )
+            assert logged.status_code == 302 and logged.headers["location"] == "/office"
+            assert "Jakarta Selatan" in http.get("/office").text
+    finally:
+        server.kill()
+        server.wait(timeout=10)
