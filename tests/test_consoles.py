@@ -363,3 +363,15 @@ def test_serve_starts_the_whole_product_and_prints_demo_logins(tmp_path: Path) -
     finally:
         server.kill()
         server.wait(timeout=10)
+
+
+def test_web_chat_speaks_the_page_language(client: FlaskClient) -> None:
+    for lang, welcome in (("id", "Selamat datang di Loket"), ("en", "Welcome to Loket")):
+        page = client.get(f"/?lang={lang}").get_data(as_text=True)
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"', page)
+        assert csrf
+        sent = client.post(
+            "/chat/send", json={"text": "/mulai"},
+            headers={"X-CSRFToken": csrf.group(1), "Accept-Language": "en-US"},
+        )  # fmt: skip
+        assert welcome in sent.get_json()["messages"][0]["text"], lang

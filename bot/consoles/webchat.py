@@ -11,7 +11,7 @@ import base64
 import secrets
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, render_template, request, session
+from flask import Blueprint, Response, g, jsonify, render_template, request, session
 
 from bot.consoles import loket
 from bot.core.messages import Inbound, Outbound
@@ -43,7 +43,7 @@ def render_message(message: Outbound) -> dict[str, Any]:
 
 def read_event() -> Inbound:
     """Read what the page sent: a typed text, a pressed button, a location, a file, or 'open'."""
-    language = request.headers.get("Accept-Language", "")[:2] or None
+    language = g.get("locale")  # the page's language (Indonesian unless switched)
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None:
