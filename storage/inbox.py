@@ -120,3 +120,24 @@ def waiting_chats(session: Session, channel: str, received_before: datetime) -> 
             .distinct()
         ).scalars()
     )
+
+
+def record_failure(session: Session, row_id: int, now: datetime, give_up_after: int) -> bool:
+    """Count a failed attempt to apply a row; after `give_up_after` set it aside (applied, with
+    `failed_at`, its text dropped) and return True, so the chat's next updates can go on."""
+    attempts = session.execute(
+        update(InboxUpdate)
+        .where(InboxUpdate.id == row_id, InboxUpdate.applied_at.is_(None))
+        .values(attempts=InboxUpdate.attempts + 1)
+        .returning(InboxUpdate.attempts)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if attempts is None or attempts < give_up_after:
+        return False
+    session.execute(
+        update(InboxUpdate)
+        .where(InboxUpdate.id == row_id)
+        .values(applied_at=now, failed_at=now, payload={})
+        .execution_options(synchronize_session=False)
+    )
+    return True

@@ -389,6 +389,10 @@ class InboxUpdate(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
     applied_at: Mapped[datetime | None]
+    # Applying failed this many times (a bug, not the network); after a few the update is set
+    # aside (`failed_at`, applied_at set) so the chat's later updates are not held up forever.
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    failed_at: Mapped[datetime | None]
 
 
 class StaffRole(StrEnum):

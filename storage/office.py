@@ -18,7 +18,6 @@ from storage.models import (
     BillingCode,
     Booking,
     BookingStatus,
-    Conversation,
     Office,
     Slot,
     SlotKind,
@@ -59,15 +58,6 @@ def find_applications(session: Session, query: str) -> list[Application]:
             .limit(SEARCH_LIMIT)
         ).scalars()
     )
-
-
-def chat_locale(session: Session, channel: str, user_ref: str) -> str | None:
-    """The language a chat last used (to notify it in that language)."""
-    return session.execute(
-        select(Conversation.locale).where(
-            Conversation.channel == channel, Conversation.user_ref == user_ref
-        )
-    ).scalar_one_or_none()
 
 
 @dataclass(frozen=True)

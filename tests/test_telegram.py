@@ -18,7 +18,13 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
-from bot.channels.telegram import BotRunner, Pacer, TelegramChannel, translate
+from bot.channels.telegram import (
+    MAX_APPLY_ATTEMPTS,
+    BotRunner,
+    Pacer,
+    TelegramChannel,
+    translate,
+)
 from bot.payments import apply_notice
 from bot.service import Loket
 from bot.settings import Settings
@@ -457,3 +463,36 @@ def test_pacing_waits_for_the_next_second(shared_state: SharedState) -> None:
     pacer.wait("d")  # second 101: three in all
     pacer.wait("e")  # the fourth this second waits for 102
     assert slept == [0.8, 1.0]
+
+
+def test_an_update_that_keeps_failing_is_set_aside_and_the_chat_goes_on(
+    fake: FakeTelegram, telegram: TelegramChannel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_handle = telegram.loket.engine.handle
+
+    def handle(state: Any, event: Any, ctx: Any, last: Any) -> Any:
+        if event.text == "racun":  # a message some bug cannot handle
+            raise RuntimeError("a bug")
+        return real_handle(state, event, ctx, last)
+
+    monkeypatch.setattr(telegram.loket.engine, "handle", handle)
+    chat_id, new = telegram.accept(fake.text(CHAT, "racun"))
+    assert chat_id == str(CHAT) and new
+    telegram.accept(fake.text(CHAT, "/status"))
+    for _attempt in range(MAX_APPLY_ATTEMPTS - 1):
+        with pytest.raises(RuntimeError):
+            telegram.drain(str(CHAT))
+    assert fake.sent == []  # held in order behind the failing update, not skipped early
+    assert telegram.drain(str(CHAT)) == 1  # the fifth failure sets it aside; /status goes on
+    texts = fake.texts(CHAT)
+    assert texts[0].startswith("Maaf, pesan Anda tadi tidak bisa kami proses.")
+    assert "Belum ada permohonan dari akun ini" in texts[1]
+    with telegram.loket.sessions() as session:
+        rows = session.execute(
+            select(InboxUpdate.attempts, InboxUpdate.failed_at, InboxUpdate.payload).order_by(
+                InboxUpdate.id
+            )
+        ).all()
+    assert rows[0].attempts == MAX_APPLY_ATTEMPTS and rows[0].failed_at is not None
+    assert rows[0].payload == {}  # the text is not kept
+    assert rows[1].failed_at is None

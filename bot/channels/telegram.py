@@ -41,7 +41,15 @@ from bot.service import Loket
 from bot.settings import Settings
 from bot.shared import SharedState
 from storage import inbox
-from storage.booking import claim_outbox, db_now, mark_sent, pending_chats, release_claim
+from storage.booking import (
+    claim_outbox,
+    db_now,
+    mark_sent,
+    pending_chats,
+    queue_message,
+    release_claim,
+)
+from storage.conversations import chat_locale
 
 log = logging.getLogger(__name__)
 # httpx logs every request URL at INFO, and Bot API URLs carry the bot token; the library's
@@ -54,6 +62,8 @@ CALLBACK_LIMIT = 64  # bytes Telegram allows in callback_data
 TEXT_LIMIT = 4096
 CLAIM_FOR = timedelta(seconds=30)
 T = TypeVar("T")
+
+MAX_APPLY_ATTEMPTS = 5  # failures (not network) before an update is set aside
 
 COMMANDS = (
     ("start", N_("Mulai dan menu utama")),
@@ -298,14 +308,43 @@ class TelegramChannel:
                 break
             incoming = translate(waiting.payload)
             assert incoming is not None  # only translatable updates are accepted
-            event = incoming.event or self._download(incoming)
-            if self.loket.process(CHANNEL, chat_id, event, waiting.key, inbox_row=waiting.id):
+            try:
+                event = incoming.event or self._download(incoming)
+                done = self.loket.process(
+                    CHANNEL, chat_id, event, waiting.key, inbox_row=waiting.id
+                )
+            except TelegramError:
+                raise  # the network or Telegram: the update waits and is tried again
+            except Exception as error:
+                if not self._set_aside(waiting.id, chat_id):
+                    raise
+                log_failure(log, f"inbox row {waiting.id} set aside after repeated failures", error)
+                continue
+            if done:
                 applied += 1
                 failpoint("after-commit")
                 if incoming.callback_id is not None:
                     self._acknowledge(incoming)
         self.flush(chat_id)
         return applied
+
+    def _set_aside(self, row_id: int, chat_id: str) -> bool:
+        """Count a failed attempt; after MAX_APPLY_ATTEMPTS set the update aside and apologise
+        to the applicant, so one update that cannot be applied does not hold up their chat."""
+        with self.loket.sessions() as session, session.begin():
+            now = self.loket.now(session)
+            if not inbox.record_failure(session, row_id, now, MAX_APPLY_ATTEMPTS):
+                return False
+            locale = chat_locale(session, CHANNEL, chat_id) or "id"
+            with use_locale(locale):
+                text = _(
+                    "Maaf, pesan Anda tadi tidak bisa kami proses. Silakan kirim lagi, atau "
+                    "ketik /mulai untuk kembali ke menu."
+                )
+            queue_message(
+                session, CHANNEL, chat_id, {**Outbound(text).to_payload(), "locale": locale}, now
+            )
+        return True
 
     def drain_waiting(
         self, received_before: datetime | None = None, pool: ThreadPoolExecutor | None = None

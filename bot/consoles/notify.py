@@ -10,8 +10,8 @@ from bot.core.messages import Outbound
 from bot.i18n import N_, _, format_date, use_locale
 from bot.timezones import format_window
 from storage.booking import queue_message
+from storage.conversations import chat_locale
 from storage.models import Application, ApplicationStatus, Booking
-from storage.office import chat_locale
 
 STATUS_NOTICES = {
     ApplicationStatus.CHECKED_IN: N_(
