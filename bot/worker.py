@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from bot.channels.telegram import BotRunner, TelegramChannel
@@ -12,9 +13,11 @@ from bot.payments import sweep
 from bot.seed import extend_calendars
 from bot.service import Loket
 from storage.booking import mark_no_shows
+from storage.inbox import purge_applied
 
 log = logging.getLogger(__name__)
 WESTERNMOST = ZoneInfo("Asia/Jakarta")
+KEEP_APPLIED = timedelta(days=7)  # applied inbox rows and processed-event keys
 
 
 def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str, int]:
@@ -25,7 +28,8 @@ def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str,
         made = extend_calendars(session, now, loket.settings.booking_horizon_days)
         # A day is over in every Indonesian zone once it is over in WIB, the westernmost.
         no_shows = mark_no_shows(session, now.astimezone(WESTERNMOST).date())
-    figures = {"expired": expired, "slots_made": made, "no_shows": no_shows}
+        purged = purge_applied(session, now - KEEP_APPLIED)
+    figures = {"expired": expired, "slots_made": made, "no_shows": no_shows, "purged": purged}
     if telegram is not None:
         figures["telegram_sent"] = telegram.flush_pending()
     return figures

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from storage.models import InboxUpdate
+from storage.models import InboxUpdate, ProcessedEvent
 
 
 @dataclass(frozen=True)
@@ -141,3 +141,17 @@ def record_failure(session: Session, row_id: int, now: datetime, give_up_after: 
         .execution_options(synchronize_session=False)
     )
     return True
+
+
+def purge_applied(session: Session, before: datetime) -> int:
+    """Delete inbox rows applied before a time, and the keys of events processed before it.
+
+    Telegram gives up redelivering an update within a day, so after a week neither the row
+    nor the key can stop a double: both only grow the tables. Rows still waiting are kept.
+    """
+    rows = session.execute(
+        delete(InboxUpdate).where(InboxUpdate.applied_at.is_not(None),
+                                  InboxUpdate.applied_at < before)
+    )  # fmt: skip
+    keys = session.execute(delete(ProcessedEvent).where(ProcessedEvent.processed_at < before))
+    return int(getattr(rows, "rowcount", 0) or 0) + int(getattr(keys, "rowcount", 0) or 0)

@@ -362,6 +362,7 @@ class ProcessedEvent(Base):
     """
 
     __tablename__ = "processed_events"
+    __table_args__ = (Index("ix_processed_events_processed_at", "processed_at"),)
 
     key: Mapped[str] = mapped_column(String(80), primary_key=True)
     processed_at: Mapped[datetime]

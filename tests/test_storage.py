@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -21,7 +21,9 @@ from storage.applications import (
     create_application,
     open_application_for_nik,
 )
-from storage.models import Application, ApplicationStatus, Base
+from storage.booking import db_now, record_event
+from storage.inbox import accept, mark_applied, purge_applied
+from storage.models import Application, ApplicationStatus, Base, InboxUpdate, ProcessedEvent
 
 
 def make_application(nik: str, account: str = "acct") -> Application:
@@ -114,3 +116,20 @@ def test_failures_are_logged_without_personal_data(
     log_failure(logging.getLogger("test"), "turn failed", caught)
     assert "IntegrityError" in caplog.text and "turn failed" in caplog.text
     assert nik not in caplog.text and "TEST" not in caplog.text
+
+
+def test_purge_drops_old_applied_rows_and_keys_but_never_waiting_ones(loket: Loket) -> None:
+    with loket.sessions() as session, session.begin():
+        now = db_now(session)
+        for number in (1, 2):
+            accept(session, "telegram", f"telegram:{number}", "42", {"update_id": number})
+        first = session.execute(select(InboxUpdate.id).order_by(InboxUpdate.id)).scalars().first()
+        assert first is not None and mark_applied(session, first, now)
+        assert record_event(session, "telegram:1")
+    with loket.sessions() as session, session.begin():
+        assert purge_applied(session, now - timedelta(days=7)) == 0  # nothing old enough
+    with loket.sessions() as session, session.begin():
+        assert purge_applied(session, now + timedelta(minutes=1)) == 2  # the row and the key
+    with loket.sessions() as session:
+        assert session.execute(select(InboxUpdate.key)).scalars().all() == ["telegram:2"]
+        assert session.execute(select(func.count()).select_from(ProcessedEvent)).scalar_one() == 0
