@@ -204,6 +204,7 @@ def test_agent_registers_a_caller_with_attribution(
     page.click("form[action$='/agent/call'] button[type=submit]")
     page.wait_for_selector(".chat")
     assert "+6281255550101" in page.inner_text("h1")
+    assert "6281255550101" not in page.url  # the number stays out of URLs and access logs
     page.wait_for_selector(".log li.bot")
     nik = make_nik(date(1990, 8, 17), serial=72)
     chat_registration(page, loket, "agent", tmp_path, nik)
@@ -215,7 +216,11 @@ def test_agent_registers_a_caller_with_attribution(
         assert application.registered_by == agent_id and booking.booked_by == agent_id
         reg_number = application.reg_number
     # The page an agent reads the billing code from, to the caller.
-    page.goto(f"{site}/agent?q={nik}")
+    page.goto(f"{site}/agent")
+    page.fill("input[name=q]", nik)
+    page.click("form[role=search] button")
+    page.wait_for_load_state()
+    assert nik not in page.url  # searched by POST: the NIK stays out of URLs and access logs
     page.click(f"text={reg_number}")
     code = page.inner_text("[data-testid=billing-code]").replace(" ", "")
     with loket.sessions() as session:

@@ -186,12 +186,14 @@ def test_search_finds_by_each_key_and_keeps_no_nik_in_the_audit(
         billing = session.execute(select(BillingCode.code)).scalar_one()
     assert log_in(client, "ani.cs") == 302
     for query in (application.nik, application.reg_number, booking.code, billing):
-        page = client.get("/agent", query_string={"q": query}).get_data(as_text=True)
+        form = {"q": query, "csrf_token": token(client, "/agent")}
+        page = client.post("/agent", data=form).get_data(as_text=True)
         assert application.reg_number in page, query
         assert "menunggu pembayaran" in page  # statuses in words, not codes
-    assert "Tidak ada permohonan yang cocok" in client.get("/agent?q=LK-0000-0000").get_data(
-        as_text=True
+    nothing = client.post(
+        "/agent", data={"q": "LK-0000-0000", "csrf_token": token(client, "/agent")}
     )
+    assert "Tidak ada permohonan yang cocok" in nothing.get_data(as_text=True)
     with loket.sessions() as session:
         details = session.execute(
             select(AuditEntry.detail).where(AuditEntry.action == "agent.search")
@@ -375,3 +377,14 @@ def test_web_chat_speaks_the_page_language(client: FlaskClient) -> None:
             headers={"X-CSRFToken": csrf.group(1), "Accept-Language": "en-US"},
         )  # fmt: skip
         assert welcome in sent.get_json()["messages"][0]["text"], lang
+
+
+def test_the_audit_log_is_for_superadmins(client: FlaskClient, loket: Loket) -> None:
+    with loket.sessions() as session, session.begin():
+        add_staff(session, "root.admin", "Root", "superadmin", PASSWORD)
+    assert log_in(client, "ani.cs") == 302
+    assert client.get("/agent/audit").status_code == 403
+    client.post("/staff/logout", data={"csrf_token": token(client, "/agent")})
+    assert log_in(client, "root.admin") == 302
+    page = client.get("/agent/audit").get_data(as_text=True)
+    assert "ani.cs" in page and "login" in page and "root.admin" in page

@@ -3,7 +3,9 @@ their applications. Every action is in the audit log; every record the agent mak
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+import secrets
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
@@ -24,27 +26,35 @@ from storage.booking import (
     cancel_booking,
     reschedule,
 )
-from storage.models import CLOSED_STATUSES, Application, ApplicationStatus, Slot, StaffRole
+from storage.models import (
+    CLOSED_STATUSES,
+    Application,
+    ApplicationStatus,
+    AuditEntry,
+    Slot,
+    Staff,
+    StaffRole,
+)
 from storage.office import find_applications
 from storage.staff import audit
 
 CHANNEL = "agent"  # callers registered by an agent; their phone number is their identity
 blueprint = Blueprint("agent", __name__, url_prefix="/agent")
 AGENTS = (StaffRole.AGENT,)
+AUDIT_PAGE = 200
+CALLS_KEPT = 20  # call ids an agent session remembers
 
 
-@blueprint.get("")
+@blueprint.route("", methods=["GET", "POST"])
 @staff_required(*AGENTS)
 def dashboard() -> ResponseReturnValue:
-    """Start a call, or search for an application."""
-    query = request.args.get("q", "").strip()
+    """Start a call, or search for an application (posted, so a NIK never sits in a URL)."""
+    query = request.form.get("q", "").strip() if request.method == "POST" else ""
     results: list[Application] = []
     if query:
         service = loket()
         with service.sessions() as db, db.begin():
             results = find_applications(db, query)
-            for application in results:
-                _ = [b.slot.office.name for b in bookings_for_application(db, application.id)]
             audit(
                 db,
                 current_staff_id(),
@@ -68,39 +78,50 @@ def _query_kind(query: str) -> str:
 @blueprint.post("/call")
 @staff_required(*AGENTS)
 def start_call() -> ResponseReturnValue:
-    """Open the chat panel for a caller, identified by their phone number."""
+    """Open the chat panel for a caller, identified by their phone number.
+
+    The number stays out of URLs (and so out of access logs): the panel's address carries a
+    random call id, mapped to the number in the agent's signed session.
+    """
     try:
         phone = parse_phone(request.form.get("phone", ""))
     except Invalid as error:
         flash(str(error), "error")
         return redirect(url_for("agent.dashboard"))
-    return redirect(url_for("agent.call", phone=phone))
+    calls = dict(session.get("calls", {}))
+    call_id = secrets.token_urlsafe(9)
+    calls[call_id] = phone
+    session["calls"] = dict(list(calls.items())[-CALLS_KEPT:])
+    return redirect(url_for("agent.call", call_id=call_id))
 
 
-def _caller(phone: str) -> str:
-    try:
-        return parse_phone(phone)
-    except Invalid:
+def _caller(call_id: str) -> str:
+    """The phone number behind one of this agent's call ids."""
+    phone = session.get("calls", {}).get(call_id)
+    if phone is None:
         abort(404)
+    return str(phone)
 
 
-@blueprint.get("/call/<phone>")
+@blueprint.get("/call/<call_id>")
 @staff_required(*AGENTS)
-def call(phone: str) -> ResponseReturnValue:
+def call(call_id: str) -> ResponseReturnValue:
     """The chat panel for one caller, with the caller's applications beside it."""
-    caller = _caller(phone)
+    caller = _caller(call_id)
     service = loket()
     with service.sessions() as db:
         applications = list(applications_for_account(db, CHANNEL, caller, newest_first=True))
         db.expunge_all()
-    return render_template("agent_call.html", phone=caller, applications=applications)
+    return render_template(
+        "agent_call.html", phone=caller, call_id=call_id, applications=applications
+    )
 
 
-@blueprint.post("/call/<phone>/send")
+@blueprint.post("/call/<call_id>/send")
 @staff_required(*AGENTS)
-def call_send(phone: str) -> ResponseReturnValue:
+def call_send(call_id: str) -> ResponseReturnValue:
     """One turn of the caller's conversation, typed by the agent (attributed and audited)."""
-    return chat_turn(CHANNEL, _caller(phone), actor=current_staff_id())
+    return chat_turn(CHANNEL, _caller(call_id), actor=current_staff_id())
 
 
 @blueprint.get("/application/<reg_number>")
@@ -246,3 +267,19 @@ def refusal_text(refusal: RescheduleRefusal) -> str:
             "Paspor simpatik hanya untuk permohonan baru dan penggantian karena habis berlaku."
         ),
     }[refusal]
+
+
+@blueprint.get("/audit")
+@staff_required()  # superadmins only
+def audit_log() -> ResponseReturnValue:
+    """The latest staff actions, newest first (who, what, on which record, why)."""
+    service = loket()
+    with service.sessions() as db:
+        rows = db.execute(
+            select(AuditEntry, Staff.username)
+            .outerjoin(Staff, Staff.id == AuditEntry.staff_id)
+            .order_by(AuditEntry.id.desc())
+            .limit(AUDIT_PAGE)
+        ).all()
+        db.expunge_all()
+    return render_template("audit.html", rows=rows)
