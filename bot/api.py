@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 from typing import Any
 
@@ -25,6 +26,7 @@ from bot.service import Loket
 
 CHANNEL = "api"
 USER_LIMIT = 128
+EVENT_ID_LIMIT = 64
 
 api = Blueprint("api", __name__)
 
@@ -48,6 +50,16 @@ def _language(value: Any) -> str | None:
     if value not in ("id", "en"):
         raise BadRequest("'language' must be 'id' or 'en'")
     return str(value)
+
+
+def event_id(body: Any) -> str | None:
+    """The gateway's optional id of this message (a retry with the same id is a no-op)."""
+    value = body.get("event_id") if isinstance(body, dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= EVENT_ID_LIMIT:
+        raise BadRequest(f"'event_id' must be a string of 1 to {EVENT_ID_LIMIT} characters")
+    return value
 
 
 def read_json(body: Any) -> tuple[str, Inbound]:
@@ -112,11 +124,23 @@ def chat() -> tuple[Response, int]:
     try:
         if request.mimetype == "multipart/form-data":
             user, event = read_form()
+            given_id = event_id(dict(request.form))
         else:
-            user, event = read_json(request.get_json(silent=True))
+            body = request.get_json(silent=True)
+            user, event = read_json(body)
+            given_id = event_id(body)
     except BadRequest as error:
         return jsonify(error=str(error)), 400
     service: Loket = current_app.config["LOKET"]
+    if given_id is not None:
+        # Exactly once: the key is recorded with the turn's effects and its replies go to the
+        # outbox in the same transaction; a retry of a delivered event changes nothing.
+        digest = hashlib.sha256(f"{user}\n{given_id}".encode()).hexdigest()
+        event_key = f"{CHANNEL}:{digest[:48]}"  # fits the key column whatever the lengths
+        if not service.process(CHANNEL, user, event, event_key):
+            return jsonify(messages=[], repeated=True), 200
+        messages = service.pending_messages(CHANNEL, user)
+        return jsonify(messages=[message.to_json() for message in messages]), 200
     # Notices that arrived meanwhile (payment confirmed, hold expired) come first.
     messages = service.pending_messages(CHANNEL, user)
     messages += service.handle(CHANNEL, user, event)

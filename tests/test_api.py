@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from bot.core.messages import Expect
 from bot.service import Loket
 from bot.web import create_app
+from storage.models import Conversation
 from tests.transcript import photo_bytes
 
 KEY = "api-key-for-tests"
@@ -112,6 +114,26 @@ def test_the_openapi_file_describes_what_the_api_answers(client: FlaskClient) ->
     assert set(message) == set(reply["required"])
     expects = reply["properties"]["expects"]["enum"]
     assert sorted(expects) == sorted(kind.value for kind in Expect)
-    kinds = set(spec["components"]["schemas"]["Turn"]["properties"]) - {"user", "language"}
+    kinds = set(spec["components"]["schemas"]["Turn"]["properties"]) - {"user", "language", "event_id"}
     assert kinds == {"text", "choice", "contact", "location", "file"}
     assert {"200", "400", "401", "403", "503"} <= set(operation["responses"])
+
+
+def test_an_event_id_makes_a_retried_turn_a_no_op(client: FlaskClient, loket: Loket) -> None:
+    first = say(client, {"user": "wa-77", "text": "/daftar", "event_id": "wamid.1"})
+    assert "Saya setuju" in first[-1]["choices"]
+    pressed = {"user": "wa-77", "choice": "Saya setuju", "event_id": "wamid.2"}
+    second = client.post("/api/v1/chat", json=pressed, headers=AUTH).get_json()
+    assert "Untuk siapa paspor ini?" in second["messages"][-1]["text"]
+    retried = client.post("/api/v1/chat", json=pressed, headers=AUTH).get_json()
+    assert retried == {"messages": [], "repeated": True}
+    # The same id from another user is another event.
+    other = say(client, {"user": "wa-78", "text": "/daftar", "event_id": "wamid.1"})
+    assert "Saya setuju" in other[-1]["choices"]
+    with loket.sessions() as session:
+        state = session.execute(
+            select(Conversation.state).where(Conversation.user_ref == "wa-77")
+        ).scalar_one()
+    assert state["step"] == "category"  # pressed once, not twice
+    bad = client.post("/api/v1/chat", json={**pressed, "event_id": ""}, headers=AUTH)
+    assert bad.status_code == 400 and "event_id" in bad.get_json()["error"]
