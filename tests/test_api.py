@@ -114,7 +114,11 @@ def test_the_openapi_file_describes_what_the_api_answers(client: FlaskClient) ->
     assert set(message) == set(reply["required"])
     expects = reply["properties"]["expects"]["enum"]
     assert sorted(expects) == sorted(kind.value for kind in Expect)
-    kinds = set(spec["components"]["schemas"]["Turn"]["properties"]) - {"user", "language", "event_id"}
+    kinds = set(spec["components"]["schemas"]["Turn"]["properties"]) - {
+        "user",
+        "language",
+        "event_id",
+    }
     assert kinds == {"text", "choice", "contact", "location", "file"}
     assert {"200", "400", "401", "403", "503"} <= set(operation["responses"])
 

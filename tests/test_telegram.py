@@ -25,12 +25,14 @@ from bot.channels.telegram import (
     TelegramChannel,
     translate,
 )
+from bot.flows.subscription import announcement_payload
 from bot.payments import apply_notice
 from bot.service import Loket
 from bot.settings import Settings
 from bot.shared import SharedState
 from bot.web import create_app
-from storage.models import Application, InboxUpdate, OutboxMessage, ProcessedEvent
+from storage.models import Application, InboxUpdate, Office, OutboxMessage, ProcessedEvent
+from storage.subscriptions import announce, subscribe
 from tests.conftest import FakeClock
 from tests.fake_telegram import TOKEN, FakeTelegram
 from tests.transcript import ADULT_NEW, photo_bytes
@@ -496,3 +498,26 @@ def test_an_update_that_keeps_failing_is_set_aside_and_the_chat_goes_on(
     assert rows[0].attempts == MAX_APPLY_ATTEMPTS and rows[0].failed_at is not None
     assert rows[0].payload == {}  # the text is not kept
     assert rows[1].failed_at is None
+
+
+def test_an_announcement_reaches_telegram_subscribers_through_the_worker(
+    fake: FakeTelegram, telegram: TelegramChannel
+) -> None:
+    telegram.loket.prepare_demo()
+    with telegram.loket.sessions() as session, session.begin():
+        office = session.execute(select(Office).where(Office.code == "bandung")).scalar_one()
+        now = telegram.loket.now(session)
+        subscribe(session, "telegram", "7001", office.id, "id", now)
+        subscribe(session, "telegram", "7002", office.id, "en", now)
+        subscribe(session, "web", "browser-1", office.id, "id", now)
+        announce(session, office.id, None, "Sesi simpatik Sabtu, kuota 30.", now,
+                 announcement_payload)  # fmt: skip
+    assert telegram.flush_pending(grace=timedelta(0)) == 2
+    assert "Sesi simpatik Sabtu, kuota 30." in fake.last(7001).text
+    assert "Sesi simpatik Sabtu, kuota 30." in fake.last(7002).text
+    assert "/berhenti" in fake.last(7002).text
+    with telegram.loket.sessions() as session:
+        web_row = session.execute(
+            select(OutboxMessage.sent_at).where(OutboxMessage.channel == "web")
+        ).scalar_one()
+    assert web_row is None  # the web chat takes its own when the page asks
