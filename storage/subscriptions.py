@@ -61,6 +61,15 @@ def subscriptions_for(session: Session, channel: str, user_ref: str) -> list[Off
     )
 
 
+def count_subscribers(session: Session, office_id: int) -> int:
+    """How many chats follow one office."""
+    return int(
+        session.execute(
+            select(func.count(Subscription.id)).where(Subscription.office_id == office_id)
+        ).scalar_one()
+    )
+
+
 def subscribers_of(session: Session, office_id: int) -> Sequence[Subscription]:
     """Return the subscriptions to one office, oldest first."""
     return (

@@ -19,8 +19,18 @@ from sqlalchemy import select
 
 from bot.service import Loket
 from bot.web import create_app
-from storage.models import Application, AuditEntry, BillingCode, Booking, Staff, WalkIn
+from storage.models import (
+    Application,
+    AuditEntry,
+    BillingCode,
+    Booking,
+    Office,
+    OutboxMessage,
+    Staff,
+    WalkIn,
+)
 from storage.staff import StaffError, add_staff
+from storage.subscriptions import subscribe
 from tests.conftest import FakeClock
 from tests.test_booking import pay
 from tests.transcript import Chat, billing_code, book, make_nik, register
@@ -388,3 +398,26 @@ def test_the_audit_log_is_for_superadmins(client: FlaskClient, loket: Loket) -> 
     assert log_in(client, "root.admin") == 302
     page = client.get("/agent/audit").get_data(as_text=True)
     assert "ani.cs" in page and "login" in page and "root.admin" in page
+
+
+def test_an_office_announces_in_writing_to_its_own_subscribers(
+    client: FlaskClient, loket: Loket
+) -> None:
+    with loket.sessions() as session, session.begin():
+        offices = dict(session.execute(select(Office.code, Office.id)).all())
+        now = loket.now(session)
+        subscribe(session, "telegram", "8001", offices["jakarta-selatan"], "id", now)
+        subscribe(session, "telegram", "8002", offices["bandung"], "id", now)
+    assert log_in(client, "budi.jaksel") == 302
+    assert "1 chat berlangganan" in client.get("/office").get_data(as_text=True)
+    short = {"text": "kuota", "csrf_token": token(client, "/office")}
+    refused = client.post("/office/announce", data=short, follow_redirects=True)
+    assert "Tulis pengumuman 10 sampai 800 huruf." in refused.get_data(as_text=True)
+    text = "Kuota Desember dibuka Senin, 1 Desember pukul 08.00 WIB."
+    form = {"text": text, "csrf_token": token(client, "/office")}
+    sent = client.post("/office/announce", data=form, follow_redirects=True)
+    assert "Pengumuman diantrekan untuk 1 pelanggan." in sent.get_data(as_text=True)
+    with loket.sessions() as session:
+        rows = session.execute(select(OutboxMessage.user_ref, OutboxMessage.payload)).all()
+    assert [user for user, _payload in rows] == ["8001"]
+    assert text in rows[0][1]["text"]

@@ -40,11 +40,12 @@ from storage.office import (
     walk_ins,
 )
 from storage.staff import audit
-from storage.subscriptions import announce
+from storage.subscriptions import announce, count_subscribers
 
 blueprint = Blueprint("office", __name__, url_prefix="/office")
 ADMINS = (StaffRole.OFFICE_ADMIN,)
 CHART_DAYS = 14
+ANNOUNCEMENT_MIN, ANNOUNCEMENT_MAX = 10, 800
 
 
 def check_in_refusal(reason: str, code: str) -> str:
@@ -117,6 +118,7 @@ def dashboard() -> ResponseReturnValue:
         for booking in bookings:
             _ = (booking.application.full_name, booking.slot.kind)  # load before detaching
         queue = walk_ins(db, office.id, today)
+        followers = count_subscribers(db, office.id)
         offices = list(db.execute(select(Office).order_by(Office.name)).scalars())
         db.expunge_all()
     days: dict[date, list[object]] = {}
@@ -125,6 +127,7 @@ def dashboard() -> ResponseReturnValue:
     return render_template(
         "office_dashboard.html",
         office=office,
+        followers=followers,
         today=today,
         day=day,
         days=days,
@@ -292,6 +295,30 @@ def _announcement(office: Office, day: date, start: time, end: time, quota: int,
     if note.strip():
         lines.append(note.strip()[:300])
     return "\n".join(lines)
+
+
+@blueprint.post("/announce")
+@staff_required(*ADMINS)
+def announce_text() -> ResponseReturnValue:
+    """Send a written announcement (new quota, changed hours) to the office's subscribers."""
+    text = request.form.get("text", "").strip()
+    if not ANNOUNCEMENT_MIN <= len(text) <= ANNOUNCEMENT_MAX:
+        flash(
+            _("Tulis pengumuman {low} sampai {high} huruf.").format(
+                low=ANNOUNCEMENT_MIN, high=ANNOUNCEMENT_MAX
+            ),
+            "error",
+        )
+        return _back()
+    service = loket()
+    with service.sessions() as db, db.begin():
+        office = my_office(db)
+        now = service.now(db)
+        sent = announce(db, office.id, current_staff_id(), text, now, announcement_payload)
+        audit(db, current_staff_id(), "office.announce", None,
+              {"recipients": sent.recipients}, now, office.id)  # fmt: skip
+    flash(_("Pengumuman diantrekan untuk {n} pelanggan.").format(n=sent.recipients), "success")
+    return _back()
 
 
 @blueprint.post("/close-day")
