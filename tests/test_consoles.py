@@ -421,3 +421,13 @@ def test_an_office_announces_in_writing_to_its_own_subscribers(
         rows = session.execute(select(OutboxMessage.user_ref, OutboxMessage.payload)).all()
     assert [user for user, _payload in rows] == ["8001"]
     assert text in rows[0][1]["text"]
+
+
+def test_a_staff_log_in_lasts_one_working_day(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert log_in(client, "ani.cs") == 302
+    assert client.get("/agent").status_code == 200
+    later = time.time() + 13 * 3600
+    monkeypatch.setattr("bot.consoles.time.time", lambda: later)
+    assert client.get("/agent").status_code == 302  # log in again

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
@@ -28,6 +29,7 @@ from storage.models import Staff, StaffRole
 csrf = CSRFProtect()
 F = TypeVar("F", bound=Callable[..., Any])
 LANGUAGE_COOKIE = "loket_lang"
+STAFF_SESSION = timedelta(hours=12)  # staff log in again after this; applicants' chats last longer
 
 
 def session_secret(settings: Settings) -> str:
@@ -117,6 +119,10 @@ def current_staff() -> Staff | None:
     if "staff" not in g:
         g.staff = None
         staff_id = session.get("staff_id")
+        since = session.get("staff_since", 0)
+        if staff_id is not None and time.time() - since > STAFF_SESSION.total_seconds():
+            session.pop("staff_id", None)  # a staff log-in lasts one working day
+            staff_id = None
         if staff_id is not None:
             with loket().sessions() as db:
                 staff = db.get(Staff, staff_id)

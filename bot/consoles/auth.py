@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
@@ -65,6 +67,7 @@ def login() -> str | Response | tuple[str, int]:
     session.clear()  # a fresh session (and CSRF token) for the logged-in staff member
     session.permanent = True
     session["staff_id"] = staff_id
+    session["staff_since"] = time.time()
     return redirect(_safe_next(request.args.get("next")) or home_for(role))
 
 
