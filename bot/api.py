@@ -141,7 +141,8 @@ def chat() -> tuple[Response, int]:
             return jsonify(messages=[], repeated=True), 200
         messages = service.pending_messages(CHANNEL, user)
         return jsonify(messages=[message.to_json() for message in messages]), 200
-    # Notices that arrived meanwhile (payment confirmed, hold expired) come first.
-    messages = service.pending_messages(CHANNEL, user)
-    messages += service.handle(CHANNEL, user, event)
-    return jsonify(messages=[message.to_json() for message in messages]), 200
+    replies = service.handle(CHANNEL, user, event)
+    # Notices that arrived meanwhile (payment confirmed, hold expired) come first; they are
+    # taken only after the turn succeeded, so a failed turn loses none of them.
+    notices = service.pending_messages(CHANNEL, user)
+    return jsonify(messages=[message.to_json() for message in notices + replies]), 200

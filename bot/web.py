@@ -51,6 +51,28 @@ def page_error(code: int) -> tuple[Response, int]:
     return make_response(render_template("error.html", title=title, text=text)), code
 
 
+def is_chat_turn(path: str) -> bool:
+    """Whether a request comes from a chat panel's script (it shows `messages`, not pages)."""
+    return path.startswith("/chat/") or (path.startswith("/agent/call/") and path.endswith("/send"))
+
+
+def chat_error(code: int, max_upload_bytes: int) -> tuple[Response, int]:
+    """Tell the person at a chat panel what went wrong and what to do, in their language."""
+    if code == 413:
+        text = _("File terlalu besar. Kirim foto atau PDF di bawah {size} MB.").format(
+            size=max_upload_bytes // (1024 * 1024)
+        )
+    elif code == 400:
+        text = _("Halaman ini sudah terlalu lama terbuka. Muat ulang halaman, lalu kirim lagi.")
+    elif code in (401, 403, 404):
+        text = _("Sesi Anda sudah berakhir. Muat ulang halaman untuk melanjutkan.")
+    else:
+        text = _("Maaf, terjadi gangguan. Jawaban Anda tersimpan sampai langkah terakhir; "
+                 "silakan kirim lagi sebentar lagi.")  # fmt: skip
+    return jsonify(messages=[{"text": text, "choices": [], "expects": "none", "qr": None,
+                              "offers_location": False}]), code  # fmt: skip
+
+
 def create_app(
     settings: Settings | None = None,
     loket: Loket | None = None,
@@ -78,13 +100,17 @@ def create_app(
     @app.errorhandler(Exception)
     def failure(error: Exception) -> tuple[Response, int]:
         """Log without the error's text (it may quote personal data) and ask for a retry."""
+        code = error.code or 500 if isinstance(error, HTTPException) else 500
+        if not isinstance(error, HTTPException):
+            log_failure(app.logger, f"request failed: {request.method} {request.path}", error)
+        if is_chat_turn(request.path):
+            return chat_error(code, settings.max_upload_bytes)
         wants_page = request.method == "GET" or request.mimetype != "application/json"
         wants_page = wants_page and request.path.split("/")[1] in PAGE_AREAS
         if isinstance(error, HTTPException):
             if wants_page:
-                return page_error(error.code or 500)
-            return jsonify(error=error.name), error.code or 500
-        log_failure(app.logger, f"request failed: {request.method} {request.path}", error)
+                return page_error(code)
+            return jsonify(error=error.name), code
         if wants_page:
             return page_error(500)
         return jsonify(error="internal error, please retry"), 500

@@ -424,7 +424,7 @@ def reschedule(
     if new_slot_id == booking.slot_id:
         return RescheduleRefusal.SAME_SLOT
     new_slot = session.get(Slot, new_slot_id)
-    if new_slot is None:
+    if new_slot is None or new_slot.closed or aware(new_slot.release_at) > now:
         return RescheduleRefusal.SOLD_OUT
     if new_slot.kind == SlotKind.SIMPATIK and not simpatik_allowed(booking.application):
         return RescheduleRefusal.NOT_ELIGIBLE

@@ -207,6 +207,14 @@ def create_simpatik(
         raise SessionRefusal("hours")
     if not 1 <= quota <= 500:
         raise SessionRefusal("quota")
+    twin = session.execute(
+        select(Slot.id).where(
+            Slot.office_id == office.id, Slot.day == day, Slot.start_time == start,
+            Slot.kind == SlotKind.SIMPATIK,
+        )
+    ).first()  # fmt: skip
+    if twin is not None:
+        raise SessionRefusal("exists")
     slot = Slot(
         office_id=office.id,
         day=day,
@@ -219,8 +227,11 @@ def create_simpatik(
         closed=False,
         note=note.strip()[:200] or None,
     )
-    session.add(slot)
-    session.flush()
+    try:
+        with session.begin_nested():  # two admins saving the same session at once
+            session.add(slot)
+    except IntegrityError as error:
+        raise SessionRefusal("exists") from error
     return slot
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import socket
@@ -19,13 +20,16 @@ from sqlalchemy import select
 
 from bot.service import Loket
 from bot.web import create_app
+from storage.booking import queue_message
 from storage.models import (
     Application,
     AuditEntry,
     BillingCode,
     Booking,
+    Conversation,
     Office,
     OutboxMessage,
+    Slot,
     Staff,
     WalkIn,
 )
@@ -431,3 +435,115 @@ def test_a_staff_log_in_lasts_one_working_day(
     later = time.time() + 13 * 3600
     monkeypatch.setattr("bot.consoles.time.time", lambda: later)
     assert client.get("/agent").status_code == 302  # log in again
+
+
+def test_log_in_never_redirects_to_another_site(client: FlaskClient) -> None:
+    for target in ("/%09/evil.example", "//evil.example", "https://evil.example/", "/%0A/x"):
+        form = {"username": "ani.cs", "password": PASSWORD, "csrf_token": token(client)}
+        answer = client.post(f"/staff/login?next={target}", data=form)
+        assert answer.status_code == 302, target
+        assert answer.headers["Location"] == "/agent", target
+        client.post("/staff/logout", data={"csrf_token": token(client, "/agent")})
+
+
+def test_agent_moves_a_paid_booking_only_to_an_allowed_window(
+    client: FlaskClient, loket: Loket
+) -> None:
+    caller = Chat(loket, "paid-caller")
+    register(caller)
+    assert pay(loket, billing_code(book(caller))) == "confirmed"  # reguler, Bandung
+    with loket.sessions() as session:
+        application = session.execute(select(Application)).scalar_one()
+        booking = session.execute(select(Booking)).scalar_one()
+        express = session.execute(
+            select(Slot.id).where(Slot.office_id == booking.slot.office_id,
+                                  Slot.kind == "percepatan", Slot.day > booking.slot.day)
+            .limit(1)
+        ).scalar_one()  # fmt: skip
+        reguler = session.execute(
+            select(Slot.id).where(Slot.office_id == booking.slot.office_id,
+                                  Slot.kind == "reguler", Slot.day > booking.slot.day)
+            .order_by(Slot.day).limit(1)
+        ).scalar_one()  # fmt: skip
+    assert log_in(client, "ani.cs") == 302
+    path = f"/agent/application/{application.reg_number}"
+    page = client.get(path)
+    assert page.status_code == 200 and "Ubah jadwal" in page.get_data(as_text=True)
+    for bad in (str(express), "9" * 20, "abc"):
+        form = {"slot": bad, "reason": "penelepon minta", "csrf_token": token(client, path)}
+        refused = client.post(f"{path}/reschedule", data=form, follow_redirects=True)
+        assert refused.status_code == 200, bad
+    with loket.sessions() as session:
+        assert session.execute(select(Booking.slot_id)).scalar_one() == booking.slot_id
+    form = {"slot": str(reguler), "reason": "penelepon minta", "csrf_token": token(client, path)}
+    moved = client.post(f"{path}/reschedule", data=form, follow_redirects=True)
+    assert "sudah diubah" in moved.get_data(as_text=True)
+    with loket.sessions() as session:
+        assert session.execute(select(Booking.slot_id)).scalar_one() == reguler
+
+
+def test_bad_office_forms_get_messages_not_errors(client: FlaskClient) -> None:
+    assert log_in(client, "budi.jaksel") == 302
+    for template in ("abc", "9" * 20, ""):
+        form = {"template": template, "capacity": "5", "csrf_token": token(client, "/office")}
+        assert client.post("/office/templates", data=form).status_code == 404, template
+    form = {"day": "2026-11-28", "start": "08:00", "end": "12:00", "quota": "20", "note": "",
+            "announce": "", "csrf_token": token(client, "/office/simpatik")}  # fmt: skip
+    assert client.post("/office/simpatik", data=form).status_code == 302
+    twin = client.post("/office/simpatik", data=form)
+    assert twin.status_code == 400 and "sudah ada" in twin.get_data(as_text=True)
+    zoned = client.post("/office/simpatik", data={**form, "start": "08:00+07:00"})
+    assert zoned.status_code == 400 and "Isi jam mulai" in zoned.get_data(as_text=True)
+
+
+def test_chat_panel_errors_come_back_as_messages(client: FlaskClient, loket: Loket) -> None:
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").get_data(as_text=True))
+    assert csrf
+    stale = client.post("/chat/send", json={"text": "halo"}, headers={"X-CSRFToken": "old"})
+    assert stale.status_code == 400
+    assert "Muat ulang halaman" in stale.get_json()["messages"][0]["text"]
+    huge = b"\xff\xd8\xff" + b"0" * (loket.settings.max_upload_bytes * 2)
+    too_big = client.post(
+        "/chat/send", data={"file": (io.BytesIO(huge), "ktp.jpg")},
+        headers={"X-CSRFToken": csrf.group(1)}, content_type="multipart/form-data",
+    )  # fmt: skip
+    assert too_big.status_code == 413
+    assert "File terlalu besar" in too_big.get_json()["messages"][0]["text"]
+    assert client.get("/chat/poll").status_code == 405  # notices are taken by POST only
+
+
+def test_a_failed_turn_loses_no_waiting_notice(
+    client: FlaskClient, loket: Loket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = client.get("/").get_data(as_text=True)
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', page)
+    assert csrf
+    headers = {"X-CSRFToken": csrf.group(1)}
+    client.post("/chat/send", json={"open": True}, headers=headers)
+    with loket.sessions() as session:
+        user = session.execute(
+            select(Conversation.user_ref).where(Conversation.channel == "web")
+        ).scalar_one()
+    with loket.sessions() as session, session.begin():
+        queue_message(session, "web", user, {"text": "Pembayaran diterima.", "choices": []},
+                      loket.now(session))  # fmt: skip
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(loket, "handle", broken)
+    failed = client.post("/chat/send", json={"text": "halo"}, headers=headers)
+    assert failed.status_code == 500 and "gangguan" in failed.get_json()["messages"][0]["text"]
+    monkeypatch.undo()
+    later = client.post("/chat/send", json={"text": "/status"}, headers=headers).get_json()
+    assert later["messages"][0]["text"] == "Pembayaran diterima."
+
+
+def test_the_audit_log_keeps_no_full_caller_number(loket: Loket) -> None:
+    loket.prepare_demo()
+    with loket.sessions() as session, session.begin():
+        agent_id = add_staff(session, "ani.cs", "Ani", "agent", PASSWORD).id
+    Chat(loket, "+6281255550101", channel="agent", actor=agent_id).say("/daftar")
+    with loket.sessions() as session:
+        targets = session.execute(select(AuditEntry.target)).scalars().all()
+    assert targets == ["+6281******101"]

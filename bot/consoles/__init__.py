@@ -134,6 +134,14 @@ def current_staff() -> Staff | None:
     return cast(Staff | None, g.staff)
 
 
+def form_id(name: str) -> int | None:
+    """A row id posted by a form, or None when it is not a plausible id."""
+    text = request.form.get(name, "").strip()
+    if not text.isdigit() or len(text) > 12:
+        return None
+    return int(text)
+
+
 def current_staff_id() -> int:
     """The logged-in staff member's id (in views guarded by `staff_required`)."""
     staff = current_staff()

@@ -4,16 +4,18 @@ their applications. Every action is in the audit log; every record the agent mak
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from bot.consoles import current_staff_id, loket, staff_required
+from bot.consoles import current_staff_id, form_id, loket, staff_required
 from bot.consoles.notify import changed_by_staff
 from bot.consoles.webchat import chat_turn
 from bot.core.flow import Invalid
-from bot.flows.booking import sold_out_key
+from bot.flows.booking import seat_kinds, sold_out_key
 from bot.i18n import _
 from bot.timezones import local
 from bot.validators import parse_phone
@@ -31,6 +33,7 @@ from storage.models import (
     Application,
     ApplicationStatus,
     AuditEntry,
+    Booking,
     Slot,
     Staff,
     StaffRole,
@@ -42,7 +45,8 @@ CHANNEL = "agent"  # callers registered by an agent; their phone number is their
 blueprint = Blueprint("agent", __name__, url_prefix="/agent")
 AGENTS = (StaffRole.AGENT,)
 AUDIT_PAGE = 200
-CALLS_KEPT = 20  # call ids an agent session remembers
+RESCHEDULE_CHOICES = 60
+CALL_SECONDS = 12 * 3600  # a call id works for a working day
 
 
 @blueprint.route("", methods=["GET", "POST"])
@@ -80,27 +84,30 @@ def _query_kind(query: str) -> str:
 def start_call() -> ResponseReturnValue:
     """Open the chat panel for a caller, identified by their phone number.
 
-    The number stays out of URLs (and so out of access logs): the panel's address carries a
-    random call id, mapped to the number in the agent's signed session.
+    The number stays out of URLs (and so out of access logs) and out of cookies: the panel's
+    address carries a random call id, mapped to the number in shared state for a working day.
     """
     try:
         phone = parse_phone(request.form.get("phone", ""))
     except Invalid as error:
         flash(str(error), "error")
         return redirect(url_for("agent.dashboard"))
-    calls = dict(session.get("calls", {}))
     call_id = secrets.token_urlsafe(9)
-    calls[call_id] = phone
-    session["calls"] = dict(list(calls.items())[-CALLS_KEPT:])
+    loket().shared.set(_call_key(call_id), phone, CALL_SECONDS)
     return redirect(url_for("agent.call", call_id=call_id))
+
+
+def _call_key(call_id: str) -> str:
+    """Where one agent's call id is kept (server side: the number never leaves the server)."""
+    return f"agent-call:{current_staff_id()}:{call_id}"
 
 
 def _caller(call_id: str) -> str:
     """The phone number behind one of this agent's call ids."""
-    phone = session.get("calls", {}).get(call_id)
+    phone = loket().shared.get(_call_key(call_id))
     if phone is None:
         abort(404)
-    return str(phone)
+    return phone
 
 
 @blueprint.get("/call/<call_id>")
@@ -141,26 +148,11 @@ def application(reg_number: str) -> ResponseReturnValue:
         now = service.now(db)
         for booking in bookings:
             _ = booking.slot.office.name
-        alternatives: list[Slot] = []
         current = bookings[0] if bookings else None
+        alternatives: list[Slot] = []
         if current is not None and current.status == "confirmed":
-            office = current.slot.office
-            today = local(now, office.timezone).date()
-            alternatives = list(
-                db.execute(
-                    select(Slot)
-                    .where(
-                        Slot.office_id == office.id,
-                        Slot.day > today,
-                        Slot.closed.is_(False),
-                        Slot.release_at <= now,
-                        Slot.taken < Slot.capacity,
-                        Slot.id != current.slot_id,
-                    )
-                    .order_by(Slot.day, Slot.start_time)
-                    .limit(60)
-                ).scalars()
-            )
+            alternatives = reschedule_options(db, found, current, now)
+        timezone = current.slot.office.timezone if current is not None else "Asia/Jakarta"
         audit(db, current_staff_id(), "agent.view", found.reg_number, {}, now)
         db.expunge_all()
     return render_template(
@@ -170,8 +162,34 @@ def application(reg_number: str) -> ResponseReturnValue:
         billing=billing,
         documents=documents,
         alternatives=alternatives,
+        timezone=timezone,
         now=now,
         closed=found.status in CLOSED_STATUSES,
+    )
+
+
+def reschedule_options(
+    db: Session, application: Application, booking: Booking, now: datetime
+) -> list[Slot]:
+    """Windows a paid booking may move to: same office, a later day, released, open, with a
+    free seat, of a kind this application may book (no express seat for a reguler fee)."""
+    office = booking.slot.office
+    today = local(now, office.timezone).date()
+    return list(
+        db.execute(
+            select(Slot)
+            .where(
+                Slot.office_id == office.id,
+                Slot.day > today,
+                Slot.closed.is_(False),
+                Slot.release_at <= now,
+                Slot.taken < Slot.capacity,
+                Slot.id != booking.slot_id,
+                Slot.kind.in_(seat_kinds(application, today)),
+            )
+            .order_by(Slot.day, Slot.start_time)
+            .limit(RESCHEDULE_CHOICES)
+        ).scalars()
     )
 
 
@@ -218,9 +236,8 @@ def move(reg_number: str) -> ResponseReturnValue:
     if reason is None:
         flash(_("Tulis alasan perubahan jadwal (minimal 5 huruf)."), "error")
         return redirect(url_for("agent.application", reg_number=reg_number))
-    try:
-        slot_id = int(request.form.get("slot", ""))
-    except ValueError:
+    slot_id = form_id("slot")
+    if slot_id is None:
         flash(_("Pilih jadwal baru."), "error")
         return redirect(url_for("agent.application", reg_number=reg_number))
     service = loket()
@@ -232,11 +249,14 @@ def move(reg_number: str) -> ResponseReturnValue:
         if found is None or booking is None or booking.application_id != found.id:
             flash(_("Tidak ada jadwal aktif untuk diubah."), "error")
             return redirect(url_for("agent.application", reg_number=reg_number))
-        target = db.get(Slot, slot_id)
-        if target is None or target.office_id != booking.slot.office_id:
-            flash(_("Jadwal baru harus di kantor yang sama."), "error")
-            return redirect(url_for("agent.application", reg_number=reg_number))
         now = service.now(db)
+        if slot_id not in {slot.id for slot in reschedule_options(db, found, booking, now)}:
+            flash(
+                _("Jadwal itu tidak bisa dipilih: pilih dari daftar (kantor yang sama, hari "
+                  "berikutnya, jenis kursi yang sesuai, masih ada kursi)."),
+                "error",
+            )  # fmt: skip
+            return redirect(url_for("agent.application", reg_number=reg_number))
         today = local(now, booking.slot.office.timezone).date()
         refusal = reschedule(db, booking, slot_id, today, now)
         if refusal is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
@@ -28,10 +29,19 @@ def home_for(role: str) -> str:
 
 
 def _safe_next(target: str | None) -> str | None:
-    """Only follow a local path after log-in (never another site)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
+    """Only follow a local path after log-in (never another site).
+
+    Control characters are refused outright: browsers and Werkzeug drop some of them, which
+    would turn "/<TAB>/evil.example" into "//evil.example".
+    """
+    if not target or any(ord(char) < 0x20 or ord(char) == 0x7F for char in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    if "\\" in target:
+        return None
+    return target
 
 
 @blueprint.route("/staff/login", methods=["GET", "POST"])

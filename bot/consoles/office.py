@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.consoles import current_staff, current_staff_id, loket, staff_required
+from bot.consoles import current_staff, current_staff_id, form_id, loket, staff_required
 from bot.consoles.labels import category_label, status_label
 from bot.consoles.notify import day_closed, status_changed
 from bot.flows.subscription import announcement_payload
@@ -68,6 +68,7 @@ def session_refusal(reason: str) -> str:
         "past": _("Tanggal sesi harus setelah hari ini."),
         "hours": _("Jam selesai harus setelah jam mulai."),
         "quota": _("Kuota harus antara 1 dan 500."),
+        "exists": _("Sesi pada tanggal dan jam mulai itu sudah ada."),
     }[reason]
 
 
@@ -162,10 +163,11 @@ def checkin() -> ResponseReturnValue:
             flash(check_in_refusal(str(refusal), code), "error")
             return _back()
         application = booking.application
-        name = application.full_name
+        reg_number = application.reg_number
         audit(db, current_staff_id(), "office.checkin", booking.code, {}, now, office.id)
         status_changed(db, application, office.name, now)
-    flash(_("{name} ({code}) tercatat hadir.").format(name=name, code=code), "success")
+    # The flash travels in the (signed, not encrypted) cookie: no name in it.
+    flash(_("{code} ({number}) tercatat hadir.").format(code=code, number=reg_number), "success")
     return _back()
 
 
@@ -199,10 +201,12 @@ def move(reg_number: str) -> ResponseReturnValue:
 
 
 def _time(text: str | None) -> time | None:
+    """A wall-clock time as typed (office time); None for anything else, zones included."""
     try:
-        return time.fromisoformat(text or "")
+        parsed = time.fromisoformat(text or "")
     except ValueError:
         return None
+    return parsed if parsed.tzinfo is None else None
 
 
 @blueprint.route("/simpatik", methods=["GET", "POST"])
@@ -365,7 +369,8 @@ def templates() -> ResponseReturnValue:
         office = my_office(db)
         if request.method == "POST":
             now = service.now(db)
-            template = db.get(SlotTemplate, int(request.form.get("template", "0") or 0))
+            template_id = form_id("template")
+            template = db.get(SlotTemplate, template_id) if template_id is not None else None
             try:
                 capacity = int(request.form.get("capacity", ""))
             except ValueError:

@@ -77,9 +77,11 @@ def chat_turn(channel: str, user_ref: str, actor: int | None = None) -> tuple[Re
     except Unreadable as error:
         return jsonify(messages=[render_message(Outbound(str(error)))]), 400
     service = loket()
-    messages = service.pending_messages(channel, user_ref)
-    messages += service.handle(channel, user_ref, event, actor=actor)
-    return jsonify(messages=[render_message(message) for message in messages]), 200
+    replies = service.handle(channel, user_ref, event, actor=actor)
+    # Notices that arrived meanwhile (payment confirmed, status changed) are shown first; they
+    # are taken only once the turn succeeded, so a failed turn loses none of them.
+    notices = service.pending_messages(channel, user_ref)
+    return jsonify(messages=[render_message(message) for message in notices + replies]), 200
 
 
 def web_user() -> str:
@@ -103,9 +105,10 @@ def send() -> tuple[Response, int]:
     return chat_turn(CHANNEL, web_user())
 
 
-@blueprint.get("/chat/poll")
+@blueprint.post("/chat/poll")
 def poll() -> tuple[Response, int]:
-    """Notices that arrived meanwhile (payment confirmed, status changed)."""
+    """Notices that arrived meanwhile (payment confirmed, status changed); a POST with the
+    page's CSRF token, so another site cannot make a browser take them."""
     if "web_user" not in session:
         return jsonify(messages=[]), 200
     messages = loket().pending_messages(CHANNEL, str(session["web_user"]))

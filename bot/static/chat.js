@@ -114,7 +114,8 @@
     if (pollUrl) {
       setInterval(function () {
         if (busy || document.hidden) return;
-        fetch(pollUrl, { credentials: "same-origin" }).then(function (r) { return r.json(); })
+        fetch(pollUrl, { method: "POST", headers: { "X-CSRFToken": token }, credentials: "same-origin" })
+          .then(function (r) { return r.json(); })
           .then(function (data) { if (data.messages && data.messages.length) receive(data.messages); })
           .catch(function () {});
       }, 20000);
