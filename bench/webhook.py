@@ -86,6 +86,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--chats", type=int, default=5000)
     parser.add_argument("--applier", action="store_true", help="apply in a niced process")
+    parser.add_argument("--nice", type=int, default=19, help="the applier's niceness")
     parser.add_argument("--drain-limit", type=float, default=300, help="seconds to wait")
     args = parser.parse_args()
 
@@ -116,8 +117,8 @@ def main() -> int:
         )  # fmt: skip
         applier = None
         if args.applier:
-            applier = subprocess.Popen(["nice", "-n", "10", sys.executable, "-m", "bot", "apply"],
-                                       env=env, cwd=ROOT)  # fmt: skip
+            command = ["nice", "-n", str(args.nice), sys.executable, "-m", "bot", "apply"]
+            applier = subprocess.Popen(command, env=env, cwd=ROOT)
         try:
             for _ in range(100):
                 try:
