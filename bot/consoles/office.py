@@ -3,7 +3,9 @@ walk-in queue. Office admins see and change only their own office; superadmins p
 
 from __future__ import annotations
 
-from datetime import date, time, timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, time, timedelta
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -88,6 +90,16 @@ def my_office(db: Session) -> Office:
     return office
 
 
+@contextmanager
+def office_work() -> Iterator[tuple[Session, Office, datetime, date]]:
+    """One unit of work on the office this request acts on: (session, office, now, its date)."""
+    service = loket()
+    with service.sessions() as db, db.begin():
+        office = my_office(db)
+        now = service.now(db)
+        yield db, office, now, local(now, office.timezone).date()
+
+
 def _back(day: str | None = None) -> ResponseReturnValue:
     """Back to the dashboard (for a superadmin, of the office they were looking at)."""
     staff = current_staff()
@@ -108,11 +120,7 @@ def _day(text: str | None, default: date) -> date:
 @staff_required(*ADMINS)
 def dashboard() -> ResponseReturnValue:
     """Today at a glance: seats, bookings, check-in, walk-ins."""
-    service = loket()
-    with service.sessions() as db, db.begin():
-        office = my_office(db)
-        now = service.now(db)
-        today = local(now, office.timezone).date()
+    with office_work() as (db, office, now, today):
         day = _day(request.args.get("day"), today)
         chart = seat_chart(db, office.id, today, CHART_DAYS)
         bookings = day_bookings(db, office.id, day)
@@ -152,11 +160,7 @@ def checkin() -> ResponseReturnValue:
     if not code:
         flash(_("Masukkan kode booking atau pindai QR."), "error")
         return _back()
-    service = loket()
-    with service.sessions() as db, db.begin():
-        office = my_office(db)
-        now = service.now(db)
-        today = local(now, office.timezone).date()
+    with office_work() as (db, office, now, today):
         try:
             booking = check_in(db, office.id, code, today, now)
         except CheckInRefusal as refusal:
@@ -176,13 +180,10 @@ def checkin() -> ResponseReturnValue:
 def move(reg_number: str) -> ResponseReturnValue:
     """Move an application to its next status; the applicant is told on their channel."""
     to = request.form.get("to", "")
-    service = loket()
-    with service.sessions() as db, db.begin():
-        office = my_office(db)
+    with office_work() as (db, office, now, _today):
         application = office_application(db, office.id, reg_number)
         if application is None:
             abort(404)  # another office's application: not even its existence is shown
-        now = service.now(db)
         if not move_status(db, application, to):
             flash(
                 _("Status itu bukan langkah berikutnya untuk {number}.").format(number=reg_number),
@@ -213,11 +214,7 @@ def _time(text: str | None) -> time | None:
 @staff_required(*ADMINS)
 def simpatik() -> ResponseReturnValue:
     """Create a weekend paspor simpatik session and, if asked, announce it to subscribers."""
-    service = loket()
-    with service.sessions() as db, db.begin():
-        office = my_office(db)
-        now = service.now(db)
-        today = local(now, office.timezone).date()
+    with office_work() as (db, office, now, today):
         saturday = today + timedelta(days=(5 - today.weekday()) % 7 or 7)
         form = {
             "day": saturday.isoformat(),
@@ -314,10 +311,7 @@ def announce_text() -> ResponseReturnValue:
             "error",
         )
         return _back()
-    service = loket()
-    with service.sessions() as db, db.begin():
-        office = my_office(db)
-        now = service.now(db)
+    with office_work() as (db, office, now, _today):
         sent = announce(db, office.id, current_staff_id(), text, now, announcement_payload)
         audit(db, current_staff_id(), "office.announce", None,
               {"recipients": sent.recipients}, now, office.id)  # fmt: skip
@@ -330,11 +324,7 @@ def announce_text() -> ResponseReturnValue:
 def close() -> ResponseReturnValue:
     """Close a day (an outage, a holiday): no new bookings; booked applicants are told."""
     reason = " ".join(request.form.get("reason", "").split())[:200]
-    service = loket()
-    with service.sessions() as db, db.begin():
-        office = my_office(db)
-        now = service.now(db)
-        today = local(now, office.timezone).date()
+    with office_work() as (db, office, now, today):
         day = _day(request.form.get("day"), date.min)
         if day < today or len(reason) < 3:
             flash(_("Pilih tanggal mulai hari ini dan tulis alasannya."), "error")
@@ -364,11 +354,8 @@ def close() -> ResponseReturnValue:
 @staff_required(*ADMINS)
 def templates() -> ResponseReturnValue:
     """Weekly windows and their capacities."""
-    service = loket()
-    with service.sessions() as db, db.begin():
-        office = my_office(db)
+    with office_work() as (db, office, now, _today):
         if request.method == "POST":
-            now = service.now(db)
             template_id = form_id("template")
             template = db.get(SlotTemplate, template_id) if template_id is not None else None
             try:
@@ -410,12 +397,8 @@ def walk_in() -> ResponseReturnValue:
     if category not in set(WalkInCategory):
         flash(_("Pilih kategori prioritas."), "error")
         return _back()
-    service = loket()
-    with service.sessions() as db, db.begin():
-        office = my_office(db)
-        now = service.now(db)
-        today = local(now, office.timezone).date()
-        quota = service.settings.walk_in_daily_quota
+    with office_work() as (db, office, now, today):
+        quota = loket().settings.walk_in_daily_quota
         entry = add_walk_in(db, office.id, today, category, now, quota)
         if entry is None:
             flash(
@@ -446,10 +429,7 @@ def walk_in() -> ResponseReturnValue:
 @staff_required(*ADMINS)
 def walk_in_next() -> ResponseReturnValue:
     """Call the next priority number."""
-    service = loket()
-    with service.sessions() as db, db.begin():
-        office = my_office(db)
-        now = service.now(db)
+    with office_work() as (db, office, now, _today):
         called = call_next_walk_in(db, office.id, local(now, office.timezone).date(), now)
         number = called.number if called is not None else None
     if number is None:
