@@ -29,13 +29,6 @@ class Accepted:
     payload: dict[str, Any]
 
 
-def accept(
-    session: Session, channel: str, key: str, user_ref: str, payload: dict[str, Any]
-) -> bool:
-    """Store an update unless its key is known; False when it was already accepted."""
-    return _accepted(session.connection(), channel, key, user_ref, payload)
-
-
 def accept_now(
     engine: Engine, channel: str, key: str, user_ref: str, payload: dict[str, Any]
 ) -> bool:

@@ -22,7 +22,7 @@ from storage.applications import (
     open_application_for_nik,
 )
 from storage.booking import db_now, record_event
-from storage.inbox import accept, mark_applied, purge_applied
+from storage.inbox import accept_now, mark_applied, purge_applied
 from storage.models import Application, ApplicationStatus, Base, InboxUpdate, ProcessedEvent
 
 
@@ -119,10 +119,12 @@ def test_failures_are_logged_without_personal_data(
 
 
 def test_purge_drops_old_applied_rows_and_keys_but_never_waiting_ones(loket: Loket) -> None:
+    for number in (1, 2):
+        accept_now(
+            loket.autocommit_db, "telegram", f"telegram:{number}", "42", {"update_id": number}
+        )
     with loket.sessions() as session, session.begin():
         now = db_now(session)
-        for number in (1, 2):
-            accept(session, "telegram", f"telegram:{number}", "42", {"update_id": number})
         first = session.execute(select(InboxUpdate.id).order_by(InboxUpdate.id)).scalars().first()
         assert first is not None and mark_applied(session, first, now)
         assert record_event(session, "telegram:1")
