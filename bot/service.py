@@ -230,3 +230,6 @@ class Loket:
         """Release database connections and shared state."""
         self.shared.close()
         self.db.dispose()
+        autocommit = self.__dict__.get("autocommit_db")  # made only if a webhook accepted
+        if autocommit is not None and autocommit is not self.db:
+            autocommit.dispose()
