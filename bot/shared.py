@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import redis
@@ -35,7 +36,9 @@ class SharedState(Protocol):
 class InProcessState:
     """A dict with expiry, for the embedded default and single-process runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        # The clock is an argument so tests can move time instead of sleeping.
+        self._clock = clock
         self._values: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
@@ -46,7 +49,7 @@ class InProcessState:
             if item is None:
                 return None
             value, expires = item
-            if expires <= time.monotonic():
+            if expires <= self._clock():
                 del self._values[key]
                 return None
             return value
@@ -54,7 +57,7 @@ class InProcessState:
     def set(self, key: str, value: str, ttl_seconds: float) -> None:
         """Store a value that disappears after `ttl_seconds`."""
         with self._lock:
-            self._values[key] = (value, time.monotonic() + ttl_seconds)
+            self._values[key] = (value, self._clock() + ttl_seconds)
 
     def delete(self, key: str) -> None:
         """Remove a key."""
@@ -65,8 +68,8 @@ class InProcessState:
         """Add one to a counter that disappears `ttl_seconds` after its first use; return it."""
         with self._lock:
             value, expires = self._values.get(key, ("0", 0.0))
-            if expires <= time.monotonic():
-                value, expires = "0", time.monotonic() + ttl_seconds
+            if expires <= self._clock():
+                value, expires = "0", self._clock() + ttl_seconds
             count = int(value) + 1
             self._values[key] = (str(count), expires)
             return count

@@ -106,9 +106,10 @@ def wait_until_applied(server: Server, loket: Loket, seconds: float = 30) -> Non
     raise AssertionError("accepted updates were not applied")
 
 
-def wait_until_sent(loket: Loket, seconds: float = 15) -> None:
-    """Wait (bounded) until no outbox row is waiting to be sent."""
+def wait_until_sent(loket: Loket, seconds: float = 30) -> None:
+    """Wait (bounded) until no outbox row is waiting to be sent; fail when some still are."""
     deadline = time.monotonic() + seconds
+    waiting = -1
     while time.monotonic() < deadline:
         with loket.sessions() as session:
             waiting = session.execute(
@@ -117,6 +118,7 @@ def wait_until_sent(loket: Loket, seconds: float = 15) -> None:
         if waiting == 0:
             return
         time.sleep(0.1)
+    raise AssertionError(f"{waiting} replies still unsent after {seconds} s")
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import os
 import random
 import stat
 import struct
-import time
 import zlib
 from collections.abc import Iterator
 from io import BytesIO
@@ -298,9 +297,7 @@ def test_too_many_pixels_is_refused_from_the_header(
     monkeypatch.setattr(Image, "open", forbidden_open)
     bomb = bilevel_png(20_000, 20_000)
     assert len(bomb) < 1_000_000  # a small file claiming 400 megapixels
-    started = time.perf_counter()
     reason = refusal(bomb)
-    assert time.perf_counter() - started < 1.0
     assert "Gambar terlalu besar (20000×20000 piksel)." in reason
 
 

@@ -1,24 +1,63 @@
-"""One contract for shared state, run against the in-process store and real Redis."""
+"""One contract for shared state, run against the in-process store and real Redis.
+
+Time is moved, never waited for: the in-process store takes a fake clock, and for Redis the
+test's own keys have their remaining lifetime shortened on the server (`PEXPIRE`), so Redis
+itself decides what has expired.
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 
-from bot.shared import InProcessState, SharedState
+from bot.shared import InProcessState, RedisState, SharedState
 from tests.conftest import redis_test_state
 
 
+@dataclass
+class Clocked:
+    """A shared state and a way to let `seconds` pass for it."""
+
+    state: SharedState
+    elapse: Callable[[float], None]
+
+
+def _in_process() -> Clocked:
+    now = [1000.0]
+
+    def elapse(seconds: float) -> None:
+        now[0] += seconds
+
+    return Clocked(InProcessState(clock=lambda: now[0]), elapse)
+
+
+def _redis(state: RedisState) -> Clocked:
+    def elapse(seconds: float) -> None:
+        for key in state.client.scan_iter(f"{state.prefix}:*"):
+            remaining = state.client.pttl(key)
+            if remaining >= 0:  # keys without a lifetime stay, as they would in real time
+                # A lifetime at or below zero makes Redis delete the key at once.
+                state.client.pexpire(key, remaining - int(seconds * 1000))
+
+    return Clocked(state, elapse)
+
+
 @pytest.fixture(params=["in-process", "redis"])
-def shared(request: pytest.FixtureRequest) -> Iterator[SharedState]:
+def clocked(request: pytest.FixtureRequest) -> Iterator[Clocked]:
     """Yield each implementation; Redis keys live under a prefix of the test's own."""
     if request.param == "in-process":
-        yield InProcessState()
+        yield _in_process()
         return
     with redis_test_state() as state:
-        yield state
+        yield _redis(state)
+
+
+@pytest.fixture
+def shared(clocked: Clocked) -> SharedState:
+    """The state alone, for tests where time does not matter."""
+    return clocked.state
 
 
 def test_set_get_delete(shared: SharedState) -> None:
@@ -30,10 +69,13 @@ def test_set_get_delete(shared: SharedState) -> None:
     shared.delete("never-set")  # deleting a missing key is fine
 
 
-def test_values_expire(shared: SharedState) -> None:
-    shared.set("short", "x", 0.2)
-    shared.set("long", "y", 30)
-    time.sleep(0.35)
+def test_values_expire(clocked: Clocked) -> None:
+    shared = clocked.state
+    shared.set("short", "x", 20)
+    shared.set("long", "y", 300)
+    clocked.elapse(10)
+    assert shared.get("short") == "x"
+    clocked.elapse(15)
     assert shared.get("short") is None
     assert shared.get("long") == "y"
 
@@ -45,8 +87,13 @@ def test_keys_are_independent(shared: SharedState) -> None:
     assert (shared.get("a"), shared.get("b")) == ("3", "2")
 
 
-def test_counters_count_and_expire(shared: SharedState) -> None:
-    assert [shared.incr("pace", 0.3) for _ in range(3)] == [1, 2, 3]
-    assert shared.incr("other", 0.3) == 1
-    time.sleep(0.45)
-    assert shared.incr("pace", 0.3) == 1  # a new window
+def test_counters_count_and_expire(clocked: Clocked) -> None:
+    shared = clocked.state
+    assert [shared.incr("pace", 30) for _ in range(2)] == [1, 2]
+    clocked.elapse(20)
+    # Counting again does not extend the window: it ends 30 s after the first count.
+    assert shared.incr("pace", 30) == 3
+    assert shared.incr("other", 30) == 1
+    clocked.elapse(15)
+    assert shared.incr("pace", 30) == 1  # a new window
+    assert shared.incr("other", 30) == 2
