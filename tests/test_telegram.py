@@ -23,6 +23,7 @@ from bot.channels.telegram import (
     BotRunner,
     Pacer,
     TelegramChannel,
+    Unreadable,
     translate,
 )
 from bot.flows.subscription import announcement_payload
@@ -257,7 +258,7 @@ def test_webhook_refuses_missing_or_wrong_secret(
     assert deliver(webhook, update, secret=None) == 401
     assert deliver(webhook, update, secret="not-the-secret") == 403
     assert counts(telegram) == (0, 0) and fake.sent == []
-    assert deliver(webhook, {"not": "an update"}) == 400
+    assert deliver(webhook, {"not": "an update"}) == 200  # set aside: a retry would not help
     assert deliver(webhook, update) == 200
     assert "Selamat datang" in fake.texts(CHAT)[0]
 
@@ -521,3 +522,130 @@ def test_an_announcement_reaches_telegram_subscribers_through_the_worker(
             select(OutboxMessage.sent_at).where(OutboxMessage.channel == "web")
         ).scalar_one()
     assert web_row is None  # the web chat takes its own when the page asks
+
+
+# ---- malformed updates ---------------------------------------------------------------------
+
+SECRET_TEXT = "3174010101900001"  # content that must never reach the logs
+DEEP = "[" * 10_000 + "]" * 10_000
+
+
+def malformed(update_id: int | str) -> dict[str, str]:
+    """Correctly signed but malformed updates, by what is wrong, as raw JSON texts."""
+    chat = '"chat": {"id": ' + str(CHAT) + ', "type": "private"}'
+    sender = '"from": {"id": ' + str(CHAT) + ', "is_bot": false, "first_name": "A"}'
+    message = '"message_id": 1, "date": 0, ' + sender
+    head = '{"update_id": ' + str(update_id) + ", "
+    bad_chat_ids = {"object": '{"x": 1}', "string": '"424242"', "float": "424242.0",
+                    "bool": "true", "null": "null"}  # fmt: skip
+    shapes = {
+        "deep nesting": head + '"message": {' + message + ", " + chat + ', "text": ' + DEEP + "}}",
+        "deep nesting outside what we read": head
+        + '"message": {'
+        + message
+        + ", "
+        + chat
+        + f', "text": "{SECRET_TEXT}", "extra": '
+        + DEEP
+        + "}}",
+        "callback without message": head
+        + '"callback_query": {"id": "9", '
+        + sender
+        + ', "chat_instance": "1", "data": "'
+        + SECRET_TEXT
+        + '"}}',
+        "chat without id": head + '"message": {' + message + ', "chat": {"type": "private"}, '
+        f'"text": "{SECRET_TEXT}"' + "}}",
+        "contact without phone number": head
+        + '"message": {'
+        + message
+        + ", "
+        + chat
+        + ', "contact": {"first_name": "'
+        + SECRET_TEXT
+        + '", "user_id": '
+        + str(CHAT)
+        + "}}}",
+        "text that is an object": head
+        + '"message": {'
+        + message
+        + ", "
+        + chat
+        + ', "text": {"a": "'
+        + SECRET_TEXT
+        + '"}}}',
+        "message that is a list": head + '"message": ["' + SECRET_TEXT + '"]}',
+    }
+    for kind, value in bad_chat_ids.items():
+        shapes[f"chat id as {kind}"] = (
+            head + '"message": {' + message + ', "chat": {"id": ' + value
+            + f', "type": "private"}}, "text": "{SECRET_TEXT}"' + "}}"
+        )  # fmt: skip
+    return shapes
+
+
+NOT_UPDATES = {
+    "update_id as text": '{"update_id": "77", "message": {"text": "x"}}',
+    "update_id as float": '{"update_id": 77.5}',
+    "update_id as bool": '{"update_id": true}',
+    "update_id missing": '{"message": {}}',
+    "deep nesting only": DEEP,
+    "not JSON": '{"update_id": 78, "message": ',
+    "a list": "[1, 2]",
+}
+
+
+def test_malformed_signed_updates_are_answered_200_and_set_aside(
+    fake: FakeTelegram, telegram: TelegramChannel, webhook: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
+    shapes: dict[str, int] = {}
+    for number, kind in enumerate(malformed(0)):
+        shapes[kind] = 5000 + number
+        body = malformed(5000 + number)[kind]
+        response = httpx.post(webhook, content=body.encode(), headers=headers, timeout=30)
+        assert response.status_code == 200, kind
+    for kind, body in NOT_UPDATES.items():
+        response = httpx.post(webhook, content=body.encode(), headers=headers, timeout=30)
+        assert response.status_code == 200, kind
+    assert counts(telegram) == (0, 0) and fake.sent == []
+    with telegram.loket.sessions() as session:
+        assert session.execute(select(func.count(InboxUpdate.id))).scalar_one() == 0
+    for kind, update_id in shapes.items():
+        assert f"unreadable update {update_id} set aside" in caplog.text, kind
+    assert "unreadable update 78 set aside: not JSON" in caplog.text
+    assert "unreadable update without id set aside" in caplog.text
+    assert SECRET_TEXT not in caplog.text
+    # The chat goes on: its next, well-formed update is applied at once.
+    assert deliver(webhook, fake.text(CHAT, "/start")) == 200
+    assert fake.texts(CHAT)[0].startswith("Selamat datang")
+
+
+def test_polling_sets_malformed_updates_aside_without_stalling(
+    fake: FakeTelegram, telegram: TelegramChannel, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    for body in malformed("{id}").values():
+        fake.raw(body)
+    fake.raw('{"update_id": "not a number", "message": {"text": "x"}}')
+    fake.text(CHAT, "/start")
+    telegram.poll(rounds=2, timeout=0)
+    assert fake.texts(CHAT)[0].startswith("Selamat datang")
+    assert caplog.text.count("unreadable update") == len(malformed(0)) + 1
+    assert SECRET_TEXT not in caplog.text
+    # Everything with an id was acknowledged: the second round asked past all of it.
+    last_offset = fake.methods("getUpdates")[-1]["offset"]
+    assert last_offset == max(u["update_id"] for u in fake.updates if isinstance(u, dict)) + 1
+    assert len(fake.texts(CHAT)) == 1
+
+
+def test_translate_reads_well_formed_updates_and_refuses_bad_shapes() -> None:
+    good = {"update_id": 1, "message": {"message_id": 1, "date": 0, "text": "hai",
+                                        "chat": {"id": 7, "type": "private"}}}  # fmt: skip
+    incoming = translate(good)
+    assert incoming is not None and incoming.chat_id == "7"
+    for chat_id in ({"id": 1}, "7", 7.0, True, None, 2**70):
+        bad = {**good, "message": {**good["message"], "chat": {"id": chat_id, "type": "private"}}}
+        with pytest.raises(Unreadable, match="chat id is not an integer"):
+            translate(bad)

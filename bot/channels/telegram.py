@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -32,6 +31,7 @@ from telegram import (
 from telegram.error import BadRequest, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
+from bot.channels.telegram_updates import Incoming, Unreadable, loads, translate
 from bot.core.messages import Expect, Inbound, Outbound
 from bot.faults import failpoint
 from bot.i18n import N_, _, use_locale
@@ -78,6 +78,38 @@ COMMANDS = (
 )
 
 
+def set_aside_unreadable(update: Any, error: Unreadable) -> None:
+    """Log an update we cannot read by its id and what was wrong, never its content."""
+    update_id = update.get("update_id") if isinstance(update, dict) else None
+    shown = update_id if type(update_id) is int else "without id"
+    log.warning("unreadable update %s set aside: %s", shown, error)
+
+
+class TolerantRequest(HTTPXRequest):
+    """The poller's HTTP client: a response nested too deeply still parses (see `loads`)."""
+
+    @staticmethod
+    def parse_json_payload(payload: bytes) -> Any:
+        """Parse like python-telegram-bot, without its RecursionError or its logging of data."""
+        try:
+            return loads(payload)
+        except ValueError as error:
+            raise TelegramError("Invalid server response") from error
+
+
+class RawBot(Bot):
+    """A `Bot` that also hands updates over as plain JSON, so a malformed one is read (and
+    set aside) by us instead of failing the whole batch in the library's parser."""
+
+    async def get_raw_updates(
+        self, offset: int | None, timeout: int, allowed_updates: list[str]
+    ) -> list[Any]:
+        """Call getUpdates and return its result unparsed."""
+        data = {"offset": offset, "timeout": timeout, "allowed_updates": allowed_updates}
+        result = await self._post("getUpdates", data, read_timeout=timeout + 10)
+        return result if isinstance(result, list) else []
+
+
 class BotRunner:
     """One `Bot` and its event loop in a background thread, for synchronous callers."""
 
@@ -88,12 +120,12 @@ class BotRunner:
             target=self.loop.run_forever, name="telegram-bot", daemon=True
         )
         self.thread.start()
-        self.bot = Bot(
+        self.bot = RawBot(
             settings.telegram_token,
             base_url=settings.telegram_base_url,
             base_file_url=settings.telegram_base_file_url,
             request=HTTPXRequest(connection_pool_size=32),
-            get_updates_request=HTTPXRequest(connection_pool_size=2, read_timeout=40),
+            get_updates_request=TolerantRequest(connection_pool_size=2, read_timeout=40),
         )
         self.call(self.bot.initialize())
 
@@ -143,71 +175,6 @@ class Pacer:
                 return
             self.sleep(second + 1 - now)
         log.warning("pacing gave up waiting")
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """What an update means for us: whose chat, which event, and what to acknowledge."""
-
-    update_id: int
-    chat_id: str
-    event: Inbound | None
-    file_id: str | None = None
-    file_size: int | None = None
-    filename: str | None = None
-    callback_id: str | None = None
-    callback_message: dict[str, Any] | None = None
-
-
-def translate(update: dict[str, Any]) -> Incoming | None:
-    """Read a Bot API update; None for what we do not handle (groups, edits, stickers...)."""
-    update_id = int(update["update_id"])
-    if "callback_query" in update:
-        query = update["callback_query"]
-        message = query.get("message") or {}
-        chat = message.get("chat") or {}
-        if chat.get("type", "private") != "private" or "data" not in query:
-            return None
-        language = (query.get("from") or {}).get("language_code")
-        return Incoming(
-            update_id,
-            str(chat["id"]),
-            Inbound.press(str(query["data"]), language),
-            callback_id=str(query["id"]),
-            callback_message=message,
-        )
-    message = update.get("message")
-    if not message or (message.get("chat") or {}).get("type") != "private":
-        return None
-    chat_id = str(message["chat"]["id"])
-    language = (message.get("from") or {}).get("language_code")
-    if "text" in message:
-        return Incoming(update_id, chat_id, Inbound.say(message["text"], language))
-    if "contact" in message:
-        contact = message["contact"]
-        if contact.get("user_id") not in (None, (message.get("from") or {}).get("id")):
-            # Someone else's contact card: treat the number as typed, so it is checked as such.
-            return Incoming(update_id, chat_id, Inbound.say(contact["phone_number"], language))
-        return Incoming(update_id, chat_id, Inbound.contact(contact["phone_number"], language))
-    if "location" in message:
-        where = message["location"]
-        return Incoming(
-            update_id, chat_id, Inbound.at(where["latitude"], where["longitude"], language)
-        )
-    if message.get("photo"):
-        largest = max(message["photo"], key=lambda p: p.get("width", 0) * p.get("height", 0))
-        return Incoming(update_id, chat_id, None, largest["file_id"], largest.get("file_size"))
-    if "document" in message:
-        document = message["document"]
-        return Incoming(
-            update_id,
-            chat_id,
-            None,
-            document["file_id"],
-            document.get("file_size"),
-            document.get("file_name"),
-        )
-    return Incoming(update_id, chat_id, Inbound.say("", language))
 
 
 def keyboard(message: Outbound) -> Any:
@@ -269,7 +236,11 @@ class TelegramChannel:
         This is all the webhook waits for: one INSERT keyed by the update_id. Updates we do not
         handle (groups, edits, stickers...) are not stored and have no chat.
         """
-        incoming = translate(update)
+        try:
+            incoming = translate(update)
+        except Unreadable as error:
+            set_aside_unreadable(update, error)
+            return None, False
         if incoming is None:
             return None, False
         key = f"{CHANNEL}:{incoming.update_id}"
@@ -306,9 +277,10 @@ class TelegramChannel:
                 waiting = inbox.next_waiting(session, CHANNEL, chat_id)
             if waiting is None:
                 break
-            incoming = translate(waiting.payload)
-            assert incoming is not None  # only translatable updates are accepted
             try:
+                incoming = translate(waiting.payload)
+                if incoming is None:  # accepted by an older version that read it differently
+                    raise Unreadable("not an update we handle")
                 event = incoming.event or self._download(incoming)
                 done = self.loket.process(
                     CHANNEL, chat_id, event, waiting.key, inbox_row=waiting.id
@@ -316,7 +288,8 @@ class TelegramChannel:
             except TelegramError:
                 raise  # the network or Telegram: the update waits and is tried again
             except Exception as error:
-                if not self._set_aside(waiting.id, chat_id):
+                give_up_now = isinstance(error, Unreadable)  # trying again would not help
+                if not self._set_aside(waiting.id, chat_id, give_up_now):
                     raise
                 log_failure(log, f"inbox row {waiting.id} set aside after repeated failures", error)
                 continue
@@ -328,12 +301,14 @@ class TelegramChannel:
         self.flush(chat_id)
         return applied
 
-    def _set_aside(self, row_id: int, chat_id: str) -> bool:
-        """Count a failed attempt; after MAX_APPLY_ATTEMPTS set the update aside and apologise
-        to the applicant, so one update that cannot be applied does not hold up their chat."""
+    def _set_aside(self, row_id: int, chat_id: str, at_once: bool = False) -> bool:
+        """Count a failed attempt; after MAX_APPLY_ATTEMPTS (or at once) set the
+        update aside and apologise to the applicant, so one update that cannot be applied does
+        not hold up their chat."""
         with self.loket.sessions() as session, session.begin():
             now = self.loket.now(session)
-            if not inbox.record_failure(session, row_id, now, MAX_APPLY_ATTEMPTS):
+            give_up_after = 1 if at_once else MAX_APPLY_ATTEMPTS
+            if not inbox.record_failure(session, row_id, now, give_up_after):
                 return False
             locale = chat_locale(session, CHANNEL, chat_id) or "id"
             with use_locale(locale):
@@ -531,18 +506,21 @@ class TelegramChannel:
         while rounds is None or done < rounds:
             done += 1
             updates = self.runner.call(
-                self.runner.bot.get_updates(
-                    offset=offset, timeout=timeout, allowed_updates=["message", "callback_query"]
-                ),
+                self.runner.bot.get_raw_updates(offset, timeout, ["message", "callback_query"]),
                 timeout=timeout + 30,
             )
             for update in updates:
+                update_id = update.get("update_id") if isinstance(update, dict) else None
+                if type(update_id) is not int:
+                    # Without a readable id it cannot be acknowledged (Telegram never sends one).
+                    set_aside_unreadable(update, Unreadable("update_id is not an integer"))
+                    continue
                 try:
-                    self.handle_update(update.to_dict())
+                    self.handle_update(update)  # what cannot be read is set aside there
                 except Exception as error:
                     # Not acknowledged: the same update comes again in the next round.
                     log_failure(log, "update failed; will retry", error)
                     break
-                offset = update.update_id + 1
+                offset = update_id + 1
                 handled += 1
         return handled
