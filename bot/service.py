@@ -29,6 +29,7 @@ from storage.conversations import lock_conversation
 from storage.db import make_engine, make_session_factory, upgrade
 from storage.inbox import mark_applied
 from storage.models import Conversation, Office
+from storage.outbox import reactivate
 from storage.staff import audit
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,7 @@ class Loket:
                 return False
             if not record_event(session, event_key):
                 return False
+            reactivate(session, channel, user_ref)  # they wrote: they take messages again
             replies, locale = self._run(session, conversation, now, channel, user_ref, event)
             for reply in merge(replies):
                 queue_message(

@@ -1,4 +1,4 @@
-"""The background worker: expire unpaid holds, extend calendars, record no-shows."""
+"""The background worker: expire unpaid holds, extend calendars, record no-shows, purge."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from bot.seed import extend_calendars
 from bot.service import Loket
 from storage.booking import mark_no_shows
 from storage.inbox import purge_applied
+from storage.outbox import delivery_figures, purge_outbox
 
 log = logging.getLogger(__name__)
 WESTERNMOST = ZoneInfo("Asia/Jakarta")
 KEEP_APPLIED = timedelta(days=7)  # applied inbox rows and processed-event keys
+KEEP_DELIVERED = timedelta(days=7)  # outbox rows delivered or set aside (their texts)
 
 
 def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str, int]:
@@ -29,9 +31,13 @@ def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str,
         # A day is over in every Indonesian zone once it is over in WIB, the westernmost.
         no_shows = mark_no_shows(session, now.astimezone(WESTERNMOST).date())
         purged = purge_applied(session, now - KEEP_APPLIED)
-    figures = {"expired": expired, "slots_made": made, "no_shows": no_shows, "purged": purged}
+        purged_outbox = purge_outbox(session, now - KEEP_DELIVERED)
+    figures = {"expired": expired, "slots_made": made, "no_shows": no_shows, "purged": purged,
+               "outbox_purged": purged_outbox}  # fmt: skip
     if telegram is not None:
         figures["telegram_sent"] = telegram.flush_pending()
+    with loket.sessions() as session:
+        figures.update(delivery_figures(session))  # counts for operators, no personal data
     return figures
 
 

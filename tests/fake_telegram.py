@@ -65,6 +65,7 @@ class FakeTelegram:
     flood_next_sends: int = 0  # answer 429 with retry_after
     blocked: set[str] = field(default_factory=set)  # chats that blocked the bot (403)
     refused: dict[str, str] = field(default_factory=dict)  # chat -> a permanent 400's text
+    refuse_next_sends: int = 0  # answer 400 "message is too long" (whatever the chat)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _update_ids: Any = field(default_factory=lambda: itertools.count(1000))
@@ -154,6 +155,9 @@ class FakeTelegram:
                 return 403, "Forbidden: bot was blocked by the user"
             if chat_id in self.refused:
                 return 400, self.refused[chat_id]
+            if self.refuse_next_sends > 0:
+                self.refuse_next_sends -= 1
+                return 400, "Bad Request: message is too long"
         return None
 
     def _position(self, update: Any) -> int:

@@ -28,7 +28,7 @@ from telegram import (
     KeyboardButton,
     ReplyKeyboardMarkup,
 )
-from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
 from bot.channels.telegram_updates import Incoming, Unreadable, loads, translate
@@ -50,6 +50,7 @@ from storage.booking import (
     release_claim,
 )
 from storage.conversations import chat_locale
+from storage.outbox import count_failure, is_inactive, mark_inactive, set_aside, set_aside_chat
 
 log = logging.getLogger(__name__)
 # httpx logs every request URL at INFO, and Bot API URLs carry the bot token; the library's
@@ -64,6 +65,16 @@ CLAIM_FOR = timedelta(seconds=30)
 T = TypeVar("T")
 
 MAX_APPLY_ATTEMPTS = 5  # failures (not network) before an update is set aside
+MAX_SEND_ATTEMPTS = 10  # failed sends of one outbox row before it is set aside (about 2 hours)
+FIRST_RETRY = timedelta(seconds=15)
+LAST_RETRY = timedelta(hours=1)
+
+
+def send_backoff(attempts: int) -> timedelta:
+    """How long to wait after the n-th failed send of a row: 15 s, doubling, at most 1 hour."""
+    doublings = min(max(attempts - 1, 0), 20)
+    return min(FIRST_RETRY * (1 << doublings), LAST_RETRY)
+
 
 COMMANDS = (
     ("start", N_("Mulai dan menu utama")),
@@ -394,7 +405,9 @@ class TelegramChannel:
         """Send one chat's pending outbox rows in order, until none is left; return the count.
 
         Each delivered row is recorded before the next is sent; the last one's record and the
-        next claim share a transaction (one clock reading per round).
+        next claim share a transaction (one clock reading per round). A row that cannot be
+        delivered is retried with backoff a bounded number of times, then set aside, and the
+        chat's later rows go on; a chat that blocked the bot gets nothing until it writes again.
         """
         sent = 0
         done: tuple[int, str] | None = None
@@ -403,6 +416,9 @@ class TelegramChannel:
                 now = self.loket.now(session)
                 if done is not None:
                     mark_sent(session, done[0], done[1], now)
+                if is_inactive(session, CHANNEL, chat_id):
+                    set_aside_chat(session, CHANNEL, chat_id, "inactive", now)
+                    return sent
                 rows = claim_outbox(session, CHANNEL, chat_id, now, CLAIM_FOR)
             done = None
             if not rows:
@@ -410,24 +426,59 @@ class TelegramChannel:
             for position, (row_id, payload) in enumerate(rows):
                 try:
                     message_id = str(self._send(chat_id, payload))
-                except TelegramError as error:
-                    log.warning("send failed row=%s: %s", row_id, type(error).__name__)
-                    # Flood control: keep the chat's rows until Telegram's retry_after, so no
-                    # sender (this one or the worker) retries early and deepens the throttling.
-                    wait = error.retry_after if isinstance(error, RetryAfter) else None
-                    with self.loket.sessions() as session, session.begin():
-                        later = None
-                        if wait is not None:
-                            seconds = wait.total_seconds() if isinstance(wait, timedelta) else wait
-                            later = self.loket.now(session) + timedelta(seconds=seconds)
-                        release_claim(session, [r for r, _p in rows[position:]], later)
-                    return sent
+                except Exception as error:
+                    if not self._failed(chat_id, [r for r, _p in rows[position:]], error):
+                        return sent
+                    continue  # this row is set aside; the next ones still go out
                 sent += 1
                 if position < len(rows) - 1:
                     with self.loket.sessions() as session, session.begin():
                         mark_sent(session, row_id, message_id, now)
                 else:
                     done = (row_id, message_id)
+
+    def _failed(self, chat_id: str, row_ids: list[int], error: Exception) -> bool:
+        """Deal with a failed send of `row_ids[0]` (the rest are the chat's claimed rows after
+        it); return True when the sender may go on with the rest.
+
+        Flood control (429) holds the chat until Telegram's `retry_after`, so no sender retries
+        early and deepens the throttling; 403 (blocked, deactivated) marks the chat inactive and
+        sets its rows aside; another 400 is permanent for this row; anything else (network,
+        5xx) is retried with backoff, at most MAX_SEND_ATTEMPTS times.
+        """
+        row_id = row_ids[0]
+        kind = type(error).__name__
+        with self.loket.sessions() as session, session.begin():
+            now = self.loket.now(session)
+            if isinstance(error, RetryAfter):
+                wait = error.retry_after
+                seconds = wait.total_seconds() if isinstance(wait, timedelta) else wait
+                release_claim(session, row_ids, now + timedelta(seconds=seconds))
+                log.warning("send held by flood control row=%s", row_id)
+                return False
+            if isinstance(error, Forbidden) or (
+                isinstance(error, BadRequest) and "chat not found" in error.message.lower()
+            ):
+                mark_inactive(session, CHANNEL, chat_id, "blocked", now)
+                set_aside_chat(session, CHANNEL, chat_id, "blocked", now)
+                log.warning("chat inactive (%s); its messages set aside row=%s", kind, row_id)
+                return False
+            if isinstance(error, BadRequest):
+                set_aside(session, [row_id], "rejected", now)
+                log.warning("send rejected (%s), row set aside row=%s", kind, row_id)
+                return True
+            attempts = count_failure(session, row_id)
+            if attempts >= MAX_SEND_ATTEMPTS:
+                set_aside(session, [row_id], "gave_up", now)
+                log.warning("send failed %s times (%s), row set aside row=%s",
+                            attempts, kind, row_id)  # fmt: skip
+                return True
+            release_claim(session, row_ids, now + send_backoff(attempts))
+        if isinstance(error, TelegramError):
+            log.warning("send failed row=%s attempt=%s: %s", row_id, attempts, kind)
+        else:  # not the network: a bug; the traceback helps, the text might hold data
+            log_failure(log, f"send failed row={row_id} attempt={attempts}", error)
+        return False
 
     def _send(self, chat_id: str, payload: dict[str, Any]) -> int:
         message = Outbound.from_payload(payload)
