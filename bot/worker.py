@@ -7,6 +7,8 @@ import time
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import text
+
 from bot.channels.telegram import BotRunner, TelegramChannel
 from bot.logsafe import log_failure
 from bot.payments import sweep
@@ -41,17 +43,30 @@ def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str,
     return figures
 
 
-def run(loket: Loket, interval_seconds: float, rounds: int | None = None) -> None:
-    """Repeat `run_once` every interval (forever, or `rounds` times)."""
-    telegram = None
-    if loket.settings.telegram_token:
+def check_database(loket: Loket) -> None:
+    """Raise at once if the database does not answer (rather than fail every round)."""
+    with loket.sessions() as session:
+        session.execute(text("SELECT 1"))
+
+
+def run(
+    loket: Loket,
+    interval_seconds: float,
+    rounds: int | None = None,
+    telegram: TelegramChannel | None = None,
+) -> int:
+    """Repeat `run_once` every interval (forever, or `rounds` times); return how many rounds
+    failed. `telegram` is the process's channel (`serve` shares its own); made if not given."""
+    if telegram is None and loket.settings.telegram_token:
         telegram = TelegramChannel(loket, BotRunner(loket.settings))
-    done = 0
+    done = failed = 0
     while rounds is None or done < rounds:
         try:
             log.info("worker round %s", run_once(loket, telegram))
         except Exception as error:
+            failed += 1
             log_failure(log, "worker round failed", error)
         done += 1
         if rounds is None or done < rounds:
             time.sleep(interval_seconds)
+    return failed

@@ -36,6 +36,7 @@ from bot.core.messages import Expect, Inbound, Outbound
 from bot.faults import failpoint
 from bot.i18n import N_, _, use_locale
 from bot.logsafe import log_failure
+from bot.notices import chat_locale
 from bot.qr import qr_png
 from bot.service import Loket
 from bot.settings import Settings
@@ -49,7 +50,6 @@ from storage.booking import (
     queue_message,
     release_claim,
 )
-from storage.conversations import chat_locale
 from storage.outbox import count_failure, is_inactive, mark_inactive, set_aside, set_aside_chat
 
 log = logging.getLogger(__name__)
@@ -321,7 +321,7 @@ class TelegramChannel:
             give_up_after = 1 if at_once else MAX_APPLY_ATTEMPTS
             if not inbox.record_failure(session, row_id, now, give_up_after):
                 return False
-            locale = chat_locale(session, CHANNEL, chat_id) or "id"
+            locale = chat_locale(session, CHANNEL, chat_id)
             with use_locale(locale):
                 text = _(
                     "Maaf, pesan Anda tadi tidak bisa kami proses. Silakan kirim lagi, atau "
