@@ -6,7 +6,9 @@ threads and the poller stay synchronous and hand it only HTTP calls, so no datab
 runs on the loop. An update is first accepted into the inbox (one INSERT keyed by its update_id:
 all the webhook waits for), then applied exactly once, in order per chat (`Loket.process` marks
 the inbox row and records the update_id with the turn's effects); every reply goes through the
-outbox: sent right after commit, and by the worker if a crash left it unsent.
+outbox: sent right after commit, and by the worker if a crash left it unsent. What cannot be
+read (`telegram_updates.Unreadable`) or delivered (a bounded number of retries with backoff, a
+400, a chat that blocked the bot) is set aside, so it never holds up the chat behind it.
 """
 
 from __future__ import annotations
