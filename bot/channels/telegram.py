@@ -119,7 +119,7 @@ class RawBot(Bot):
     ) -> list[Any]:
         """Call getUpdates and return its result unparsed."""
         data = {"offset": offset, "timeout": timeout, "allowed_updates": allowed_updates}
-        result = await self._post("getUpdates", data, read_timeout=timeout + 10)
+        result = await self._post("getUpdates", data, read_timeout=timeout + 40)
         return result if isinstance(result, list) else []
 
 
