@@ -7,11 +7,12 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from bot.settings import Settings
 
 if TYPE_CHECKING:
+    from bot.channels.telegram import TelegramChannel
     from bot.service import Loket
 
 
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     payment.add_argument("--reference", required=True, help="the bank's payment reference")
     payment.add_argument("--paid-at", default=None, help="ISO time with zone (default: now)")
     commands.add_parser("sweep", help="expire unpaid holds and return their seats")
+    commands.add_parser("stats", help="print delivery counts for operators (no personal data)")
     poll = commands.add_parser("poll", help="run the Telegram bot by long polling")
     poll.add_argument("--rounds", type=int, default=None, help="stop after this many polls")
     commands.add_parser("serve", help="run the web app on PORT (registers the webhook)")
@@ -63,6 +65,31 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    try:
+        return run_command(args, settings)
+    except (OperationalError, InterfaceError) as error:
+        # One line an operator can act on, not 120 lines of driver traceback (nor credentials).
+        print(f"database not reachable: {database_reason(error, settings)}", file=sys.stderr)
+        return 1
+
+
+def database_reason(error: Exception, settings: Settings) -> str:
+    """Say why the database did not answer, in one line, without the URL's password."""
+    from sqlalchemy.engine import make_url
+
+    cause = getattr(error, "orig", None) or error
+    lines = str(cause).strip().splitlines() or [type(cause).__name__]
+    reason = lines[0].strip()
+    password = make_url(settings.database_url).password
+    if password:
+        reason = reason.replace(str(password), "***")
+    return reason
+
+
+def run_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the chosen command."""
     if args.command == "i18n":
         from bot.catalogs import main as catalogs_main
 
@@ -78,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "staff":
         return run_staff_add(args, Loket(settings))
-    if args.command in ("seed", "payment", "sweep", "worker"):
+    if args.command in ("seed", "payment", "sweep", "worker", "stats"):
         return run_service_command(args, Loket(settings))
     if args.command == "poll":
         return run_poll(settings, args.rounds)
@@ -139,33 +166,74 @@ def run_apply(settings: Settings, seconds: float | None, threads: int) -> int:
     return 0
 
 
-def run_serve(settings: Settings) -> int:
-    """Run the whole product on PORT: web chat, consoles, API, webhook; on the embedded default
-    also the background worker, Telegram polling when a token is set, and demo staff logins."""
+def run_serve(settings: Settings, out: TextIO = sys.stdout) -> int:
+    """Run the whole product on HOST:PORT: web chat, consoles, API, webhook; on the embedded
+    default also the background worker, Telegram polling when a token is set, and demo staff
+    logins. One Loket (and one Telegram channel) serves all of them, so in-process state
+    (sold-out hints, rate counters) is one."""
     import threading
 
     from bot import worker
-    from bot.web import create_app
+    from bot.channels.telegram import BotRunner, TelegramChannel
+    from bot.service import Loket
+    from bot.web import create_app, resume_waiting
 
-    app = create_app(settings)
-    loket = app.config["LOKET"]
-    telegram = app.config["TELEGRAM"]
-    if telegram is not None and settings.public_url and settings.telegram_webhook_secret:
-        telegram.set_commands()
-        telegram.set_webhook(settings.public_url, settings.telegram_webhook_secret)
+    loket = Loket(settings)
+    webhook = bool(settings.telegram_webhook_secret)
+    telegram = None
+    if settings.telegram_token and (webhook or settings.embedded):  # else nobody would use it
+        telegram = TelegramChannel(loket, BotRunner(settings), background=webhook)
+    app = create_app(settings, loket, telegram=telegram)
+    if telegram is not None and webhook:
+        if settings.public_url and settings.telegram_webhook_secret:
+            telegram.set_commands()
+            telegram.set_webhook(settings.public_url, settings.telegram_webhook_secret)
+        # Updates a previous process accepted but did not live to apply: take them up now.
+        assert telegram.senders is not None
+        telegram.senders.submit(resume_waiting, telegram)
     if settings.embedded:
         loket.prepare_demo()
-        for line in demo_staff(loket):
-            print(line, flush=True)
-        threading.Thread(target=worker.run, args=(loket, 30.0), name="worker", daemon=True).start()
-        if settings.telegram_token and not settings.telegram_webhook_secret:
+        show_demo_logins(demo_staff(loket), settings, out)
+        threading.Thread(
+            target=worker.run, args=(loket, 30.0, None, telegram), name="worker", daemon=True
+        ).start()
+        if telegram is not None and not webhook:
             # No webhook configured: take Telegram's updates by polling instead.
             threading.Thread(
-                target=run_poll, args=(settings, None), name="telegram-poll", daemon=True
+                target=poll_forever, args=(telegram,), name="telegram-poll", daemon=True
             ).start()
-    print(f"Loket: http://127.0.0.1:{settings.port}/ (staff: /staff/login)", flush=True)
-    app.run(host="0.0.0.0", port=settings.port, threaded=True)
+    print(f"Loket: http://{settings.host}:{settings.port}/ (staff: /staff/login)",
+          file=out, flush=True)  # fmt: skip
+    app.run(host=settings.host, port=settings.port, threaded=True)
     return 0
+
+
+def poll_forever(telegram: TelegramChannel) -> None:
+    """Publish the command menus and serve Telegram by long polling (a `serve` thread)."""
+    telegram.set_commands()
+    telegram.poll()
+
+
+def show_demo_logins(lines: list[str], settings: Settings, out: TextIO) -> None:
+    """Hand demo passwords to the person at the terminal, never to a log.
+
+    On a terminal they are printed; otherwise (a service manager turns standard output into a
+    log) they go to a file only the owner can read, and only its path is printed.
+    """
+    import os
+
+    if not lines:
+        return
+    if out.isatty():
+        print("\n".join(lines), file=out, flush=True)
+        return
+    path = settings.data_dir / "demo-staff-logins.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # also when the file was already there
+    with os.fdopen(descriptor, "w") as file:
+        file.write("\n".join(lines) + "\n")
+    print(f"Demo staff logins written to {path} (readable only by you).", file=out, flush=True)
 
 
 def demo_staff(loket: Loket) -> list[str]:
@@ -236,8 +304,17 @@ def run_service_command(args: argparse.Namespace, loket: Loket) -> int:
             print(json.dumps(result.to_json()))
         elif args.command == "sweep":
             print(json.dumps({"expired": payments.sweep(loket)}))
+        elif args.command == "stats":
+            from storage.outbox import delivery_figures
+
+            with loket.sessions() as session:
+                print(json.dumps(delivery_figures(session)))
         elif args.command == "worker":
-            worker.run(loket, args.interval, args.rounds)
+            worker.check_database(loket)  # down at start: one line and a non-zero exit
+            failed = worker.run(loket, args.interval, args.rounds)
+            if failed and args.rounds is not None:
+                print(f"worker: {failed} of {args.rounds} rounds failed", file=sys.stderr)
+                return 1
     except payments.BadNotice as error:
         print(json.dumps({"error": str(error)}), file=sys.stderr)
         return 2

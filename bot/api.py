@@ -141,8 +141,7 @@ def chat() -> tuple[Response, int]:
             return jsonify(messages=[], repeated=True), 200
         messages = service.pending_messages(CHANNEL, user)
         return jsonify(messages=[message.to_json() for message in messages]), 200
-    replies = service.handle(CHANNEL, user, event)
     # Notices that arrived meanwhile (payment confirmed, hold expired) come first; they are
-    # taken only after the turn succeeded, so a failed turn loses none of them.
-    notices = service.pending_messages(CHANNEL, user)
-    return jsonify(messages=[message.to_json() for message in notices + replies]), 200
+    # taken with the turn, so a failed turn loses none of them.
+    messages = service.converse(CHANNEL, user, event)
+    return jsonify(messages=[message.to_json() for message in messages]), 200

@@ -29,6 +29,7 @@ from storage.conversations import lock_conversation
 from storage.db import make_engine, make_session_factory, upgrade
 from storage.inbox import mark_applied
 from storage.models import Conversation, Office
+from storage.outbox import reactivate
 from storage.staff import audit
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,28 @@ class Loket:
         `actor` is the staff member typing for the applicant (the agent console): records the
         turn creates carry it, and the turn is written to the audit log in the same transaction.
         """
+        return self._turn(channel, user_ref, event, actor, take_notices=False)
+
+    def converse(
+        self, channel: str, user_ref: str, event: Inbound, actor: int | None = None
+    ) -> list[Outbound]:
+        """One turn of a pull channel (terminal, web chat, chat API): the notices that were
+        waiting (payment confirmed, hold expired), then the replies.
+
+        The notices are taken in the turn's own transaction, so a turn that fails loses none
+        of them: every door that shows notices calls this, not `handle` and a second step.
+        """
+        return self._turn(channel, user_ref, event, actor, take_notices=True)
+
+    def _turn(
+        self,
+        channel: str,
+        user_ref: str,
+        event: Inbound,
+        actor: int | None,
+        *,
+        take_notices: bool,
+    ) -> list[Outbound]:
         with self.sessions() as session, session.begin():
             conversation, now = self._lock(session, channel, user_ref)
             replies, _locale = self._run(
@@ -157,6 +180,9 @@ class Loket:
                      "step": state.get("step")},
                     now,
                 )  # fmt: skip
+            if take_notices:
+                notices = take_outbox(session, channel, user_ref, now)
+                replies = [Outbound.from_payload(payload) for payload in notices] + replies
         return replies
 
     def process(
@@ -180,6 +206,7 @@ class Loket:
                 return False
             if not record_event(session, event_key):
                 return False
+            reactivate(session, channel, user_ref)  # they wrote: they take messages again
             replies, locale = self._run(session, conversation, now, channel, user_ref, event)
             for reply in merge(replies):
                 queue_message(

@@ -35,6 +35,7 @@ class Settings:
     telegram_rate: int = 30  # messages a second, all chats together (Bot API guidance)
     telegram_chat_rate: int = 1  # messages a second to one chat
     apply_in_web: bool = True  # False: web processes only accept; `python -m bot apply` applies
+    host: str = "127.0.0.1"  # the address `serve` listens on (0.0.0.0: every interface)
     port: int = 8000
     idle_timeout: timedelta = timedelta(hours=24)
     max_applicants_per_account: int = 5
@@ -81,6 +82,7 @@ class Settings:
             telegram_rate=int(env.get("TELEGRAM_RATE_PER_SECOND", "30")),
             telegram_chat_rate=int(env.get("TELEGRAM_CHAT_RATE_PER_SECOND", "1")),
             apply_in_web=env.get("LOKET_APPLY_IN_WEB", "1") == "1",
+            host=env.get("HOST") or "127.0.0.1",
             port=int(env.get("PORT", "8000")),
             idle_timeout=timedelta(hours=float(env.get("LOKET_IDLE_TIMEOUT_HOURS", "24"))),
             max_applicants_per_account=int(env.get("LOKET_MAX_APPLICANTS_PER_ACCOUNT", "5")),

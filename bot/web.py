@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,7 +13,8 @@ from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
 from bot.api import api
-from bot.channels.telegram import BotRunner, TelegramChannel
+from bot.channels.telegram import BotRunner, TelegramChannel, set_aside_unreadable
+from bot.channels.telegram_updates import Unreadable, update_id_of
 from bot.consoles import csrf
 from bot.consoles import install as install_consoles
 from bot.i18n import _
@@ -167,9 +169,17 @@ def create_app(
             return jsonify(error="missing secret"), 401
         if not hmac.compare_digest(given.encode(), secret.encode()):
             return jsonify(error="wrong secret"), 403
-        update: Any = request.get_json(silent=True)
-        if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
-            return jsonify(error="not an update"), 400  # retrying would not help
+        # What cannot be read is answered 200 and set aside (logged by id, without content):
+        # Telegram would redeliver anything else for hours, holding the chat behind it.
+        body = request.get_data(cache=False)
+        try:
+            update: Any = json.loads(body)
+        except (ValueError, RecursionError) as error:
+            # Deeper than any update is set aside anyway: its id is all we need, and it comes
+            # first, so a bounded parse of up to 13 MB need not hold this thread for seconds.
+            why = "nested too deeply" if isinstance(error, RecursionError) else "not JSON"
+            set_aside_unreadable({"update_id": update_id_of(body)}, Unreadable(why))
+            return jsonify(ok=True), 200
         chat_id, _new = channel.accept(update)  # an exception answers 500: Telegram retries
         if chat_id is not None:
             channel.schedule(chat_id)

@@ -1,4 +1,4 @@
-"""The background worker: expire unpaid holds, extend calendars, record no-shows."""
+"""The background worker: expire unpaid holds, extend calendars, record no-shows, purge."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import time
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import text
+
 from bot.channels.telegram import BotRunner, TelegramChannel
 from bot.logsafe import log_failure
 from bot.payments import sweep
@@ -14,10 +16,12 @@ from bot.seed import extend_calendars
 from bot.service import Loket
 from storage.booking import mark_no_shows
 from storage.inbox import purge_applied
+from storage.outbox import delivery_figures, purge_outbox
 
 log = logging.getLogger(__name__)
 WESTERNMOST = ZoneInfo("Asia/Jakarta")
 KEEP_APPLIED = timedelta(days=7)  # applied inbox rows and processed-event keys
+KEEP_DELIVERED = timedelta(days=7)  # outbox rows delivered or set aside (their texts)
 
 
 def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str, int]:
@@ -29,23 +33,40 @@ def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str,
         # A day is over in every Indonesian zone once it is over in WIB, the westernmost.
         no_shows = mark_no_shows(session, now.astimezone(WESTERNMOST).date())
         purged = purge_applied(session, now - KEEP_APPLIED)
-    figures = {"expired": expired, "slots_made": made, "no_shows": no_shows, "purged": purged}
+        purged_outbox = purge_outbox(session, now - KEEP_DELIVERED)
+    figures = {"expired": expired, "slots_made": made, "no_shows": no_shows, "purged": purged,
+               "outbox_purged": purged_outbox}  # fmt: skip
     if telegram is not None:
         figures["telegram_sent"] = telegram.flush_pending()
+    with loket.sessions() as session:
+        figures.update(delivery_figures(session))  # counts for operators, no personal data
     return figures
 
 
-def run(loket: Loket, interval_seconds: float, rounds: int | None = None) -> None:
-    """Repeat `run_once` every interval (forever, or `rounds` times)."""
-    telegram = None
-    if loket.settings.telegram_token:
+def check_database(loket: Loket) -> None:
+    """Raise at once if the database does not answer (rather than fail every round)."""
+    with loket.sessions() as session:
+        session.execute(text("SELECT 1"))
+
+
+def run(
+    loket: Loket,
+    interval_seconds: float,
+    rounds: int | None = None,
+    telegram: TelegramChannel | None = None,
+) -> int:
+    """Repeat `run_once` every interval (forever, or `rounds` times); return how many rounds
+    failed. `telegram` is the process's channel (`serve` shares its own); made if not given."""
+    if telegram is None and loket.settings.telegram_token:
         telegram = TelegramChannel(loket, BotRunner(loket.settings))
-    done = 0
+    done = failed = 0
     while rounds is None or done < rounds:
         try:
             log.info("worker round %s", run_once(loket, telegram))
         except Exception as error:
+            failed += 1
             log_failure(log, "worker round failed", error)
         done += 1
         if rounds is None or done < rounds:
             time.sleep(interval_seconds)
+    return failed

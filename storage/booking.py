@@ -633,21 +633,23 @@ def claim_outbox(
     A row whose claim ran out (its sender died) can be claimed again. The claim is one
     conditional UPDATE, so two senders never both win a row; and while another sender holds
     a claim on this chat nothing is claimed: that sender sends in order, then looks again.
+    A claim left after a failed send is the time of the next try (backoff); set-aside rows
+    are never claimed.
     """
     mine = (OutboxMessage.channel == channel) & (OutboxMessage.user_ref == user_ref)
-    unsent = OutboxMessage.sent_at.is_(None)
+    unsent = OutboxMessage.sent_at.is_(None) & OutboxMessage.failed_at.is_(None)
     held_by_other = (
-        select(OutboxMessage.id).where(mine, unsent, OutboxMessage.claimed_until >= now).exists()
+        select(OutboxMessage.id).where(mine, unsent, OutboxMessage.claimed_until > now).exists()
     )
     claimed = session.execute(
         update(OutboxMessage)
         .where(
             mine,
             unsent,
-            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until <= now),
             ~held_by_other,
         )
-        .values(claimed_until=now + hold, attempts=OutboxMessage.attempts + 1)
+        .values(claimed_until=now + hold)
         .returning(OutboxMessage.id, OutboxMessage.payload)
         .execution_options(synchronize_session=False)
     ).all()
@@ -682,7 +684,11 @@ def pending_chats(session: Session, channel: str) -> list[str]:
     return list(
         session.execute(
             select(OutboxMessage.user_ref)
-            .where(OutboxMessage.channel == channel, OutboxMessage.sent_at.is_(None))
+            .where(
+                OutboxMessage.channel == channel,
+                OutboxMessage.sent_at.is_(None),
+                OutboxMessage.failed_at.is_(None),
+            )
             .distinct()
         ).scalars()
     )

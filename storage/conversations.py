@@ -40,12 +40,3 @@ def lock_conversation(
     if isinstance(now, str):  # SQLite's CURRENT_TIMESTAMP is text
         now = datetime.fromisoformat(now)
     return conversation, now if now.tzinfo is not None else now.replace(tzinfo=UTC)
-
-
-def chat_locale(session: Session, channel: str, user_ref: str) -> str | None:
-    """The language a chat last used (to notify it in that language)."""
-    return session.execute(
-        select(Conversation.locale).where(
-            Conversation.channel == channel, Conversation.user_ref == user_ref
-        )
-    ).scalar_one_or_none()

@@ -335,13 +335,16 @@ class OutboxMessage(Base):
     """A message to deliver to one chat, written in the same transaction as its cause.
 
     A sender claims a chat's pending rows for a short time (`claimed_until`) so two senders
-    never send the same row; a crashed sender's claim runs out and another takes over.
+    never send the same row; a crashed sender's claim runs out and another takes over. After a
+    failed send `claimed_until` is the earliest retry (backoff); a row that cannot be delivered
+    is set aside (`failed_at`, `failure`), so the chat's later rows go on.
     """
 
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_pending", "sent_at", "id"),
         Index("ix_outbox_chat", "channel", "user_ref", "sent_at"),
+        Index("ix_outbox_failed_at", "failed_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -351,8 +354,22 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     claimed_until: Mapped[datetime | None]
-    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")  # failed sends
     message_id: Mapped[str | None] = mapped_column(String(32))  # the channel's id once sent
+    failed_at: Mapped[datetime | None]  # set aside: never sent (see `failure`)
+    failure: Mapped[str | None] = mapped_column(String(32))  # blocked, rejected, gave_up...
+
+
+class InactiveChat(Base):
+    """A chat the channel refuses to deliver to (the user blocked the bot); nothing is sent
+    there until the chat writes to us again."""
+
+    __tablename__ = "inactive_chats"
+
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_ref: Mapped[str] = mapped_column(String(128), primary_key=True)
+    since: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(32))
 
 
 class ProcessedEvent(Base):

@@ -28,6 +28,14 @@ class QuietHandler(WSGIRequestHandler):
         """Stay quiet."""
 
 
+@dataclass(frozen=True)
+class Raw:
+    """An update queued as raw JSON text, malformed as a test wants it."""
+
+    position: int  # where it stands for getUpdates' offset
+    text: str
+
+
 @dataclass
 class Sent:
     """One message the bot sent."""
@@ -49,12 +57,15 @@ class Sent:
 class FakeTelegram:
     """The server's state, shared with the test."""
 
-    updates: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[Any] = field(default_factory=list)  # dicts, or Raw texts
     sent: list[Sent] = field(default_factory=list)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)
     fail_next_sends: int = 0
     flood_next_sends: int = 0  # answer 429 with retry_after
+    blocked: set[str] = field(default_factory=set)  # chats that blocked the bot (403)
+    refused: dict[str, str] = field(default_factory=dict)  # chat -> a permanent 400's text
+    refuse_next_sends: int = 0  # answer 400 "message is too long" (whatever the chat)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _update_ids: Any = field(default_factory=lambda: itertools.count(1000))
@@ -119,11 +130,42 @@ class FakeTelegram:
                        "description": "Bad Request: wrong file_id"}  # fmt: skip
             return Response(json.dumps(missing), 400,
                             content_type="application/json")(environ, start_response)  # fmt: skip
+        if method in ("sendMessage", "sendPhoto"):
+            refusal = self.refusal_for(str(params.get("chat_id")))
+            if refusal is not None:
+                code, description = refusal
+                body = {"ok": False, "error_code": code, "description": description}
+                answer = Response(json.dumps(body), code, content_type="application/json")
+                return answer(environ, start_response)
         ok, result = self.handle(method, params)
+        if ok and method == "getUpdates":
+            # Raw updates are sent as written (10,000 nested arrays do not go through json).
+            items = [u.text if isinstance(u, Raw) else json.dumps(u) for u in result]
+            text = '{"ok": true, "result": [' + ", ".join(items) + "]}"
+            return Response(text, 200, content_type="application/json")(environ, start_response)
         body = {"ok": True, "result": result} if ok else {
             "ok": False, "error_code": 500, "description": str(result)}  # fmt: skip
         return Response(json.dumps(body), 200 if ok else 500,
                         content_type="application/json")(environ, start_response)  # fmt: skip
+
+    def refusal_for(self, chat_id: str) -> tuple[int, str] | None:
+        """A permanent refusal for this chat, if the test set one (blocked, not found...)."""
+        with self.lock:
+            if chat_id in self.blocked:
+                return 403, "Forbidden: bot was blocked by the user"
+            if chat_id in self.refused:
+                return 400, self.refused[chat_id]
+            if self.refuse_next_sends > 0:
+                self.refuse_next_sends -= 1
+                return 400, "Bad Request: message is too long"
+        return None
+
+    def _position(self, update: Any) -> int:
+        """Where an update stands for getUpdates' offset (its id, or its queue order)."""
+        if isinstance(update, Raw):
+            return update.position
+        update_id = update.get("update_id")
+        return update_id if type(update_id) is int else self.updates.index(update) + 1000
 
     def handle(self, method: str, params: dict[str, Any]) -> tuple[bool, Any]:
         """Implement the methods the bot uses."""
@@ -135,7 +177,7 @@ class FakeTelegram:
             deadline = time.monotonic() + min(float(params.get("timeout") or 0), 1.0)
             while True:
                 with self.lock:
-                    ready = [u for u in self.updates if u["update_id"] >= offset]
+                    ready = [u for u in self.updates if self._position(u) >= offset]
                 if ready or time.monotonic() >= deadline:
                     return True, ready
                 time.sleep(0.02)
@@ -224,6 +266,14 @@ class FakeTelegram:
         """Queue a shared location."""
         return self._update(chat_id, {"message": {"location": {
             "latitude": latitude, "longitude": longitude}}})  # fmt: skip
+
+    def raw(self, text: str) -> Raw:
+        """Queue an update as raw JSON text; `{id}` in it becomes the next update_id."""
+        update_id = next(self._update_ids)
+        raw = Raw(update_id, text.replace("{id}", str(update_id)))
+        with self.lock:
+            self.updates.append(raw)
+        return raw
 
     def texts(self, chat_id: int) -> list[str]:
         """Return the texts sent to a chat, in order."""

@@ -355,7 +355,8 @@ def test_worker_round_expires_holds_and_records_no_shows(loket: Loket, clock: Fa
     register(unpaid, {"nik": make_nik(date(1996, 1, 2)), "birth_date": "02-01-1996"})
     book(unpaid)
     clock.advance(hours=3)
-    assert run_once(loket) == {"expired": 1, "slots_made": 0, "no_shows": 0, "purged": 0}
+    figures = run_once(loket)
+    assert figures["expired"] == 1 and figures["no_shows"] == 0 and figures["slots_made"] == 0
     clock.advance(days=3)  # Wednesday: Monday's appointment never checked in
     figures = run_once(loket)
     assert figures["no_shows"] == 1 and figures["slots_made"] > 0

@@ -20,18 +20,25 @@ from werkzeug.serving import make_server
 
 from bot.channels.telegram import (
     MAX_APPLY_ATTEMPTS,
+    MAX_SEND_ATTEMPTS,
     BotRunner,
     Pacer,
     TelegramChannel,
+    Unreadable,
+    send_backoff,
     translate,
 )
+from bot.core.messages import Outbound
 from bot.flows.subscription import announcement_payload
 from bot.payments import apply_notice
 from bot.service import Loket
 from bot.settings import Settings
 from bot.shared import SharedState
 from bot.web import create_app
+from bot.worker import run_once
+from storage.booking import queue_message
 from storage.models import Application, InboxUpdate, Office, OutboxMessage, ProcessedEvent
+from storage.outbox import delivery_figures
 from storage.subscriptions import announce, subscribe
 from tests.conftest import FakeClock
 from tests.fake_telegram import TOKEN, FakeTelegram
@@ -257,7 +264,7 @@ def test_webhook_refuses_missing_or_wrong_secret(
     assert deliver(webhook, update, secret=None) == 401
     assert deliver(webhook, update, secret="not-the-secret") == 403
     assert counts(telegram) == (0, 0) and fake.sent == []
-    assert deliver(webhook, {"not": "an update"}) == 400
+    assert deliver(webhook, {"not": "an update"}) == 200  # set aside: a retry would not help
     assert deliver(webhook, update) == 200
     assert "Selamat datang" in fake.texts(CHAT)[0]
 
@@ -393,11 +400,13 @@ def test_photo_through_the_webhook(
 
 
 def test_a_failed_send_is_delivered_later_once(
-    fake: FakeTelegram, telegram: TelegramChannel, webhook: str
+    fake: FakeTelegram, telegram: TelegramChannel, webhook: str, clock: FakeClock
 ) -> None:
     fake.fail_next_sends = 1
     assert deliver(webhook, fake.text(CHAT, "/start")) == 200  # applied; sending failed
     assert fake.sent == []
+    assert telegram.flush_pending() == 0  # backing off
+    clock.advance(seconds=send_backoff(1).total_seconds())
     assert telegram.flush_pending() == 1  # the welcome and the menu, in one message
     assert telegram.flush_pending() == 0
     assert fake.sent[0].text.startswith("Selamat") and fake.sent[0].buttons
@@ -521,3 +530,268 @@ def test_an_announcement_reaches_telegram_subscribers_through_the_worker(
             select(OutboxMessage.sent_at).where(OutboxMessage.channel == "web")
         ).scalar_one()
     assert web_row is None  # the web chat takes its own when the page asks
+
+
+# ---- malformed updates ---------------------------------------------------------------------
+
+SECRET_TEXT = "3174010101900001"  # content that must never reach the logs
+DEEP = "[" * 10_000 + "]" * 10_000
+
+
+def malformed(update_id: int | str) -> dict[str, str]:
+    """Correctly signed but malformed updates, by what is wrong, as raw JSON texts."""
+    chat = '"chat": {"id": ' + str(CHAT) + ', "type": "private"}'
+    sender = '"from": {"id": ' + str(CHAT) + ', "is_bot": false, "first_name": "A"}'
+    message = '"message_id": 1, "date": 0, ' + sender
+    head = '{"update_id": ' + str(update_id) + ", "
+    bad_chat_ids = {"object": '{"x": 1}', "string": '"424242"', "float": "424242.0",
+                    "bool": "true", "null": "null"}  # fmt: skip
+    shapes = {
+        "deep nesting": head + '"message": {' + message + ", " + chat + ', "text": ' + DEEP + "}}",
+        "deep nesting outside what we read": head
+        + '"message": {'
+        + message
+        + ", "
+        + chat
+        + f', "text": "{SECRET_TEXT}", "extra": '
+        + DEEP
+        + "}}",
+        "callback without message": head
+        + '"callback_query": {"id": "9", '
+        + sender
+        + ', "chat_instance": "1", "data": "'
+        + SECRET_TEXT
+        + '"}}',
+        "chat without id": head + '"message": {' + message + ', "chat": {"type": "private"}, '
+        f'"text": "{SECRET_TEXT}"' + "}}",
+        "contact without phone number": head
+        + '"message": {'
+        + message
+        + ", "
+        + chat
+        + ', "contact": {"first_name": "'
+        + SECRET_TEXT
+        + '", "user_id": '
+        + str(CHAT)
+        + "}}}",
+        "text that is an object": head
+        + '"message": {'
+        + message
+        + ", "
+        + chat
+        + ', "text": {"a": "'
+        + SECRET_TEXT
+        + '"}}}',
+        "message that is a list": head + '"message": ["' + SECRET_TEXT + '"]}',
+    }
+    for kind, value in bad_chat_ids.items():
+        shapes[f"chat id as {kind}"] = (
+            head + '"message": {' + message + ', "chat": {"id": ' + value
+            + f', "type": "private"}}, "text": "{SECRET_TEXT}"' + "}}"
+        )  # fmt: skip
+    return shapes
+
+
+NOT_UPDATES = {
+    "update_id as text": '{"update_id": "77", "message": {"text": "x"}}',
+    "update_id as float": '{"update_id": 77.5}',
+    "update_id as bool": '{"update_id": true}',
+    "update_id missing": '{"message": {}}',
+    "deep nesting only": DEEP,
+    "not JSON": '{"update_id": 78, "message": ',
+    "a list": "[1, 2]",
+}
+
+
+def test_malformed_signed_updates_are_answered_200_and_set_aside(
+    fake: FakeTelegram, telegram: TelegramChannel, webhook: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
+    shapes: dict[str, int] = {}
+    for number, kind in enumerate(malformed(0)):
+        shapes[kind] = 5000 + number
+        body = malformed(5000 + number)[kind]
+        response = httpx.post(webhook, content=body.encode(), headers=headers, timeout=30)
+        assert response.status_code == 200, kind
+    for kind, body in NOT_UPDATES.items():
+        response = httpx.post(webhook, content=body.encode(), headers=headers, timeout=30)
+        assert response.status_code == 200, kind
+    assert counts(telegram) == (0, 0) and fake.sent == []
+    with telegram.loket.sessions() as session:
+        assert session.execute(select(func.count(InboxUpdate.id))).scalar_one() == 0
+    for kind, update_id in shapes.items():
+        assert f"unreadable update {update_id} set aside" in caplog.text, kind
+    assert "unreadable update 78 set aside: not JSON" in caplog.text
+    assert "unreadable update without id set aside" in caplog.text
+    assert SECRET_TEXT not in caplog.text
+    # The chat goes on: its next, well-formed update is applied at once.
+    assert deliver(webhook, fake.text(CHAT, "/start")) == 200
+    assert fake.texts(CHAT)[0].startswith("Selamat datang")
+
+
+def test_polling_sets_malformed_updates_aside_without_stalling(
+    fake: FakeTelegram, telegram: TelegramChannel, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    for body in malformed("{id}").values():
+        fake.raw(body)
+    fake.raw('{"update_id": "not a number", "message": {"text": "x"}}')
+    fake.text(CHAT, "/start")
+    telegram.poll(rounds=2, timeout=0)
+    assert fake.texts(CHAT)[0].startswith("Selamat datang")
+    assert caplog.text.count("unreadable update") == len(malformed(0)) + 1
+    assert SECRET_TEXT not in caplog.text
+    # Everything with an id was acknowledged: the second round asked past all of it.
+    last_offset = fake.methods("getUpdates")[-1]["offset"]
+    assert last_offset == max(u["update_id"] for u in fake.updates if isinstance(u, dict)) + 1
+    assert len(fake.texts(CHAT)) == 1
+
+
+def test_translate_reads_well_formed_updates_and_refuses_bad_shapes() -> None:
+    good = {"update_id": 1, "message": {"message_id": 1, "date": 0, "text": "hai",
+                                        "chat": {"id": 7, "type": "private"}}}  # fmt: skip
+    incoming = translate(good)
+    assert incoming is not None and incoming.chat_id == "7"
+    for chat_id in ({"id": 1}, "7", 7.0, True, None, 2**70):
+        bad = {**good, "message": {**good["message"], "chat": {"id": chat_id, "type": "private"}}}
+        with pytest.raises(Unreadable, match="chat id is not an integer"):
+            translate(bad)
+
+
+# ---- replies that cannot be delivered ------------------------------------------------------
+
+
+def outbox_rows(channel: TelegramChannel) -> list[Any]:
+    """Every outbox row, oldest first."""
+    with channel.loket.sessions() as session:
+        return list(
+            session.execute(
+                select(
+                    OutboxMessage.attempts,
+                    OutboxMessage.sent_at,
+                    OutboxMessage.failed_at,
+                    OutboxMessage.failure,
+                ).order_by(OutboxMessage.id)
+            ).all()
+        )
+
+
+def figures(channel: TelegramChannel) -> dict[str, int]:
+    """What operators are shown."""
+    with channel.loket.sessions() as session:
+        return delivery_figures(session)
+
+
+def queue(channel: TelegramChannel, chat: int, text: str) -> None:
+    """Queue a notice to a chat, as a payment or a staff action does."""
+    with channel.loket.sessions() as session, session.begin():
+        now = channel.loket.now(session)
+        queue_message(session, "telegram", str(chat), Outbound(text).to_payload(), now)
+
+
+def test_a_reply_that_never_goes_through_is_retried_with_backoff_then_set_aside(
+    fake: FakeTelegram, telegram: TelegramChannel, clock: FakeClock
+) -> None:
+    fake.fail_next_sends = 1000  # Telegram answers 500 to every send
+    telegram.handle_update(fake.text(CHAT, "/start"))
+    assert len(fake.methods("sendMessage")) == 1
+    waits = []
+    for attempt in range(1, MAX_SEND_ATTEMPTS):
+        for _ in range(3):  # the worker comes by every 30 s: nothing is sent before its time
+            assert telegram.flush_pending() == 0
+        assert len(fake.methods("sendMessage")) == attempt
+        waits.append(send_backoff(attempt))
+        clock.advance(seconds=send_backoff(attempt).total_seconds())
+        telegram.flush_pending()
+    assert len(fake.methods("sendMessage")) == MAX_SEND_ATTEMPTS  # bounded, then given up
+    assert waits[:3] == [timedelta(seconds=15), timedelta(seconds=30), timedelta(seconds=60)]
+    assert sum(waits, timedelta()) > timedelta(hours=1)  # a long outage is ridden out
+    [row] = outbox_rows(telegram)
+    assert row.failure == "gave_up" and row.failed_at is not None and row.sent_at is None
+    assert row.attempts == MAX_SEND_ATTEMPTS
+    clock.advance(hours=5)
+    telegram.flush_pending()
+    assert len(fake.methods("sendMessage")) == MAX_SEND_ATTEMPTS  # set aside: never again
+    # Later messages to that chat still go out.
+    fake.fail_next_sends = 0
+    telegram.handle_update(fake.text(CHAT, "/status"))
+    assert "Belum ada permohonan dari akun ini" in fake.last(CHAT).text
+    assert figures(telegram) == {"outbox_set_aside": 1, "outbox_waiting": 0, "inactive_chats": 0}
+
+
+def test_a_permanent_refusal_sets_the_row_aside_at_once_and_the_next_goes_out(
+    fake: FakeTelegram, telegram: TelegramChannel
+) -> None:
+    queue(telegram, CHAT, "pertama")
+    queue(telegram, CHAT, "kedua")
+    fake.refuse_next_sends = 1  # 400 "message is too long": retrying cannot help
+    assert telegram.flush_pending() == 1
+    assert fake.texts(CHAT) == ["kedua"]
+    assert len(fake.methods("sendMessage")) == 2
+    assert [row.failure for row in outbox_rows(telegram)] == ["rejected", None]
+    assert telegram.flush_pending() == 0 and len(fake.methods("sendMessage")) == 2
+
+
+def test_a_user_who_blocked_the_bot_makes_the_chat_inactive_until_they_write_again(
+    fake: FakeTelegram, telegram: TelegramChannel
+) -> None:
+    queue(telegram, CHAT, "pertama")
+    queue(telegram, CHAT, "kedua")
+    fake.blocked.add(str(CHAT))  # 403 "Forbidden: bot was blocked by the user"
+    assert telegram.flush_pending() == 0
+    assert len(fake.methods("sendMessage")) == 1  # one try tells: the rest is not tried
+    assert [row.failure for row in outbox_rows(telegram)] == ["blocked", "blocked"]
+    assert figures(telegram)["inactive_chats"] == 1
+    queue(telegram, CHAT, "ketiga")  # a payment notice, an announcement...
+    assert telegram.flush_pending() == 0
+    assert len(fake.methods("sendMessage")) == 1  # nothing is sent to an inactive chat
+    assert outbox_rows(telegram)[-1].failure == "inactive"
+    # They unblock the bot and write: the chat is active again and the answer goes out.
+    fake.blocked.clear()
+    telegram.handle_update(fake.text(CHAT, "/start"))
+    assert fake.texts(CHAT)[-1].startswith("Selamat datang")
+    assert figures(telegram) == {"outbox_set_aside": 3, "outbox_waiting": 0, "inactive_chats": 0}
+
+
+def test_chat_not_found_is_treated_as_inactive(
+    fake: FakeTelegram, telegram: TelegramChannel
+) -> None:
+    fake.refused[str(CHAT)] = "Bad Request: chat not found"
+    queue(telegram, CHAT, "pertama")
+    queue(telegram, CHAT, "kedua")
+    assert telegram.flush_pending() == 0
+    assert len(fake.methods("sendMessage")) == 1
+    assert figures(telegram)["inactive_chats"] == 1
+
+
+def age(channel: TelegramChannel, **delta: float) -> None:
+    """Move every outbox row's times into the past."""
+    with channel.loket.sessions() as session, session.begin():
+        for row in session.execute(select(OutboxMessage)).scalars():
+            row.sent_at = row.sent_at and row.sent_at - timedelta(**delta)
+            row.failed_at = row.failed_at and row.failed_at - timedelta(**delta)
+
+
+def test_the_worker_purges_delivered_and_set_aside_rows_after_a_week(
+    fake: FakeTelegram, telegram: TelegramChannel
+) -> None:
+    telegram.handle_update(fake.text(CHAT, "/start"))  # delivered
+    fake.blocked.add(str(CHAT + 1))
+    queue(telegram, CHAT + 1, "NIK 3174010101900001")  # set aside: the user blocked the bot
+    telegram.flush_pending()
+    fake.fail_next_sends = 1
+    queue(telegram, CHAT + 2, "menunggu")  # still waiting (backing off)
+    telegram.flush_pending()
+    assert [(r.sent_at is not None, r.failure) for r in outbox_rows(telegram)] == [
+        (True, None), (False, "blocked"), (False, None)]  # fmt: skip
+    # (Rows are aged, not the clock: a round a week ahead would extend the shared calendars.)
+    age(telegram, days=6)
+    assert run_once(telegram.loket)["outbox_purged"] == 0  # kept for a week
+    age(telegram, days=1, minutes=1)
+    figures = run_once(telegram.loket)
+    assert figures["outbox_purged"] == 2
+    assert figures["outbox_waiting"] == 1 and figures["outbox_set_aside"] == 0
+    with telegram.loket.sessions() as session:
+        texts = session.execute(select(OutboxMessage.payload)).scalars().all()
+    assert [payload["text"] for payload in texts] == ["menunggu"]

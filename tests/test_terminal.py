@@ -99,14 +99,14 @@ def test_a_failing_turn_gets_an_apology_and_loses_nothing(
     out = io.StringIO()
     terminal = TerminalChat(loket, "unlucky", jsonl=True, language=None, out=out)
     terminal.send(Inbound.say("/daftar"))
-    real_handle = loket.handle
+    real_handle = loket.converse
 
     def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(loket, "handle", broken)
+    monkeypatch.setattr(loket, "converse", broken)
     terminal.send(Inbound.say("setuju"))
-    monkeypatch.setattr(loket, "handle", real_handle)
+    monkeypatch.setattr(loket, "converse", real_handle)
     terminal.send(Inbound.say("setuju"))
     records = [json.loads(line) for line in out.getvalue().splitlines()]
     texts = [record["text"] for record in records if "text" in record]

@@ -6,7 +6,9 @@ threads and the poller stay synchronous and hand it only HTTP calls, so no datab
 runs on the loop. An update is first accepted into the inbox (one INSERT keyed by its update_id:
 all the webhook waits for), then applied exactly once, in order per chat (`Loket.process` marks
 the inbox row and records the update_id with the turn's effects); every reply goes through the
-outbox: sent right after commit, and by the worker if a crash left it unsent.
+outbox: sent right after commit, and by the worker if a crash left it unsent. What cannot be
+read (`telegram_updates.Unreadable`) or delivered (a bounded number of retries with backoff, a
+400, a chat that blocked the bot) is set aside, so it never holds up the chat behind it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -29,13 +30,15 @@ from telegram import (
     KeyboardButton,
     ReplyKeyboardMarkup,
 )
-from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
+from bot.channels.telegram_updates import Incoming, Unreadable, loads, translate
 from bot.core.messages import Expect, Inbound, Outbound
 from bot.faults import failpoint
 from bot.i18n import N_, _, use_locale
 from bot.logsafe import log_failure
+from bot.notices import chat_locale
 from bot.qr import qr_png
 from bot.service import Loket
 from bot.settings import Settings
@@ -49,7 +52,7 @@ from storage.booking import (
     queue_message,
     release_claim,
 )
-from storage.conversations import chat_locale
+from storage.outbox import count_failure, is_inactive, mark_inactive, set_aside, set_aside_chat
 
 log = logging.getLogger(__name__)
 # httpx logs every request URL at INFO, and Bot API URLs carry the bot token; the library's
@@ -64,6 +67,16 @@ CLAIM_FOR = timedelta(seconds=30)
 T = TypeVar("T")
 
 MAX_APPLY_ATTEMPTS = 5  # failures (not network) before an update is set aside
+MAX_SEND_ATTEMPTS = 10  # failed sends of one outbox row before it is set aside (about 2 hours)
+FIRST_RETRY = timedelta(seconds=15)
+LAST_RETRY = timedelta(hours=1)
+
+
+def send_backoff(attempts: int) -> timedelta:
+    """How long to wait after the n-th failed send of a row: 15 s, doubling, at most 1 hour."""
+    doublings = min(max(attempts - 1, 0), 20)
+    return min(FIRST_RETRY * (1 << doublings), LAST_RETRY)
+
 
 COMMANDS = (
     ("start", N_("Mulai dan menu utama")),
@@ -78,6 +91,38 @@ COMMANDS = (
 )
 
 
+def set_aside_unreadable(update: Any, error: Unreadable) -> None:
+    """Log an update we cannot read by its id and what was wrong, never its content."""
+    update_id = update.get("update_id") if isinstance(update, dict) else None
+    shown = update_id if type(update_id) is int else "without id"
+    log.warning("unreadable update %s set aside: %s", shown, error)
+
+
+class TolerantRequest(HTTPXRequest):
+    """The poller's HTTP client: a response nested too deeply still parses (see `loads`)."""
+
+    @staticmethod
+    def parse_json_payload(payload: bytes) -> Any:
+        """Parse like python-telegram-bot, without its RecursionError or its logging of data."""
+        try:
+            return loads(payload)
+        except ValueError as error:
+            raise TelegramError("Invalid server response") from error
+
+
+class RawBot(Bot):
+    """A `Bot` that also hands updates over as plain JSON, so a malformed one is read (and
+    set aside) by us instead of failing the whole batch in the library's parser."""
+
+    async def get_raw_updates(
+        self, offset: int | None, timeout: int, allowed_updates: list[str]
+    ) -> list[Any]:
+        """Call getUpdates and return its result unparsed."""
+        data = {"offset": offset, "timeout": timeout, "allowed_updates": allowed_updates}
+        result = await self._post("getUpdates", data, read_timeout=timeout + 40)
+        return result if isinstance(result, list) else []
+
+
 class BotRunner:
     """One `Bot` and its event loop in a background thread, for synchronous callers."""
 
@@ -88,12 +133,12 @@ class BotRunner:
             target=self.loop.run_forever, name="telegram-bot", daemon=True
         )
         self.thread.start()
-        self.bot = Bot(
+        self.bot = RawBot(
             settings.telegram_token,
             base_url=settings.telegram_base_url,
             base_file_url=settings.telegram_base_file_url,
             request=HTTPXRequest(connection_pool_size=32),
-            get_updates_request=HTTPXRequest(connection_pool_size=2, read_timeout=40),
+            get_updates_request=TolerantRequest(connection_pool_size=2, read_timeout=40),
         )
         self.call(self.bot.initialize())
 
@@ -143,71 +188,6 @@ class Pacer:
                 return
             self.sleep(second + 1 - now)
         log.warning("pacing gave up waiting")
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """What an update means for us: whose chat, which event, and what to acknowledge."""
-
-    update_id: int
-    chat_id: str
-    event: Inbound | None
-    file_id: str | None = None
-    file_size: int | None = None
-    filename: str | None = None
-    callback_id: str | None = None
-    callback_message: dict[str, Any] | None = None
-
-
-def translate(update: dict[str, Any]) -> Incoming | None:
-    """Read a Bot API update; None for what we do not handle (groups, edits, stickers...)."""
-    update_id = int(update["update_id"])
-    if "callback_query" in update:
-        query = update["callback_query"]
-        message = query.get("message") or {}
-        chat = message.get("chat") or {}
-        if chat.get("type", "private") != "private" or "data" not in query:
-            return None
-        language = (query.get("from") or {}).get("language_code")
-        return Incoming(
-            update_id,
-            str(chat["id"]),
-            Inbound.press(str(query["data"]), language),
-            callback_id=str(query["id"]),
-            callback_message=message,
-        )
-    message = update.get("message")
-    if not message or (message.get("chat") or {}).get("type") != "private":
-        return None
-    chat_id = str(message["chat"]["id"])
-    language = (message.get("from") or {}).get("language_code")
-    if "text" in message:
-        return Incoming(update_id, chat_id, Inbound.say(message["text"], language))
-    if "contact" in message:
-        contact = message["contact"]
-        if contact.get("user_id") not in (None, (message.get("from") or {}).get("id")):
-            # Someone else's contact card: treat the number as typed, so it is checked as such.
-            return Incoming(update_id, chat_id, Inbound.say(contact["phone_number"], language))
-        return Incoming(update_id, chat_id, Inbound.contact(contact["phone_number"], language))
-    if "location" in message:
-        where = message["location"]
-        return Incoming(
-            update_id, chat_id, Inbound.at(where["latitude"], where["longitude"], language)
-        )
-    if message.get("photo"):
-        largest = max(message["photo"], key=lambda p: p.get("width", 0) * p.get("height", 0))
-        return Incoming(update_id, chat_id, None, largest["file_id"], largest.get("file_size"))
-    if "document" in message:
-        document = message["document"]
-        return Incoming(
-            update_id,
-            chat_id,
-            None,
-            document["file_id"],
-            document.get("file_size"),
-            document.get("file_name"),
-        )
-    return Incoming(update_id, chat_id, Inbound.say("", language))
 
 
 def keyboard(message: Outbound) -> Any:
@@ -269,7 +249,11 @@ class TelegramChannel:
         This is all the webhook waits for: one INSERT keyed by the update_id. Updates we do not
         handle (groups, edits, stickers...) are not stored and have no chat.
         """
-        incoming = translate(update)
+        try:
+            incoming = translate(update)
+        except Unreadable as error:
+            set_aside_unreadable(update, error)
+            return None, False
         if incoming is None:
             return None, False
         key = f"{CHANNEL}:{incoming.update_id}"
@@ -306,9 +290,10 @@ class TelegramChannel:
                 waiting = inbox.next_waiting(session, CHANNEL, chat_id)
             if waiting is None:
                 break
-            incoming = translate(waiting.payload)
-            assert incoming is not None  # only translatable updates are accepted
             try:
+                incoming = translate(waiting.payload)
+                if incoming is None:  # accepted by an older version that read it differently
+                    raise Unreadable("not an update we handle")
                 event = incoming.event or self._download(incoming)
                 done = self.loket.process(
                     CHANNEL, chat_id, event, waiting.key, inbox_row=waiting.id
@@ -316,7 +301,8 @@ class TelegramChannel:
             except TelegramError:
                 raise  # the network or Telegram: the update waits and is tried again
             except Exception as error:
-                if not self._set_aside(waiting.id, chat_id):
+                give_up_now = isinstance(error, Unreadable)  # trying again would not help
+                if not self._set_aside(waiting.id, chat_id, give_up_now):
                     raise
                 log_failure(log, f"inbox row {waiting.id} set aside after repeated failures", error)
                 continue
@@ -328,14 +314,16 @@ class TelegramChannel:
         self.flush(chat_id)
         return applied
 
-    def _set_aside(self, row_id: int, chat_id: str) -> bool:
-        """Count a failed attempt; after MAX_APPLY_ATTEMPTS set the update aside and apologise
-        to the applicant, so one update that cannot be applied does not hold up their chat."""
+    def _set_aside(self, row_id: int, chat_id: str, at_once: bool = False) -> bool:
+        """Count a failed attempt; after MAX_APPLY_ATTEMPTS (or at once) set the
+        update aside and apologise to the applicant, so one update that cannot be applied does
+        not hold up their chat."""
         with self.loket.sessions() as session, session.begin():
             now = self.loket.now(session)
-            if not inbox.record_failure(session, row_id, now, MAX_APPLY_ATTEMPTS):
+            give_up_after = 1 if at_once else MAX_APPLY_ATTEMPTS
+            if not inbox.record_failure(session, row_id, now, give_up_after):
                 return False
-            locale = chat_locale(session, CHANNEL, chat_id) or "id"
+            locale = chat_locale(session, CHANNEL, chat_id)
             with use_locale(locale):
                 text = _(
                     "Maaf, pesan Anda tadi tidak bisa kami proses. Silakan kirim lagi, atau "
@@ -419,7 +407,9 @@ class TelegramChannel:
         """Send one chat's pending outbox rows in order, until none is left; return the count.
 
         Each delivered row is recorded before the next is sent; the last one's record and the
-        next claim share a transaction (one clock reading per round).
+        next claim share a transaction (one clock reading per round). A row that cannot be
+        delivered is retried with backoff a bounded number of times, then set aside, and the
+        chat's later rows go on; a chat that blocked the bot gets nothing until it writes again.
         """
         sent = 0
         done: tuple[int, str] | None = None
@@ -428,6 +418,9 @@ class TelegramChannel:
                 now = self.loket.now(session)
                 if done is not None:
                     mark_sent(session, done[0], done[1], now)
+                if is_inactive(session, CHANNEL, chat_id):
+                    set_aside_chat(session, CHANNEL, chat_id, "inactive", now)
+                    return sent
                 rows = claim_outbox(session, CHANNEL, chat_id, now, CLAIM_FOR)
             done = None
             if not rows:
@@ -435,24 +428,59 @@ class TelegramChannel:
             for position, (row_id, payload) in enumerate(rows):
                 try:
                     message_id = str(self._send(chat_id, payload))
-                except TelegramError as error:
-                    log.warning("send failed row=%s: %s", row_id, type(error).__name__)
-                    # Flood control: keep the chat's rows until Telegram's retry_after, so no
-                    # sender (this one or the worker) retries early and deepens the throttling.
-                    wait = error.retry_after if isinstance(error, RetryAfter) else None
-                    with self.loket.sessions() as session, session.begin():
-                        later = None
-                        if wait is not None:
-                            seconds = wait.total_seconds() if isinstance(wait, timedelta) else wait
-                            later = self.loket.now(session) + timedelta(seconds=seconds)
-                        release_claim(session, [r for r, _p in rows[position:]], later)
-                    return sent
+                except Exception as error:
+                    if not self._failed(chat_id, [r for r, _p in rows[position:]], error):
+                        return sent
+                    continue  # this row is set aside; the next ones still go out
                 sent += 1
                 if position < len(rows) - 1:
                     with self.loket.sessions() as session, session.begin():
                         mark_sent(session, row_id, message_id, now)
                 else:
                     done = (row_id, message_id)
+
+    def _failed(self, chat_id: str, row_ids: list[int], error: Exception) -> bool:
+        """Deal with a failed send of `row_ids[0]` (the rest are the chat's claimed rows after
+        it); return True when the sender may go on with the rest.
+
+        Flood control (429) holds the chat until Telegram's `retry_after`, so no sender retries
+        early and deepens the throttling; 403 (blocked, deactivated) marks the chat inactive and
+        sets its rows aside; another 400 is permanent for this row; anything else (network,
+        5xx) is retried with backoff, at most MAX_SEND_ATTEMPTS times.
+        """
+        row_id = row_ids[0]
+        kind = type(error).__name__
+        with self.loket.sessions() as session, session.begin():
+            now = self.loket.now(session)
+            if isinstance(error, RetryAfter):
+                wait = error.retry_after
+                seconds = wait.total_seconds() if isinstance(wait, timedelta) else wait
+                release_claim(session, row_ids, now + timedelta(seconds=seconds))
+                log.warning("send held by flood control row=%s", row_id)
+                return False
+            if isinstance(error, Forbidden) or (
+                isinstance(error, BadRequest) and "chat not found" in error.message.lower()
+            ):
+                mark_inactive(session, CHANNEL, chat_id, "blocked", now)
+                set_aside_chat(session, CHANNEL, chat_id, "blocked", now)
+                log.warning("chat inactive (%s); its messages set aside row=%s", kind, row_id)
+                return False
+            if isinstance(error, BadRequest):
+                set_aside(session, [row_id], "rejected", now)
+                log.warning("send rejected (%s), row set aside row=%s", kind, row_id)
+                return True
+            attempts = count_failure(session, row_id)
+            if attempts >= MAX_SEND_ATTEMPTS:
+                set_aside(session, [row_id], "gave_up", now)
+                log.warning("send failed %s times (%s), row set aside row=%s",
+                            attempts, kind, row_id)  # fmt: skip
+                return True
+            release_claim(session, row_ids, now + send_backoff(attempts))
+        if isinstance(error, TelegramError):
+            log.warning("send failed row=%s attempt=%s: %s", row_id, attempts, kind)
+        else:  # not the network: a bug; the traceback helps, the text might hold data
+            log_failure(log, f"send failed row={row_id} attempt={attempts}", error)
+        return False
 
     def _send(self, chat_id: str, payload: dict[str, Any]) -> int:
         message = Outbound.from_payload(payload)
@@ -531,18 +559,21 @@ class TelegramChannel:
         while rounds is None or done < rounds:
             done += 1
             updates = self.runner.call(
-                self.runner.bot.get_updates(
-                    offset=offset, timeout=timeout, allowed_updates=["message", "callback_query"]
-                ),
+                self.runner.bot.get_raw_updates(offset, timeout, ["message", "callback_query"]),
                 timeout=timeout + 30,
             )
             for update in updates:
+                update_id = update.get("update_id") if isinstance(update, dict) else None
+                if type(update_id) is not int:
+                    # Without a readable id it cannot be acknowledged (Telegram never sends one).
+                    set_aside_unreadable(update, Unreadable("update_id is not an integer"))
+                    continue
                 try:
-                    self.handle_update(update.to_dict())
+                    self.handle_update(update)  # what cannot be read is set aside there
                 except Exception as error:
                     # Not acknowledged: the same update comes again in the next round.
                     log_failure(log, "update failed; will retry", error)
                     break
-                offset = update.update_id + 1
+                offset = update_id + 1
                 handled += 1
         return handled

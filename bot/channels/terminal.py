@@ -66,9 +66,9 @@ class TerminalChat:
     def send(self, event: Inbound) -> None:
         """Run one event through the service and print the replies (or an apology)."""
         try:
-            # Notices that arrived meanwhile (payment confirmed, hold expired) come first.
-            replies = self.loket.pending_messages(CHANNEL, self.user)
-            replies += self.loket.handle(CHANNEL, self.user, event)
+            # Notices that arrived meanwhile (payment confirmed, hold expired) come first; they
+            # are taken with the turn, so a failed turn leaves them waiting.
+            replies = self.loket.converse(CHANNEL, self.user, event)
         except Exception as error:
             # The transaction was rolled back, so the conversation is where it was.
             log_failure(log, f"turn failed channel={CHANNEL} kind={event.kind.value}", error)

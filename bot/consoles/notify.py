@@ -8,9 +8,9 @@ from sqlalchemy.orm import Session
 
 from bot.core.messages import Outbound
 from bot.i18n import N_, _, format_date, use_locale
+from bot.notices import chat_locale
 from bot.timezones import format_window
 from storage.booking import queue_message
-from storage.conversations import chat_locale
 from storage.models import Application, ApplicationStatus, Booking
 
 STATUS_NOTICES = {
@@ -48,7 +48,7 @@ def tell(session: Session, application: Application, text: str, now: datetime) -
 
 
 def _locale(session: Session, application: Application) -> str:
-    return chat_locale(session, application.channel, application.account_ref) or "id"
+    return chat_locale(session, application.channel, application.account_ref)
 
 
 def status_changed(

@@ -76,12 +76,10 @@ def chat_turn(channel: str, user_ref: str, actor: int | None = None) -> tuple[Re
         event = read_event()
     except Unreadable as error:
         return jsonify(messages=[render_message(Outbound(str(error)))]), 400
-    service = loket()
-    replies = service.handle(channel, user_ref, event, actor=actor)
     # Notices that arrived meanwhile (payment confirmed, status changed) are shown first; they
-    # are taken only once the turn succeeded, so a failed turn loses none of them.
-    notices = service.pending_messages(channel, user_ref)
-    return jsonify(messages=[render_message(message) for message in notices + replies]), 200
+    # are taken with the turn, so a failed turn loses none of them.
+    messages = loket().converse(channel, user_ref, event, actor=actor)
+    return jsonify(messages=[render_message(message) for message in messages]), 200
 
 
 def web_user() -> str:
