@@ -302,7 +302,7 @@ def test_staff_of_another_office_is_refused(page: Any, site: str, loket: Loket) 
     page.fill("input[name=code]", code)
     page.click("form[action*='/office/checkin'] button")
     page.wait_for_selector(".flash.error")
-    assert "kantor lain" in page.inner_text(".flash.error")
+    assert "tidak ditemukan" in page.inner_text(".flash.error")  # as for an unknown code
     token = page.get_attribute("meta[name=csrf-token]", "content")
     response = page.request.post(
         f"{site}/office/application/{reg_number}/status",

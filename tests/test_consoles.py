@@ -547,3 +547,55 @@ def test_the_audit_log_keeps_no_full_caller_number(loket: Loket) -> None:
     with loket.sessions() as session:
         targets = session.execute(select(AuditEntry.target)).scalars().all()
     assert targets == ["+6281******101"]
+
+
+def flashes(page: str) -> list[str]:
+    """The flash messages a page shows."""
+    return re.findall(r'class="flash (?:success|error)"[^>]*>([^<]+)<', page)
+
+
+def test_a_booking_code_is_read_the_same_way_at_check_in_and_in_search(
+    client: FlaskClient, loket: Loket, clock: FakeClock
+) -> None:
+    payer = Chat(loket, "payer")
+    register(payer)
+    assert pay(loket, billing_code(book(payer, city="Jakarta Selatan"))) == "confirmed"
+    with loket.sessions() as session:
+        booking = session.execute(select(Booking)).scalar_one()
+        code, day, reg_number = booking.code, booking.slot.day, booking.application.reg_number
+        billing = session.execute(select(BillingCode.code)).scalar_one()
+    typed = code.replace("-", "").lower()  # "bk4f7q9xzd", as people type it
+    dotted = f"{billing[:4]}.{billing[4:8]}-{billing[8:]}"
+    assert log_in(client, "ani.cs") == 302
+    for query in (typed, f" {code[:5]} {code[5:]} ".lower(), dotted):
+        form = {"q": query, "csrf_token": token(client, "/agent")}
+        assert reg_number in client.post("/agent", data=form).get_data(as_text=True), query
+    client.post("/staff/logout", data={"csrf_token": token(client, "/agent")})
+    clock.advance(days=(day - clock().date()).days)
+    assert log_in(client, "budi.jaksel") == 302
+    form = {"code": typed, "csrf_token": token(client, "/office")}
+    page = client.post("/office/checkin", data=form, follow_redirects=True).get_data(as_text=True)
+    assert flashes(page) == [f"{code} ({reg_number}) tercatat hadir."]
+    with loket.sessions() as session:
+        assert session.execute(select(Booking.status)).scalar_one() == "checked_in"
+
+
+def test_another_offices_booking_code_answers_as_an_unknown_one(
+    client: FlaskClient, loket: Loket
+) -> None:
+    jakarta = Chat(loket, "jkt")
+    register(jakarta)
+    assert pay(loket, billing_code(book(jakarta, city="Jakarta Selatan"))) == "confirmed"
+    with loket.sessions() as session:
+        code = session.execute(select(Booking.code)).scalar_one()
+        add_staff(session, "citra.bdg", "Citra", "office_admin", PASSWORD, "bandung")
+        session.commit()
+    assert log_in(client, "citra.bdg") == 302
+    answers = []
+    for typed in (code, "BK-2222-3333"):
+        form = {"code": typed, "csrf_token": token(client, "/office")}
+        page = client.post("/office/checkin", data=form, follow_redirects=True)
+        answers.append(flashes(page.get_data(as_text=True))[0].replace(typed, "CODE"))
+    assert answers == ["Kode booking CODE tidak ditemukan. Periksa lagi kodenya."] * 2
+    with loket.sessions() as session:
+        assert session.execute(select(Booking.status)).scalar_one() == "confirmed"
