@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("seed", help="create the demo offices and extend every calendar")
     payment = commands.add_parser("payment", help="record a payment notice (idempotent)")
     payment.add_argument("--code", required=True, help="the 15-digit billing code")
-    payment.add_argument("--amount", required=True, type=int, help="amount paid, in rupiah")
+    payment.add_argument("--amount", required=True, help="amount paid, in whole rupiah")
     payment.add_argument("--reference", required=True, help="the bank's payment reference")
     payment.add_argument("--paid-at", default=None, help="ISO time with zone (default: now)")
     commands.add_parser("sweep", help="expire unpaid holds and return their seats")
@@ -228,10 +228,18 @@ def run_service_command(args: argparse.Namespace, loket: Loket) -> int:
                 )
             print(json.dumps({"offices_created": offices, "slots_created": slots}))
         elif args.command == "payment":
-            paid_at = datetime.fromisoformat(args.paid_at) if args.paid_at else datetime.now(UTC)
+            # The same reading as the endpoint's: a notice typed here is checked as one posted.
+            notice = payments.read_notice(
+                {
+                    "reference": args.reference,
+                    "billing_code": args.code,
+                    "amount": payments.parse_amount(args.amount),
+                    "paid_at": args.paid_at or datetime.now(UTC).isoformat(),
+                }
+            )
             result = payments.apply_notice(
-                loket, reference=args.reference, code=args.code, amount=args.amount,
-                paid_at=paid_at,
+                loket, reference=notice.reference, code=notice.code, amount=notice.amount,
+                paid_at=notice.paid_at,
             )  # fmt: skip
             print(json.dumps(result.to_json()))
         elif args.command == "sweep":
@@ -241,6 +249,10 @@ def run_service_command(args: argparse.Namespace, loket: Loket) -> int:
     except payments.BadNotice as error:
         print(json.dumps({"error": str(error)}), file=sys.stderr)
         return 2
+    except payments.ConflictingNotice:
+        conflict = "reference already used by a different notice; nothing recorded"
+        print(json.dumps({"error": conflict}), file=sys.stderr)
+        return 3
     finally:
         loket.close()
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, make_response, render_template, request
@@ -17,7 +17,14 @@ from bot.consoles import csrf
 from bot.consoles import install as install_consoles
 from bot.i18n import _
 from bot.logsafe import log_failure
-from bot.payments import SIGNATURE_HEADER, BadNotice, apply_notice, signature_ok
+from bot.payments import (
+    SIGNATURE_HEADER,
+    BadNotice,
+    ConflictingNotice,
+    apply_notice,
+    read_notice,
+    signature_ok,
+)
 from bot.service import Loket
 from bot.settings import Settings
 
@@ -139,17 +146,20 @@ def create_app(
             return jsonify(error="bad signature"), 401
         data: Any = request.get_json(silent=True)
         try:
-            if not isinstance(data, dict):
-                raise BadNotice("body must be a JSON object")
+            notice = read_notice(data)
             result = apply_notice(
                 current_app.config["LOKET"],
-                reference=str(data["reference"]),
-                code=str(data["billing_code"]),
-                amount=int(data["amount"]),
-                paid_at=datetime.fromisoformat(str(data["paid_at"])),
+                reference=notice.reference,
+                code=notice.code,
+                amount=notice.amount,
+                paid_at=notice.paid_at,
             )
-        except (BadNotice, KeyError, ValueError, TypeError) as error:
+        except BadNotice as error:
             return jsonify(error=f"bad notice: {error}"), 400
+        except ConflictingNotice:
+            return jsonify(
+                error="reference already used by a different notice; nothing recorded"
+            ), 409
         return jsonify(result.to_json()), 200
 
     @app.post("/telegram/webhook")

@@ -313,6 +313,8 @@ class PaymentOutcome(StrEnum):
     LATE_REFUND = "late_refund"  # paid after expiry and the seat is gone: refund
     UNKNOWN_CODE = "unknown_code"
     AMOUNT_MISMATCH = "amount_mismatch"
+    # paid before the code existed, or in the future: a bank's clock or a forged notice
+    SUSPECT_TIME = "suspect_paid_at"
 
 
 class Payment(Base):
