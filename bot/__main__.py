@@ -49,6 +49,18 @@ def main(argv: list[str] | None = None) -> int:
         "--password-env", default="LOKET_NEW_STAFF_PASSWORD",
         help="environment variable holding the password (else it is asked for)",
     )  # fmt: skip
+    staff_passwd = staff_commands.add_parser(
+        "passwd", help="set a new password (ends the account's sessions)"
+    )
+    staff_passwd.add_argument("username")
+    staff_passwd.add_argument(
+        "--password-env", default="LOKET_NEW_STAFF_PASSWORD",
+        help="environment variable holding the password (else it is asked for)",
+    )  # fmt: skip
+    staff_deactivate = staff_commands.add_parser(
+        "deactivate", help="close an account (ends its sessions at once)"
+    )
+    staff_deactivate.add_argument("username")
     worker = commands.add_parser("worker", help="run background work in a loop")
     worker.add_argument("--interval", type=float, default=30.0, help="seconds between rounds")
     worker.add_argument("--rounds", type=int, default=None, help="stop after this many rounds")
@@ -77,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     from bot.service import Loket
 
     if args.command == "staff":
-        return run_staff_add(args, Loket(settings))
+        return run_staff(args, Loket(settings))
     if args.command in ("seed", "payment", "sweep", "worker"):
         return run_service_command(args, Loket(settings))
     if args.command == "poll":
@@ -192,22 +204,39 @@ def demo_staff(loket: Loket) -> list[str]:
     return lines
 
 
-def run_staff_add(args: argparse.Namespace, loket: Loket) -> int:
-    """Create a staff account; the password comes from the environment or the terminal."""
+def run_staff(args: argparse.Namespace, loket: Loket) -> int:
+    """Create an account, give it a new password, or close it; the last two end its sessions.
+
+    A password comes from the environment or the terminal, never from the command line.
+    """
     import getpass
     import os
 
-    from storage.staff import StaffError, add_staff
+    from storage.staff import StaffError, add_staff, deactivate, set_password
 
-    password = os.environ.get(args.password_env) or getpass.getpass("Password: ")
+    command = args.staff_command
+    password = ""
+    if command in ("add", "passwd"):
+        password = os.environ.get(args.password_env) or getpass.getpass("Password: ")
     try:
         if loket.settings.embedded:
             loket.prepare_demo()
         with loket.sessions() as session, session.begin():
-            staff = add_staff(session, args.username, args.name, args.role, password, args.office)
-            print(json.dumps({"staff": staff.username, "role": staff.role, "office": args.office}))
+            now = loket.now(session)
+            if command == "add":
+                staff = add_staff(
+                    session, args.username, args.name, args.role, password, args.office
+                )
+                print(json.dumps({"staff": staff.username, "role": staff.role,
+                                  "office": args.office}))  # fmt: skip
+            elif command == "passwd":
+                staff = set_password(session, args.username, password, now)
+                print(json.dumps({"staff": staff.username, "password": "changed"}))
+            else:
+                staff = deactivate(session, args.username, now)
+                print(json.dumps({"staff": staff.username, "active": False}))
     except StaffError as error:
-        print(f"staff add: {error}", file=sys.stderr)
+        print(f"staff {command}: {error}", file=sys.stderr)
         return 2
     finally:
         loket.close()

@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask, Response, current_app, jsonify, make_response, render_template, request
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bot.api import api
 from bot.channels.telegram import BotRunner, TelegramChannel
@@ -88,6 +89,11 @@ def create_app(
     """Build the web app around one Loket service (made from the environment if not given)."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    if settings.trusted_proxies > 0:
+        # Behind a router every request comes from the router: believe the client address
+        # (and scheme) it forwards, from exactly that many proxies and never from the client.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     app.config["LOKET"] = loket or Loket(settings)
     app.config["SETTINGS"] = settings
     app.config["TELEGRAM"] = telegram

@@ -425,6 +425,21 @@ class Staff(Base):
     office: Mapped[Office | None] = relationship()
 
 
+class StaffSession(Base):
+    """One staff log-in, ended on the server: the cookie carries only a random token, stored
+    here as its SHA-256, so log-out, lockout, a new password or deactivation end it at once."""
+
+    __tablename__ = "staff_sessions"
+    __table_args__ = (Index("ix_staff_sessions_staff_id", "staff_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
 class AuditEntry(Base):
     """One staff action: who, what, on which record, why. Never the applicant's data itself."""
 
