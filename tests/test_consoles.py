@@ -761,3 +761,35 @@ def test_another_offices_booking_code_answers_as_an_unknown_one(
     assert answers == ["Kode booking CODE tidak ditemukan. Periksa lagi kodenya."] * 2
     with loket.sessions() as session:
         assert session.execute(select(Booking.status)).scalar_one() == "confirmed"
+
+
+INLINE_CODE = re.compile(r"<script(?![^>]*\bsrc=)|<style|\sstyle=|\son[a-z]+=|javascript:", re.I)
+
+
+def test_every_response_carries_the_security_headers(client: FlaskClient, loket: Loket) -> None:
+    caller = Chat(loket, "caller")
+    register(caller)
+    book(caller, city="Jakarta Selatan")
+    with loket.sessions() as session, session.begin():
+        reg_number = session.execute(select(Application.reg_number)).scalar_one()
+        add_staff(session, "root.admin", "Root", "superadmin", PASSWORD)
+    assert log_in(client, "root.admin") == 302
+    login_page = client.application.test_client().get("/staff/login")
+    pages = ["/", "/agent", f"/agent/application/{reg_number}", "/agent/audit",
+             "/office", "/office/simpatik", "/office/templates"]  # fmt: skip
+    answers = {path: client.get(path) for path in pages} | {"/staff/login": login_page}
+    for path, answer in answers.items():
+        assert answer.status_code == 200, path
+        assert not INLINE_CODE.search(answer.get_data(as_text=True)), path  # the CSP allows none
+    answers["404 page"] = client.get("/agent/application/LK-0000-0000")
+    answers["json"] = client.get("/healthz")
+    answers["machine 503"] = client.post("/payments/notify", data=b"{}")
+    answers["chat error"] = client.post("/chat/send", json={"nonsense": 1})
+    for name, answer in answers.items():
+        policy = answer.headers.get("Content-Security-Policy", "")
+        assert "default-src 'self'" in policy and "script-src 'self';" in policy, name
+        assert "frame-ancestors 'none'" in policy, name
+        assert answer.headers.get("Referrer-Policy") == "same-origin", name
+        assert answer.headers.get("Strict-Transport-Security") == "max-age=31536000", name
+    plain = create_app(replace(loket.settings, secure_cookies=False), loket).test_client()
+    assert "Strict-Transport-Security" not in plain.get("/").headers  # HSTS only with HTTPS
