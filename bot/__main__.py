@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("seed", help="create the demo offices and extend every calendar")
     payment = commands.add_parser("payment", help="record a payment notice (idempotent)")
     payment.add_argument("--code", required=True, help="the 15-digit billing code")
-    payment.add_argument("--amount", required=True, type=int, help="amount paid, in rupiah")
+    payment.add_argument("--amount", required=True, help="amount paid, in whole rupiah")
     payment.add_argument("--reference", required=True, help="the bank's payment reference")
     payment.add_argument("--paid-at", default=None, help="ISO time with zone (default: now)")
     commands.add_parser("sweep", help="expire unpaid holds and return their seats")
@@ -51,6 +51,18 @@ def main(argv: list[str] | None = None) -> int:
         "--password-env", default="LOKET_NEW_STAFF_PASSWORD",
         help="environment variable holding the password (else it is asked for)",
     )  # fmt: skip
+    staff_passwd = staff_commands.add_parser(
+        "passwd", help="set a new password (ends the account's sessions)"
+    )
+    staff_passwd.add_argument("username")
+    staff_passwd.add_argument(
+        "--password-env", default="LOKET_NEW_STAFF_PASSWORD",
+        help="environment variable holding the password (else it is asked for)",
+    )  # fmt: skip
+    staff_deactivate = staff_commands.add_parser(
+        "deactivate", help="close an account (ends its sessions at once)"
+    )
+    staff_deactivate.add_argument("username")
     worker = commands.add_parser("worker", help="run background work in a loop")
     worker.add_argument("--interval", type=float, default=30.0, help="seconds between rounds")
     worker.add_argument("--rounds", type=int, default=None, help="stop after this many rounds")
@@ -104,7 +116,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     from bot.service import Loket
 
     if args.command == "staff":
-        return run_staff_add(args, Loket(settings))
+        return run_staff(args, Loket(settings))
     if args.command in ("seed", "payment", "sweep", "worker", "stats"):
         return run_service_command(args, Loket(settings))
     if args.command == "poll":
@@ -260,22 +272,39 @@ def demo_staff(loket: Loket) -> list[str]:
     return lines
 
 
-def run_staff_add(args: argparse.Namespace, loket: Loket) -> int:
-    """Create a staff account; the password comes from the environment or the terminal."""
+def run_staff(args: argparse.Namespace, loket: Loket) -> int:
+    """Create an account, give it a new password, or close it; the last two end its sessions.
+
+    A password comes from the environment or the terminal, never from the command line.
+    """
     import getpass
     import os
 
-    from storage.staff import StaffError, add_staff
+    from storage.staff import StaffError, add_staff, deactivate, set_password
 
-    password = os.environ.get(args.password_env) or getpass.getpass("Password: ")
+    command = args.staff_command
+    password = ""
+    if command in ("add", "passwd"):
+        password = os.environ.get(args.password_env) or getpass.getpass("Password: ")
     try:
         if loket.settings.embedded:
             loket.prepare_demo()
         with loket.sessions() as session, session.begin():
-            staff = add_staff(session, args.username, args.name, args.role, password, args.office)
-            print(json.dumps({"staff": staff.username, "role": staff.role, "office": args.office}))
+            now = loket.now(session)
+            if command == "add":
+                staff = add_staff(
+                    session, args.username, args.name, args.role, password, args.office
+                )
+                print(json.dumps({"staff": staff.username, "role": staff.role,
+                                  "office": args.office}))  # fmt: skip
+            elif command == "passwd":
+                staff = set_password(session, args.username, password, now)
+                print(json.dumps({"staff": staff.username, "password": "changed"}))
+            else:
+                staff = deactivate(session, args.username, now)
+                print(json.dumps({"staff": staff.username, "active": False}))
     except StaffError as error:
-        print(f"staff add: {error}", file=sys.stderr)
+        print(f"staff {command}: {error}", file=sys.stderr)
         return 2
     finally:
         loket.close()
@@ -296,10 +325,18 @@ def run_service_command(args: argparse.Namespace, loket: Loket) -> int:
                 )
             print(json.dumps({"offices_created": offices, "slots_created": slots}))
         elif args.command == "payment":
-            paid_at = datetime.fromisoformat(args.paid_at) if args.paid_at else datetime.now(UTC)
+            # The same reading as the endpoint's: a notice typed here is checked as one posted.
+            notice = payments.read_notice(
+                {
+                    "reference": args.reference,
+                    "billing_code": args.code,
+                    "amount": payments.parse_amount(args.amount),
+                    "paid_at": args.paid_at or datetime.now(UTC).isoformat(),
+                }
+            )
             result = payments.apply_notice(
-                loket, reference=args.reference, code=args.code, amount=args.amount,
-                paid_at=paid_at,
+                loket, reference=notice.reference, code=notice.code, amount=notice.amount,
+                paid_at=notice.paid_at,
             )  # fmt: skip
             print(json.dumps(result.to_json()))
         elif args.command == "sweep":
@@ -318,6 +355,10 @@ def run_service_command(args: argparse.Namespace, loket: Loket) -> int:
     except payments.BadNotice as error:
         print(json.dumps({"error": str(error)}), file=sys.stderr)
         return 2
+    except payments.ConflictingNotice:
+        conflict = "reference already used by a different notice; nothing recorded"
+        print(json.dumps({"error": conflict}), file=sys.stderr)
+        return 3
     finally:
         loket.close()
     return 0

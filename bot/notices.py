@@ -89,6 +89,13 @@ def payment_notice(booking: Booking, outcome: PaymentOutcome) -> Outbound:
                 "kedua tercatat dan ditandai untuk dikembalikan."
             ).format(number=booking.application.reg_number)
         )
+    if outcome is PaymentOutcome.SUSPECT_TIME:
+        return Outbound(
+            _(
+                "Pembayaran untuk permohonan {number} tercatat, tetapi waktu pembayarannya tidak "
+                "cocok dengan kode billing. Petugas akan memeriksanya dan menghubungi Anda."
+            ).format(number=booking.application.reg_number)
+        )
     return Outbound(
         _(
             "Pembayaran untuk permohonan {number} tercatat, tetapi jumlahnya tidak sesuai "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -18,14 +18,72 @@ from bot.billing import clean_code, is_valid_code
 from bot.flows.booking import sold_out_key
 from bot.notices import expiry_notice, notify, payment_notice
 from bot.service import Loket
-from storage.booking import DuplicateNotice, record_payment, release_expired
+from storage.booking import (
+    ConflictingNotice,
+    DuplicateNotice,
+    record_payment,
+    release_expired,
+    same_notice,
+)
 from storage.models import Booking, Payment, PaymentOutcome
 
 SIGNATURE_HEADER = "X-Loket-Signature"
+# Far above any passport fee, and inside the column (a 32-bit INTEGER on PostgreSQL).
+MAX_AMOUNT = 1_000_000_000
+FIELDS = ("reference", "billing_code", "amount", "paid_at")
+
+__all__ = ["BadNotice", "ConflictingNotice", "Notice", "apply_notice", "read_notice"]
 
 
 class BadNotice(ValueError):
-    """A payment notice that cannot be read; nothing was recorded."""
+    """A payment notice that cannot be read; nothing was recorded. The message says why."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A payment notice read field by field, as `apply_notice` takes it."""
+
+    reference: str
+    code: str
+    amount: int
+    paid_at: datetime
+
+
+def read_notice(data: object) -> Notice:
+    """Read a decoded JSON notice strictly: no field is coerced (a float, `true` or a quoted
+    number is not an amount), so what is recorded is exactly what the sender meant."""
+    if not isinstance(data, dict):
+        raise BadNotice("body must be a JSON object")
+    missing = [name for name in FIELDS if name not in data]
+    if missing:
+        raise BadNotice(f"missing field(s): {', '.join(missing)}")
+    for name in ("reference", "billing_code", "paid_at"):
+        if not isinstance(data[name], str):
+            raise BadNotice(f"{name} must be a JSON string")
+    amount = data["amount"]
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise BadNotice("amount must be a JSON integer (whole rupiah, no decimals or quotes)")
+    return Notice(data["reference"], data["billing_code"], amount, parse_paid_at(data["paid_at"]))
+
+
+def parse_paid_at(text: str) -> datetime:
+    """Read an ISO 8601 time that carries its zone."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadNotice(
+            "paid_at must be an ISO 8601 time with a zone, e.g. 2026-11-22T10:05:00+07:00"
+        ) from None
+    if moment.tzinfo is None:
+        raise BadNotice("paid_at must carry a time zone, e.g. +07:00")
+    return moment
+
+
+def parse_amount(text: str) -> int:
+    """Read an amount typed on the command line: digits only, as in a JSON integer."""
+    if not (text.isascii() and text.isdigit()):
+        raise BadNotice("amount must be a whole number of rupiah, digits only")
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -60,14 +118,21 @@ def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
 def apply_notice(
     loket: Loket, *, reference: str, code: str, amount: int, paid_at: datetime
 ) -> NoticeResult:
-    """Record one payment notice (once per reference) and tell the applicant what it did."""
+    """Record one payment notice (once per reference) and tell the applicant what it did.
+
+    Raises `BadNotice` (nothing recorded) for a notice that cannot be right, and
+    `ConflictingNotice` (nothing recorded) when the reference was used by a different notice.
+    """
     reference = reference.strip()
-    if not reference or len(reference) > 64:
-        raise BadNotice("reference must be 1 to 64 characters")
+    if not reference or len(reference) > 64 or not reference.isprintable():
+        raise BadNotice("reference must be 1 to 64 printable characters")
     if paid_at.tzinfo is None:
         raise BadNotice("paid_at must carry a time zone")
-    if amount <= 0:
-        raise BadNotice("amount must be positive")
+    paid_at = paid_at.astimezone(UTC)  # stored as UTC on every database
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise BadNotice("amount must be an integer")
+    if not 1 <= amount <= MAX_AMOUNT:
+        raise BadNotice(f"amount must be from 1 to {MAX_AMOUNT} rupiah")
     code = clean_code(code)
     if not is_valid_code(code):
         # Recorded all the same: money that arrived is never dropped.
@@ -97,6 +162,8 @@ def apply_notice(
             twin = session.execute(
                 select(Payment).where(Payment.reference == reference)
             ).scalar_one()
+            if not same_notice(twin, code=code, amount=amount, paid_at=paid_at):
+                raise ConflictingNotice(reference) from None
             return NoticeResult(twin.reference, twin.outcome, True, twin.needs_refund)
 
 

@@ -27,6 +27,7 @@ class Settings:
     document_key: str | None = None
     secret_key: str | None = None  # signs staff and web-chat cookies (derived if not set)
     secure_cookies: bool = True  # cookies only over HTTPS (0 for plain-HTTP development)
+    trusted_proxies: int = 0  # proxies in front whose X-Forwarded-For/-Proto are believed
     telegram_token: str | None = None
     telegram_base_url: str = "https://api.telegram.org/bot"
     telegram_base_file_url: str = "https://api.telegram.org/file/bot"
@@ -72,6 +73,7 @@ class Settings:
             document_key=env.get("LOKET_DOCUMENT_KEY") or None,
             secret_key=env.get("LOKET_SECRET_KEY") or None,
             secure_cookies=env.get("LOKET_SECURE_COOKIES", "1") == "1",
+            trusted_proxies=int(env.get("LOKET_TRUSTED_PROXIES", "0")),
             telegram_token=env.get("TELEGRAM_BOT_TOKEN") or None,
             telegram_base_url=env.get("TELEGRAM_BASE_URL", "https://api.telegram.org/bot"),
             telegram_base_file_url=env.get(

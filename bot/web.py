@@ -5,12 +5,13 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, make_response, render_template, request
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bot.api import api
 from bot.channels.telegram import BotRunner, TelegramChannel, set_aside_unreadable
@@ -19,7 +20,14 @@ from bot.consoles import csrf
 from bot.consoles import install as install_consoles
 from bot.i18n import _
 from bot.logsafe import log_failure
-from bot.payments import SIGNATURE_HEADER, BadNotice, apply_notice, signature_ok
+from bot.payments import (
+    SIGNATURE_HEADER,
+    BadNotice,
+    ConflictingNotice,
+    apply_notice,
+    read_notice,
+    signature_ok,
+)
 from bot.service import Loket
 from bot.settings import Settings
 
@@ -83,6 +91,11 @@ def create_app(
     """Build the web app around one Loket service (made from the environment if not given)."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    if settings.trusted_proxies > 0:
+        # Behind a router every request comes from the router: believe the client address
+        # (and scheme) it forwards, from exactly that many proxies and never from the client.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     app.config["LOKET"] = loket or Loket(settings)
     app.config["SETTINGS"] = settings
     app.config["TELEGRAM"] = telegram
@@ -141,17 +154,20 @@ def create_app(
             return jsonify(error="bad signature"), 401
         data: Any = request.get_json(silent=True)
         try:
-            if not isinstance(data, dict):
-                raise BadNotice("body must be a JSON object")
+            notice = read_notice(data)
             result = apply_notice(
                 current_app.config["LOKET"],
-                reference=str(data["reference"]),
-                code=str(data["billing_code"]),
-                amount=int(data["amount"]),
-                paid_at=datetime.fromisoformat(str(data["paid_at"])),
+                reference=notice.reference,
+                code=notice.code,
+                amount=notice.amount,
+                paid_at=notice.paid_at,
             )
-        except (BadNotice, KeyError, ValueError, TypeError) as error:
+        except BadNotice as error:
             return jsonify(error=f"bad notice: {error}"), 400
+        except ConflictingNotice:
+            return jsonify(
+                error="reference already used by a different notice; nothing recorded"
+            ), 409
         return jsonify(result.to_json()), 200
 
     @app.post("/telegram/webhook")

@@ -40,6 +40,27 @@ def normalize_reg_number(text: str) -> str | None:
     return f"LK-{body[:4]}-{body[4:]}"
 
 
+def normalize_booking_code(text: str) -> str | None:
+    """Read a booking code as typed or scanned (any case, with or without dashes or spaces, O for
+    0); None when it is not one. Check-in, search and every other place a code is typed use this."""
+    cleaned = "".join(ch for ch in text.upper() if ch.isalnum())
+    if len(cleaned) != 10 or not cleaned.startswith("BK"):
+        return None
+    body = cleaned[2:].translate(_READ_AS)
+    if any(ch not in REG_ALPHABET for ch in body):
+        return None
+    return f"BK-{body[:4]}-{body[4:]}"
+
+
+def normalize_billing_code(text: str) -> str | None:
+    """Read a 15-digit billing code as typed (spaces, dots or dashes between groups); None when
+    it is not one."""
+    cleaned = "".join(ch for ch in text if not ch.isspace() and ch not in ".-")
+    if len(cleaned) != 15 or not (cleaned.isascii() and cleaned.isdigit()):
+        return None
+    return cleaned
+
+
 def open_application_for_nik(session: Session, nik: str) -> Application | None:
     """Return the open application holding this NIK, if any."""
     statement = select(Application).where(

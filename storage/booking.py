@@ -246,13 +246,17 @@ def record_payment(
     """Apply a payment notice once per reference; every notice is recorded, none is lost.
 
     Paid in time: the booking is confirmed (if the sweeper already released the seat, it is
-    taken again when one is free). Paid after expiry, paid twice, or paid with the wrong
-    amount: recorded and flagged for refund or review.
+    taken again when one is free). Paid after expiry, paid twice, paid with the wrong amount,
+    or paid at an impossible time (before the code was issued, or in the future): recorded and
+    flagged for refund or review. A reference already used by a different notice raises
+    `ConflictingNotice` and records nothing.
     """
     earlier = session.execute(
         select(Payment).where(Payment.reference == reference)
     ).scalar_one_or_none()
     if earlier is not None:
+        if not same_notice(earlier, code=code, amount=amount, paid_at=paid_at):
+            raise ConflictingNotice(reference)
         return PaymentResult(earlier, repeated=True)
 
     billing = session.execute(
@@ -290,6 +294,23 @@ class DuplicateNotice(Exception):
     """A concurrent twin of this payment notice is being recorded; retry to read its result."""
 
 
+class ConflictingNotice(Exception):
+    """The payment reference was already used by a notice that says something else."""
+
+
+# How far a bank's clock may be off ours before a payment time is called impossible.
+PAID_AT_SKEW = timedelta(minutes=5)
+
+
+def same_notice(payment: Payment, *, code: str, amount: int, paid_at: datetime) -> bool:
+    """Tell whether a notice says what the recorded payment says (a true repeat)."""
+    return (
+        payment.billing_code == code
+        and payment.amount == amount
+        and aware(payment.paid_at) == aware(paid_at)
+    )
+
+
 def _apply_payment(
     session: Session,
     billing: BillingCode,
@@ -298,6 +319,9 @@ def _apply_payment(
     paid_at: datetime,
     now: datetime,
 ) -> PaymentOutcome:
+    paid = aware(paid_at)
+    if paid < aware(billing.created_at) - PAID_AT_SKEW or paid > now + PAID_AT_SKEW:
+        return PaymentOutcome.SUSPECT_TIME
     if billing.status == BillingStatus.PAID:
         return PaymentOutcome.ALREADY_PAID
     if amount != billing.amount:

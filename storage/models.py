@@ -313,6 +313,8 @@ class PaymentOutcome(StrEnum):
     LATE_REFUND = "late_refund"  # paid after expiry and the seat is gone: refund
     UNKNOWN_CODE = "unknown_code"
     AMOUNT_MISMATCH = "amount_mismatch"
+    # paid before the code existed, or in the future: a bank's clock or a forged notice
+    SUSPECT_TIME = "suspect_paid_at"
 
 
 class Payment(Base):
@@ -438,6 +440,21 @@ class Staff(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     office: Mapped[Office | None] = relationship()
+
+
+class StaffSession(Base):
+    """One staff log-in, ended on the server: the cookie carries only a random token, stored
+    here as its SHA-256, so log-out, lockout, a new password or deactivation end it at once."""
+
+    __tablename__ = "staff_sessions"
+    __table_args__ = (Index("ix_staff_sessions_staff_id", "staff_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
 
 
 class AuditEntry(Base):

@@ -10,7 +10,11 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from storage.applications import normalize_reg_number
+from storage.applications import (
+    normalize_billing_code,
+    normalize_booking_code,
+    normalize_reg_number,
+)
 from storage.models import (
     OFFICE_MOVES,
     Application,
@@ -36,20 +40,25 @@ def find_applications(session: Session, query: str) -> list[Application]:
     conditions = []
     if typed.isdigit() and len(typed) == 16:
         conditions.append(Application.nik == typed)
-    if typed.isdigit() and len(typed) == 15:
+    billing = normalize_billing_code(query)
+    if billing is not None:
         conditions.append(
             Application.id.in_(
                 select(Booking.application_id)
                 .join(BillingCode, BillingCode.booking_id == Booking.id)
-                .where(BillingCode.code == typed)
+                .where(BillingCode.code == billing)
             )
         )
     reg = normalize_reg_number(typed)
     if reg is not None:
         conditions.append(Application.reg_number == reg)
-    conditions.append(
-        Application.id.in_(select(Booking.application_id).where(Booking.code == typed))
-    )
+    booking_code = normalize_booking_code(typed)
+    if booking_code is not None:
+        conditions.append(
+            Application.id.in_(select(Booking.application_id).where(Booking.code == booking_code))
+        )
+    if not conditions:
+        return []
     return list(
         session.execute(
             select(Application)
@@ -130,15 +139,22 @@ class CheckInRefusal(ValueError):
 
 
 def check_in(session: Session, office_id: int, code: str, today: date, now: datetime) -> Booking:
-    """Check a confirmed booking of this office and day in (the code may come from the QR)."""
-    typed = "".join(code.split()).upper()
+    """Check a confirmed booking of this office and day in (the code may come from the QR).
+
+    Another office's code is looked up by the same query as an unknown one and refused the same
+    way: an office learns nothing about bookings elsewhere.
+    """
+    typed = normalize_booking_code(code)
+    if typed is None:
+        raise CheckInRefusal("unknown")
     booking = session.execute(
-        select(Booking).where(Booking.code == typed).with_for_update()
+        select(Booking)
+        .join(Slot, Slot.id == Booking.slot_id)
+        .where(Booking.code == typed, Slot.office_id == office_id)
+        .with_for_update(of=Booking)
     ).scalar_one_or_none()
     if booking is None:
         raise CheckInRefusal("unknown")
-    if booking.slot.office_id != office_id:
-        raise CheckInRefusal("other_office")
     if booking.status == BookingStatus.CHECKED_IN:
         raise CheckInRefusal("already")
     if booking.status != BookingStatus.CONFIRMED:

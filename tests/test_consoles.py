@@ -10,14 +10,16 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
+from werkzeug.test import TestResponse
 
+import storage.staff
 from bot.service import Loket
 from bot.web import create_app
 from storage.booking import queue_message
@@ -33,7 +35,7 @@ from storage.models import (
     Staff,
     WalkIn,
 )
-from storage.staff import StaffError, add_staff
+from storage.staff import StaffError, add_staff, deactivate
 from storage.subscriptions import subscribe
 from tests.conftest import FakeClock
 from tests.test_booking import pay
@@ -61,10 +63,37 @@ def token(client: FlaskClient, path: str = "/staff/login") -> str:
     return match.group(1)
 
 
-def log_in(client: FlaskClient, username: str, password: str = PASSWORD) -> int:
-    """Post the log-in form; return the status code."""
+def log_in(
+    client: FlaskClient,
+    username: str,
+    password: str = PASSWORD,
+    address: str = "127.0.0.1",
+    forwarded: str | None = None,
+) -> int:
+    """Post the log-in form (from `address`, through a proxy naming `forwarded`); return the
+    status code."""
+    return attempt(client, username, password, address, forwarded).status_code
+
+
+def attempt(
+    client: FlaskClient,
+    username: str,
+    password: str = PASSWORD,
+    address: str = "127.0.0.1",
+    forwarded: str | None = None,
+) -> TestResponse:
+    """Post the log-in form; return the answer."""
     form = {"username": username, "password": password, "csrf_token": token(client)}
-    return client.post("/staff/login", data=form).status_code
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    return client.post(
+        "/staff/login", data=form, headers=headers, environ_base={"REMOTE_ADDR": address}
+    )
+
+
+def refusal(answer: TestResponse) -> tuple[int, str]:
+    """The status and the error a refused log-in shows."""
+    match = re.search(r'class="flash error"[^>]*>([^<]+)<', answer.get_data(as_text=True))
+    return answer.status_code, match.group(1) if match else ""
 
 
 def test_session_cookie_is_secure_httponly_and_samesite(client: FlaskClient) -> None:
@@ -87,14 +116,17 @@ def test_forms_without_a_csrf_token_are_refused(client: FlaskClient, loket: Loke
         assert session.execute(select(AuditEntry.action)).scalars().all() == ["login"]
 
 
-def test_wrong_passwords_lock_the_account(client: FlaskClient) -> None:
-    for _attempt in range(4):
-        assert log_in(client, "ani.cs", "salah-sekali-123") == 401
-    assert log_in(client, "ani.cs", "salah-sekali-123") == 423
-    # Locked: even the right password waits.
-    assert log_in(client, "ani.cs") == 423
-    page = client.get("/agent")
-    assert page.status_code == 302  # not logged in
+def test_five_wrong_passwords_hold_that_name_back_from_that_address_only(
+    client: FlaskClient,
+) -> None:
+    for _attempt in range(5):
+        assert log_in(client, "ani.cs", "salah-sekali-123", address="10.1.1.1") == 401
+    # Held back: even the right password waits, from that address...
+    assert log_in(client, "ani.cs", address="10.1.1.1") == 401
+    assert client.get("/agent").status_code == 302  # not logged in
+    # ...while a colleague on the same address, and Ani elsewhere, get in.
+    assert log_in(client.application.test_client(), "budi.jaksel", address="10.1.1.1") == 302
+    assert log_in(client.application.test_client(), "ani.cs", address="10.2.2.2") == 302
 
 
 def test_unknown_user_and_wrong_password_look_the_same(client: FlaskClient) -> None:
@@ -110,10 +142,96 @@ def test_unknown_user_and_wrong_password_look_the_same(client: FlaskClient) -> N
     assert "Nama pengguna atau kata sandi salah" in unknown.get_data(as_text=True)
 
 
-def test_one_address_is_rate_limited(client: FlaskClient) -> None:
-    codes = [log_in(client, f"user{n}", "x" * 12) for n in range(21)]
-    assert codes[:20] == [401] * 20
-    assert codes[20] == 429
+def test_unknown_wrong_locked_and_closed_answer_alike_at_one_hash_each(
+    client: FlaskClient, loket: Loket, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with loket.sessions() as session, session.begin():
+        add_staff(session, "locked.cs", "L", "agent", PASSWORD)
+        add_staff(session, "closed.cs", "C", "agent", PASSWORD)
+        deactivate(session, "closed.cs", clock.now)
+        locked = session.execute(select(Staff).where(Staff.username == "locked.cs")).scalar_one()
+        locked.locked_until = clock.now + timedelta(hours=1)
+    for _attempt in range(5):
+        log_in(client, "budi.jaksel", "salah-sekali-123", address="10.9.9.9")
+    hashes: list[str] = []
+    real_check = storage.staff.check_password_hash
+
+    def counted(hashed: str, password: str) -> bool:
+        hashes.append(hashed)
+        return real_check(hashed, password)
+
+    monkeypatch.setattr(storage.staff, "check_password_hash", counted)
+    answers = {}
+    for case, username, password, address in (
+        ("unknown name", "tidak.ada", PASSWORD, "10.0.0.1"),
+        ("wrong password", "ani.cs", "salah-sekali-123", "10.0.0.1"),
+        ("account locked", "locked.cs", PASSWORD, "10.0.0.1"),
+        ("account closed", "closed.cs", PASSWORD, "10.0.0.1"),
+        ("held back here", "budi.jaksel", PASSWORD, "10.9.9.9"),
+    ):
+        before = len(hashes)
+        answers[case] = refusal(attempt(client, username, password, address))
+        assert len(hashes) == before + 1, case  # the same work for every refusal
+    assert set(answers.values()) == {
+        (401, "Nama pengguna atau kata sandi salah, atau terlalu banyak percobaan; coba lagi "
+              "dalam 15 menit.")
+    }, answers  # fmt: skip
+
+
+def test_successes_never_count_and_an_address_is_held_back_only_after_many_failures(
+    client: FlaskClient,
+) -> None:
+    for _round in range(25):  # more than the old limit of 20 attempts, all successful
+        assert log_in(client, "ani.cs") == 302
+        client.post("/staff/logout", data={"csrf_token": token(client, "/agent")})
+    codes = [log_in(client, f"user{n}", "x" * 12) for n in range(50)]
+    assert codes == [401] * 50
+    # 50 failures from one address (spraying names): the address waits, right password or not.
+    assert log_in(client.application.test_client(), "budi.jaksel") == 401
+    assert log_in(client.application.test_client(), "budi.jaksel", address="10.3.3.3") == 302
+
+
+def test_nobody_can_keep_a_colleague_locked_out(client: FlaskClient, loket: Loket) -> None:
+    ani = client.application.test_client()
+    assert log_in(ani, "ani.cs", address="10.0.0.7") == 302  # her own browser, once
+    ani.post("/staff/logout", data={"csrf_token": token(ani, "/agent")})
+    prankster = client.application.test_client()
+    # Same office address, then four more: 25 wrong passwords in Ani's name.
+    for address in ("10.0.0.7", "10.0.0.8", "10.0.0.9", "10.0.0.10", "10.0.0.11"):
+        for _attempt in range(5):
+            assert log_in(prankster, "ani.cs", "tebak-tebakan-1", address=address) == 401
+    with loket.sessions() as session:
+        staff = session.execute(select(Staff).where(Staff.username == "ani.cs")).scalar_one()
+        assert staff.locked_until is not None  # the account is locked against strangers...
+    assert log_in(client.application.test_client(), "ani.cs", address="10.0.0.12") == 401
+    assert log_in(ani, "ani.cs", address="10.0.0.7") == 302  # ...not against Ani's browser
+    assert ani.get("/agent").status_code == 200
+    # Her browser has a guessing budget of its own: it is no skeleton key.
+    thief = client.application.test_client()
+    thief.set_cookie("loket_device", ani.get_cookie("loket_device", path="/staff/login").value,
+                     path="/staff/login")  # fmt: skip
+    for _attempt in range(5):
+        assert log_in(thief, "ani.cs", "tebak-tebakan-2", address="10.0.0.13") == 401
+    assert log_in(thief, "ani.cs", address="10.0.0.13") == 401
+
+
+def test_forwarded_addresses_are_believed_only_from_configured_proxies(
+    client: FlaskClient, loket: Loket
+) -> None:
+    # Without trusted proxies, a forged X-Forwarded-For changes nothing: the same address.
+    for n in range(5):
+        log_in(client, "ani.cs", "salah-sekali-123", forwarded=f"198.51.100.{n}")
+    assert log_in(client.application.test_client(), "ani.cs", forwarded="198.51.100.99") == 401
+    # Behind one router (Procfile): each client is its own forwarded address.
+    routed = create_app(replace(loket.settings, trusted_proxies=1), loket)
+    for _attempt in range(5):
+        browser = routed.test_client()
+        assert log_in(browser, "budi.jaksel", "salah-sekali-123", address="10.0.0.1",
+                      forwarded="203.0.113.5") == 401  # fmt: skip
+    assert log_in(routed.test_client(), "budi.jaksel", address="10.0.0.1",
+                  forwarded="203.0.113.5") == 401  # fmt: skip
+    assert log_in(routed.test_client(), "budi.jaksel", address="10.0.0.1",
+                  forwarded="203.0.113.9") == 302  # fmt: skip
 
 
 def test_roles_and_offices_are_kept_apart(client: FlaskClient, loket: Loket) -> None:
@@ -429,14 +547,58 @@ def test_an_office_announces_in_writing_to_its_own_subscribers(
     assert text in rows[0][1]["text"]
 
 
-def test_a_staff_log_in_lasts_one_working_day(
-    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_staff_log_in_lasts_one_working_day(client: FlaskClient, clock: FakeClock) -> None:
     assert log_in(client, "ani.cs") == 302
     assert client.get("/agent").status_code == 200
-    later = time.time() + 13 * 3600
-    monkeypatch.setattr("bot.consoles.time.time", lambda: later)
+    cookie = client.get_cookie("loket_session")
+    assert cookie is not None and cookie.expires is not None
+    # The cookie lives no longer than the session behind it.
+    assert cookie.expires.timestamp() <= time.time() + 12 * 3600 + 5
+    clock.advance(hours=13)
     assert client.get("/agent").status_code == 302  # log in again
+
+
+def test_log_out_ends_the_session_on_the_server(client: FlaskClient) -> None:
+    assert log_in(client, "ani.cs") == 302
+    copied = client.get_cookie("loket_session")
+    assert copied is not None
+    client.post("/staff/logout", data={"csrf_token": token(client, "/agent")})
+    thief = client.application.test_client()
+    thief.set_cookie("loket_session", copied.value)
+    assert thief.get("/agent").status_code == 302
+
+
+def test_a_new_password_deactivation_and_lockout_end_sessions_at_once(
+    client: FlaskClient, loket: Loket, tmp_path: Path
+) -> None:
+    env = {**os.environ, "DATABASE_URL": loket.settings.database_url,
+           "LOKET_DATA_DIR": str(tmp_path), "LOKET_AUTO_MIGRATE": "0",
+           "LOKET_NEW_STAFF_PASSWORD": "kata-sandi-baru-2"}  # fmt: skip
+    command = [sys.executable, "-m", "bot", "staff"]
+    other = client.application.test_client()
+    assert log_in(client, "ani.cs") == 302 and log_in(other, "ani.cs") == 302
+    changed = subprocess.run([*command, "passwd", "ani.cs"], env=env, cwd=ROOT,
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    assert changed.returncode == 0, changed.stderr
+    assert client.get("/agent").status_code == 302 and other.get("/agent").status_code == 302
+    assert log_in(client, "ani.cs") == 401
+    assert log_in(client, "ani.cs", "kata-sandi-baru-2") == 302
+    closed = subprocess.run([*command, "deactivate", "ani.cs"], env=env, cwd=ROOT,
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert closed.returncode == 0, closed.stderr
+    assert client.get("/agent").status_code == 302
+    assert log_in(client, "ani.cs", "kata-sandi-baru-2") == 401
+    missing = subprocess.run([*command, "deactivate", "nobody"], env=env, cwd=ROOT,
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    assert missing.returncode == 2 and "no staff account" in missing.stderr
+    # An account locked by guessing from many addresses is logged out everywhere too.
+    assert log_in(client, "budi.jaksel") == 302
+    for n in range(20):
+        log_in(other, "budi.jaksel", "tebak-tebakan-1", address=f"10.4.{n // 5}.1")
+    assert client.get("/office").status_code == 302
+    with loket.sessions() as session:
+        actions = session.execute(select(AuditEntry.action)).scalars().all()
+        assert {"staff.passwd", "staff.deactivate", "login.locked"} <= set(actions)
 
 
 def test_log_in_never_redirects_to_another_site(client: FlaskClient) -> None:
@@ -549,3 +711,87 @@ def test_the_audit_log_keeps_no_full_caller_number(loket: Loket) -> None:
     with loket.sessions() as session:
         targets = session.execute(select(AuditEntry.target)).scalars().all()
     assert targets == ["+6281******101"]
+
+
+def flashes(page: str) -> list[str]:
+    """The flash messages a page shows."""
+    return re.findall(r'class="flash (?:success|error)"[^>]*>([^<]+)<', page)
+
+
+def test_a_booking_code_is_read_the_same_way_at_check_in_and_in_search(
+    client: FlaskClient, loket: Loket, clock: FakeClock
+) -> None:
+    payer = Chat(loket, "payer")
+    register(payer)
+    assert pay(loket, billing_code(book(payer, city="Jakarta Selatan"))) == "confirmed"
+    with loket.sessions() as session:
+        booking = session.execute(select(Booking)).scalar_one()
+        code, day, reg_number = booking.code, booking.slot.day, booking.application.reg_number
+        billing = session.execute(select(BillingCode.code)).scalar_one()
+    typed = code.replace("-", "").lower()  # "bk4f7q9xzd", as people type it
+    dotted = f"{billing[:4]}.{billing[4:8]}-{billing[8:]}"
+    assert log_in(client, "ani.cs") == 302
+    for query in (typed, f" {code[:5]} {code[5:]} ".lower(), dotted):
+        form = {"q": query, "csrf_token": token(client, "/agent")}
+        assert reg_number in client.post("/agent", data=form).get_data(as_text=True), query
+    client.post("/staff/logout", data={"csrf_token": token(client, "/agent")})
+    clock.advance(days=(day - clock().date()).days)
+    assert log_in(client, "budi.jaksel") == 302
+    form = {"code": typed, "csrf_token": token(client, "/office")}
+    page = client.post("/office/checkin", data=form, follow_redirects=True).get_data(as_text=True)
+    assert flashes(page) == [f"{code} ({reg_number}) tercatat hadir."]
+    with loket.sessions() as session:
+        assert session.execute(select(Booking.status)).scalar_one() == "checked_in"
+
+
+def test_another_offices_booking_code_answers_as_an_unknown_one(
+    client: FlaskClient, loket: Loket
+) -> None:
+    jakarta = Chat(loket, "jkt")
+    register(jakarta)
+    assert pay(loket, billing_code(book(jakarta, city="Jakarta Selatan"))) == "confirmed"
+    with loket.sessions() as session:
+        code = session.execute(select(Booking.code)).scalar_one()
+        add_staff(session, "citra.bdg", "Citra", "office_admin", PASSWORD, "bandung")
+        session.commit()
+    assert log_in(client, "citra.bdg") == 302
+    answers = []
+    for typed in (code, "BK-2222-3333"):
+        form = {"code": typed, "csrf_token": token(client, "/office")}
+        page = client.post("/office/checkin", data=form, follow_redirects=True)
+        answers.append(flashes(page.get_data(as_text=True))[0].replace(typed, "CODE"))
+    assert answers == ["Kode booking CODE tidak ditemukan. Periksa lagi kodenya."] * 2
+    with loket.sessions() as session:
+        assert session.execute(select(Booking.status)).scalar_one() == "confirmed"
+
+
+INLINE_CODE = re.compile(r"<script(?![^>]*\bsrc=)|<style|\sstyle=|\son[a-z]+=|javascript:", re.I)
+
+
+def test_every_response_carries_the_security_headers(client: FlaskClient, loket: Loket) -> None:
+    caller = Chat(loket, "caller")
+    register(caller)
+    book(caller, city="Jakarta Selatan")
+    with loket.sessions() as session, session.begin():
+        reg_number = session.execute(select(Application.reg_number)).scalar_one()
+        add_staff(session, "root.admin", "Root", "superadmin", PASSWORD)
+    assert log_in(client, "root.admin") == 302
+    login_page = client.application.test_client().get("/staff/login")
+    pages = ["/", "/agent", f"/agent/application/{reg_number}", "/agent/audit",
+             "/office", "/office/simpatik", "/office/templates"]  # fmt: skip
+    answers = {path: client.get(path) for path in pages} | {"/staff/login": login_page}
+    for path, answer in answers.items():
+        assert answer.status_code == 200, path
+        assert not INLINE_CODE.search(answer.get_data(as_text=True)), path  # the CSP allows none
+    answers["404 page"] = client.get("/agent/application/LK-0000-0000")
+    answers["json"] = client.get("/healthz")
+    answers["machine 503"] = client.post("/payments/notify", data=b"{}")
+    answers["chat error"] = client.post("/chat/send", json={"nonsense": 1})
+    for name, answer in answers.items():
+        policy = answer.headers.get("Content-Security-Policy", "")
+        assert "default-src 'self'" in policy and "script-src 'self';" in policy, name
+        assert "frame-ancestors 'none'" in policy, name
+        assert answer.headers.get("Referrer-Policy") == "same-origin", name
+        assert answer.headers.get("Strict-Transport-Security") == "max-age=31536000", name
+    plain = create_app(replace(loket.settings, secure_cookies=False), loket).test_client()
+    assert "Strict-Transport-Security" not in plain.get("/").headers  # HSTS only with HTTPS

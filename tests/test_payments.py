@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -181,3 +181,98 @@ def test_payment_cli_is_idempotent(
     assert json.loads(first.stdout)["outcome"] == "confirmed"
     assert json.loads(again.stdout)["repeated"] is True
     assert payments(loket) == 1
+
+
+def raw_notice(code: str, reference: str, amount: object, paid_at: str) -> bytes:
+    """Encode a notice with any amount and time, as a faulty or hostile sender might."""
+    return json.dumps(
+        {"reference": reference, "billing_code": code, "amount": amount, "paid_at": paid_at}
+    ).encode()
+
+
+def test_amount_must_be_a_json_integer_within_bounds(
+    client: FlaskClient, chat: Chat, loket: Loket, clock: FakeClock
+) -> None:
+    code = held_code(chat)
+    when = clock.now.isoformat()
+    bodies = {
+        "950000.9": raw_notice(code, "R-1", 950000.9, when),
+        "950000.0": raw_notice(code, "R-2", 950000.0, when),
+        "true": raw_notice(code, "R-3", True, when),
+        '"950000"': raw_notice(code, "R-4", "950000", when),
+        "10**30": raw_notice(code, "R-5", 10**30, when),
+        "0": raw_notice(code, "R-6", 0, when),
+        "-950000": raw_notice(code, "R-7", -950000, when),
+        "null": raw_notice(code, "R-8", None, when),
+    }
+    for label, body in bodies.items():
+        status, answer = post(client, body)
+        assert status == 400, label
+        assert "amount must be" in answer["error"], (label, answer)
+    status, answer = post(client, raw_notice(code, "R-9", 950000, "yesterday"))
+    assert status == 400 and "paid_at must be an ISO 8601 time" in answer["error"]
+    status, answer = post(client, json.dumps({"reference": "R-10", "amount": 1}).encode())
+    assert status == 400 and "missing field(s): billing_code, paid_at" in answer["error"]
+    assert payments(loket) == 0
+    assert "Menunggu pembayaran" in chat.say("/status")
+
+
+def test_a_payment_time_before_the_code_or_in_the_future_is_flagged(
+    client: FlaskClient, chat: Chat, loket: Loket, clock: FakeClock
+) -> None:
+    code = held_code(chat)
+    for reference, paid_at in (
+        ("OLD-1", datetime(2000, 1, 1, tzinfo=UTC)),
+        ("FUTURE-1", clock.now + timedelta(days=1)),
+    ):
+        status, answer = post(client, notice(code, reference, paid_at))
+        assert status == 200, answer
+        assert answer["outcome"] == "suspect_paid_at" and answer["needs_refund"], answer
+    assert payments(loket) == 2  # recorded, never lost
+    with loket.sessions() as session:
+        assert session.execute(select(Booking.status)).scalar_one() == "held"
+    told = loket.pending_messages(chat.channel, chat.user)
+    assert "waktu pembayarannya tidak cocok" in told[0].text
+    # A bank clock a minute behind or ahead is not suspect.
+    status, answer = post(client, notice(code, "OK-1", clock.now + timedelta(minutes=1)))
+    assert answer["outcome"] == "confirmed"
+
+
+def test_a_reference_reused_with_a_different_body_is_a_conflict(
+    client: FlaskClient, chat: Chat, loket: Loket, clock: FakeClock
+) -> None:
+    code = held_code(chat)
+    assert post(client, notice(code, "BNI-5", clock.now))[1]["outcome"] == "confirmed"
+    # The same notice again, even with the time written in another zone: a repeat.
+    local = clock.now.astimezone(timezone(timedelta(hours=7)))
+    status, answer = post(client, notice(code, "BNI-5", local))
+    assert status == 200 and answer["repeated"] is True
+    for changed in (
+        notice(code, "BNI-5", clock.now, amount=1),
+        notice(code, "BNI-5", clock.now + timedelta(minutes=1)),
+        notice("123456789012345", "BNI-5", clock.now),
+    ):
+        status, answer = post(client, changed)
+        assert status == 409 and "different notice" in answer["error"]
+    assert payments(loket) == 1
+
+
+def test_payment_cli_reads_a_notice_as_the_endpoint_does(
+    database_url: str, chat: Chat, loket: Loket, tmp_path: Path, clock: FakeClock
+) -> None:
+    code = held_code(chat)
+    env = {**os.environ, "DATABASE_URL": database_url, "LOKET_DATA_DIR": str(tmp_path)}
+    base = [sys.executable, "-m", "bot", "payment", "--code", code, "--reference", "CLI-9",
+            "--paid-at", clock.now.isoformat()]  # fmt: skip
+    for amount in ("950000.9", "1_000", "-5", str(10**30)):
+        run = subprocess.run([*base, "--amount", amount], capture_output=True, text=True,
+                             env=env, cwd=ROOT, check=False)  # fmt: skip
+        assert run.returncode == 2, (amount, run.stderr)
+        assert "amount must be" in json.loads(run.stderr)["error"], amount
+    assert payments(loket) == 0
+    paid = subprocess.run([*base, "--amount", "950000"], capture_output=True, text=True,
+                          env=env, cwd=ROOT, check=True)  # fmt: skip
+    assert json.loads(paid.stdout)["outcome"] == "confirmed"
+    changed = subprocess.run([*base, "--amount", "950001"], capture_output=True, text=True,
+                             env=env, cwd=ROOT, check=False)  # fmt: skip
+    assert changed.returncode == 3 and "different notice" in changed.stderr

@@ -1,21 +1,22 @@
 """Web pages: the applicants' web chat and the staff consoles, on the same engine as every channel.
 
 `install(app)` sets what every page shares: signed session cookies (Secure, HttpOnly,
-SameSite=Lax), CSRF protection on every form and page script (Flask-WTF), the page language
-(Indonesian, English by the switch), and the logged-in staff member.
+SameSite=Lax), CSRF protection on every form and page script (Flask-WTF), security headers on
+every response, the page language (Indonesian, English by the switch), and the logged-in staff
+member (a server-side session the cookie only points to).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar, cast
 
 from flask import Flask, abort, g, redirect, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response
 
@@ -25,11 +26,32 @@ from bot.service import Loket
 from bot.settings import Settings
 from bot.timezones import format_moment, format_window
 from storage.models import Staff, StaffRole
+from storage.staff import session_staff
 
 csrf = CSRFProtect()
 F = TypeVar("F", bound=Callable[..., Any])
 LANGUAGE_COOKIE = "loket_lang"
 STAFF_SESSION = timedelta(hours=12)  # staff log in again after this; applicants' chats last longer
+STAFF_TOKEN = "staff_token"  # in the signed cookie: the random token of a row in staff_sessions
+STAFF_UNTIL = "staff_until"  # in the signed cookie: when that session ends (Unix time)
+# Only the app's own scripts, styles and frames; QR codes come as data: images.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+HSTS = "max-age=31536000"
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Signed cookie sessions whose cookie ends no later than the staff log-in it carries."""
+
+    def get_expiration_time(self, app: Flask, session: SessionMixin) -> datetime | None:
+        """A staff log-in's cookie ends with its session; others live the app's lifetime."""
+        until = session.get(STAFF_UNTIL)
+        if isinstance(until, int | float):
+            return datetime.fromtimestamp(until, UTC)
+        return super().get_expiration_time(app, session)
 
 
 def session_secret(settings: Settings) -> str:
@@ -54,6 +76,7 @@ def install(app: Flask, settings: Settings) -> None:
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
         WTF_CSRF_HEADERS=["X-CSRFToken"],
     )
+    app.session_interface = CookieSessions()
     csrf.init_app(app)
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
@@ -80,7 +103,7 @@ def install(app: Flask, settings: Settings) -> None:
 
     @app.after_request
     def remember_language(response: Response) -> Response:
-        """Keep a chosen language, and tell browsers not to frame or sniff our pages."""
+        """Keep a chosen language, and give every response its security headers."""
         if request.args.get("lang") in SUPPORTED_LOCALES:
             response.set_cookie(
                 LANGUAGE_COOKIE,
@@ -90,9 +113,12 @@ def install(app: Flask, settings: Settings) -> None:
                 httponly=True,
                 samesite="Lax",
             )
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        if settings.secure_cookies:  # served over HTTPS: browsers should never try plain HTTP
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
         return response
 
     @app.teardown_request
@@ -115,22 +141,25 @@ def loket() -> Loket:
 
 
 def current_staff() -> Staff | None:
-    """The logged-in staff member of this request, if any (read once per request)."""
+    """The logged-in staff member of this request, if any (read once per request).
+
+    The cookie only names a server-side session; an ended, expired or deactivated one logs
+    nobody in, whatever the cookie says.
+    """
     if "staff" not in g:
         g.staff = None
-        staff_id = session.get("staff_id")
-        since = session.get("staff_since", 0)
-        if staff_id is not None and time.time() - since > STAFF_SESSION.total_seconds():
-            session.pop("staff_id", None)  # a staff log-in lasts one working day
-            staff_id = None
-        if staff_id is not None:
-            with loket().sessions() as db:
-                staff = db.get(Staff, staff_id)
-                if staff is not None and staff.active and staff.office is not None:
+        token = session.get(STAFF_TOKEN)
+        if isinstance(token, str):
+            service = loket()
+            with service.sessions() as db:
+                staff = session_staff(db, token, service.now(db))
+                if staff is not None and staff.office is not None:
                     _ = staff.office.name  # load it before the session closes
-                if staff is not None and staff.active:
-                    db.expunge_all()
-                    g.staff = staff
+                db.expunge_all()
+            if staff is None:
+                session.pop(STAFF_TOKEN, None)
+                session.pop(STAFF_UNTIL, None)
+            g.staff = staff
     return cast(Staff | None, g.staff)
 
 

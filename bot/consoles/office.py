@@ -18,6 +18,7 @@ from bot.consoles.notify import day_closed, status_changed
 from bot.flows.subscription import announcement_payload
 from bot.i18n import _, format_date
 from bot.timezones import format_window, local
+from storage.applications import normalize_booking_code
 from storage.models import (
     OFFICE_MOVES,
     Office,
@@ -54,7 +55,6 @@ def check_in_refusal(reason: str, code: str) -> str:
     """Say why a check-in was refused."""
     texts = {
         "unknown": _("Kode booking {code} tidak ditemukan. Periksa lagi kodenya."),
-        "other_office": _("Kode booking {code} untuk kantor lain."),
         "already": _("Kode booking {code} sudah tercatat hadir."),
         "not_paid": _("Kode booking {code} belum dibayar."),
         "inactive": _("Kode booking {code} sudah tidak berlaku (dibatalkan atau kedaluwarsa)."),
@@ -156,13 +156,15 @@ def dashboard() -> ResponseReturnValue:
 @staff_required(*ADMINS)
 def checkin() -> ResponseReturnValue:
     """Check an applicant in by booking code (typed, or read from their QR by a scanner)."""
-    code = "".join(request.form.get("code", "").split()).upper()
+    typed = request.form.get("code", "")
+    # Shown back as read (BK-XXXX-XXXX), or as typed when it is no booking code at all.
+    code = normalize_booking_code(typed) or " ".join(typed.split())[:40]
     if not code:
         flash(_("Masukkan kode booking atau pindai QR."), "error")
         return _back()
     with office_work() as (db, office, now, today):
         try:
-            booking = check_in(db, office.id, code, today, now)
+            booking = check_in(db, office.id, typed, today, now)
         except CheckInRefusal as refusal:
             flash(check_in_refusal(str(refusal), code), "error")
             return _back()
