@@ -18,6 +18,7 @@ from stdnum import numdb
 from stdnum.id import nik as stdnum_nik
 
 from bot.core.flow import Invalid
+from bot.core.messages import excerpt
 from bot.i18n import _, format_date
 
 # ---- NIK ---------------------------------------------------------------------------------
@@ -253,7 +254,7 @@ def parse_date(text: str, today: date) -> date:
         month_name = match.group(2)
         if month_name not in MONTHS:
             raise Invalid(
-                _('Nama bulan "{month}" tidak dikenal.').format(month=match.group(2))
+                _('Nama bulan "{month}" tidak dikenal.').format(month=excerpt(match.group(2)))
                 + " "
                 + example
             )
@@ -305,7 +306,7 @@ def parse_phone(text: str) -> str:
         raise Invalid(
             _(
                 "Nomor {number} tidak valid: periksa jumlah digitnya. Contoh: 0812 3456 7890."
-            ).format(number=typed)
+            ).format(number=excerpt(typed))
         )
     kind = phonenumbers.number_type(number)
     if kind not in (

@@ -138,6 +138,21 @@ class Inbound:
         return cls(EventKind.OPEN, language_code=language_code)
 
 
+EXCERPT_CHARS = 40
+
+
+def excerpt(typed: str, limit: int = EXCERPT_CHARS) -> str:
+    """Quote what a user typed back to them, at most `limit` characters and on one line.
+
+    A refusal may show what it refused ("kota 'Bandnug'"), but never the whole input: a
+    pasted page (or 5 MB from a script) must not come back as a 5 MB reply.
+    """
+    flat = " ".join(typed[: limit * 4].split())
+    if len(flat) <= limit and len(typed) <= limit * 4:
+        return flat
+    return flat[:limit].rstrip() + "…"
+
+
 def merge(messages: list[Outbound]) -> list[Outbound]:
     """Join one turn's replies into one message for push channels (notes, then the question).
 

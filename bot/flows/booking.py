@@ -28,7 +28,7 @@ from bot.core.flow import (
     Step,
     Transition,
 )
-from bot.core.messages import EventKind, Expect, Inbound
+from bot.core.messages import EventKind, Expect, Inbound, excerpt
 from bot.i18n import N_, _, current_locale, format_date, format_money
 from bot.timezones import format_moment, format_window, local
 from bot.validators import age_on
@@ -146,7 +146,7 @@ def find_offices(ctx: Context, event: Inbound) -> list[dict[str, Any]]:
         raise Invalid(
             _(
                 'Belum ada kantor imigrasi Loket di "{typed}". Kantor yang tersedia: {cities}.'
-            ).format(typed=event.text.strip(), cities=", ".join(o.city for o in offices))
+            ).format(typed=excerpt(event.text.strip()), cities=", ".join(o.city for o in offices))
         )
     return [{"id": o.id, "km": None} for o in found]
 
