@@ -281,6 +281,54 @@ def parse_date(text: str, today: date) -> date:
     return value
 
 
+_WEEKDAYS = (
+    "senin", "selasa", "rabu", "kamis", "jumat", "jum'at", "sabtu", "minggu", "ahad",
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
+    "sen", "sel", "rab", "kam", "jum", "sab", "min", "mon", "tue", "wed", "thu", "fri", "sat",
+    "sun",
+)  # fmt: skip
+_DAY_MONTH = re.compile(r"^(\d{1,2})\s*[-/.]\s*(\d{1,2})(?:\s*[-/.]\s*(\d{4}))?$")
+_DAY_MONTH_WORD = re.compile(r"^(\d{1,2})\s*[- ]?\s*([a-z]+)\.?(?:\s*[- ]\s*(\d{4}))?$")
+RECENT_DAYS = 31  # a typed "20 November" shortly after the 20th means this year's, not next
+
+
+def parse_coming_date(text: str, today: date) -> date | None:
+    """Read a date someone wants to come on: "13 Desember", "Sabtu, 13 Des", "13/12",
+    "13-12-2026", "2026-12-13". Without a year it is the next such date (or one that
+    just passed); None when the text does not look like a date at all."""
+    typed = _squash(text[:80]).casefold().replace(",", " ")
+    words = typed.split()
+    if words and words[0].rstrip(".") in _WEEKDAYS:
+        words = words[1:]
+    typed = " ".join(words)
+    year: int | None
+    if match := _ISO_DATE.match(typed):
+        year, month, day = (int(part) for part in match.groups())
+    elif match := _DAY_MONTH.match(typed):
+        day, month = int(match.group(1)), int(match.group(2))
+        year = int(match.group(3)) if match.group(3) else None
+    elif match := _DAY_MONTH_WORD.match(typed):
+        if match.group(2) not in MONTHS:
+            return None
+        day, month = int(match.group(1)), MONTHS[match.group(2)]
+        year = int(match.group(3)) if match.group(3) else None
+    else:
+        return None
+    if not 1 <= month <= 12:
+        raise Invalid(_("Bulan harus 1 sampai 12. Contoh: 13 Desember atau 13/12."))
+    candidates = [year] if year is not None else [today.year, today.year + 1]
+    for candidate in candidates:
+        try:
+            value = date(candidate, month, day)
+        except ValueError:
+            continue
+        if year is not None or (today - value).days <= RECENT_DAYS:
+            return value
+    raise Invalid(
+        _("Tanggal {day} tidak ada pada bulan itu. Contoh: 13 Desember atau 13/12.").format(day=day)
+    )
+
+
 def age_on(birth_date: date, today: date) -> int:
     """Return the age in whole years on a given day."""
     before_birthday = (today.month, today.day) < (birth_date.month, birth_date.day)

@@ -3,10 +3,18 @@ wording that fits the channel and the booking, typo'd email domains, the "ubah d
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time
+
 import pytest
+from sqlalchemy import select, update
 
 from bot.core.messages import excerpt
-from tests.transcript import Chat, fill_until, register
+from bot.service import Loket
+from storage.booking import open_days
+from storage.models import Office, Slot, SlotKind
+from tests.conftest import FakeClock
+from tests.test_booking import pay
+from tests.transcript import Chat, billing_code, book, fill_until, make_nik, register
 
 HUGE = "x" * (5 * 1024 * 1024)  # 5 MB typed (a script, or a paste gone wrong)
 
@@ -32,7 +40,11 @@ def test_city_question_quotes_a_huge_input_in_a_few_characters(chat: Chat) -> No
     ("step", "typed", "expected"),
     [
         ("birth_date", "17 " + "a" * 100_000 + " 1990", 'Nama bulan "' + "a" * 40 + '…"'),
-        ("phone", "0812 " + "- " * 100 + "345", "Nomor 0812 - - - - - - - - - - - - - - - - - -… tidak valid"),
+        (
+            "phone",
+            "0812 " + "- " * 100 + "345",
+            "Nomor 0812 - - - - - - - - - - - - - - - - - -… tidak valid",
+        ),
     ],
 )
 def test_refusals_quote_at_most_an_excerpt(
@@ -42,3 +54,146 @@ def test_refusals_quote_at_most_an_excerpt(
     reply = chat.say(typed)
     assert expected in reply.text
     assert len(reply.text) < 1_000
+
+
+# ---- every bookable date reachable (item 14) -----------------------------------------------
+
+
+def add_simpatik(loket: Loket, office_code: str, day: date, capacity: int = 20) -> None:
+    """Open a weekend simpatik session as the office console does."""
+    with loket.sessions() as session, session.begin():
+        office_id = session.execute(
+            select(Office.id).where(Office.code == office_code)
+        ).scalar_one()
+        session.add(
+            Slot(office_id=office_id, day=day, start_time=time(8, 0), end_time=time(12, 0),
+                 kind=SlotKind.SIMPATIK, capacity=capacity, taken=0,
+                 release_at=datetime(2026, 11, 1, tzinfo=UTC), closed=False,
+                 note="Paspor simpatik")
+        )  # fmt: skip
+
+
+def bookable_days(loket: Loket, office_code: str) -> list[date]:
+    """Every date the database would sell a reguler seat on (or a simpatik one), from now."""
+    with loket.sessions() as session:
+        office_id = session.execute(
+            select(Office.id).where(Office.code == office_code)
+        ).scalar_one()
+        now = loket.now(session)
+        days = open_days(
+            session, office_id, [SlotKind.REGULER, SlotKind.SIMPATIK], now, date(2026, 11, 22)
+        )
+    return [free.day for free in days]
+
+
+def test_every_bookable_date_is_reachable_page_by_page(loket: Loket) -> None:
+    add_simpatik(loket, "bandung", date(2026, 12, 12))
+    chat = Chat(loket, "weekend")
+    register(chat)
+    chat.say("Bandung")
+    reply = chat.say("1")
+    seen: list[str] = []
+    pages = 0
+    while True:
+        pages += 1
+        dates = [c.value for c in reply.question.choices if c.value[:1].isdigit()]
+        assert len(dates) <= 7
+        seen.extend(dates)
+        if "Tanggal lain" not in reply.labels:
+            break
+        reply = chat.tap("Tanggal lain")
+        assert "Tanggal sebelumnya" in reply.labels
+        assert chat.step() == "day"
+    expected = bookable_days(loket, "bandung")
+    assert [date.fromisoformat(d) for d in seen] == expected
+    assert date(2026, 12, 12) in expected and date(2026, 12, 31) in expected and pages > 2
+    # The weekend session is marked, and can be booked from its page.
+    while "Sabtu, 12 Desember 2026: Paspor Simpatik (20 kursi)" not in reply.labels:
+        reply = chat.tap("Tanggal sebelumnya")
+    reply = chat.tap("Sabtu, 12 Desember 2026: Paspor Simpatik (20 kursi)")
+    assert reply.labels == ["08.00–12.00 WIB, simpatik (20 kursi)"]
+    assert "Kursi Anda ditahan" in chat.say("1")
+    assert all(len(c.value.encode()) <= 64 for _, r in chat.log for c in r.question.choices)
+
+
+@pytest.mark.parametrize("typed", ["12 Desember", "Sabtu, 12 Des", "12/12", "12-12-2026"])
+def test_a_typed_date_is_accepted_when_bookable(loket: Loket, typed: str) -> None:
+    add_simpatik(loket, "bandung", date(2026, 12, 12))
+    chat = Chat(loket, "typist")
+    register(chat)
+    chat.say("Bandung")
+    chat.say("1")
+    reply = chat.say(typed)
+    assert chat.step() == "slot", reply.text
+    assert reply.labels == ["08.00–12.00 WIB, simpatik (20 kursi)"]
+
+
+TYPED_REFUSALS = [
+    ("13 Desember", "tidak melayani pada akhir pekan Minggu, 13 Desember 2026"),
+    ("25/12", "Jumat, 25 Desember 2026 adalah hari libur nasional"),
+    ("6 Januari", "Kuota Rabu, 06 Januari 2027 belum dibuka. Kuota dibuka Selasa, 01 Desember"),
+    ("20 Februari 2027", "Jadwal hanya dapat dipesan sampai"),
+    ("20 November", "Tanggal Jumat, 20 November 2026 sudah lewat"),
+    ("14/12", "Kuota Senin, 14 Desember 2026 sudah penuh"),
+    (
+        "15/12",
+        "Layanan di Kantor Imigrasi Kelas I TPI Bandung pada Selasa, 15 Desember 2026 ditutup",
+    ),
+    ("31/11", "Tanggal 31 tidak ada pada bulan itu"),
+    ("kapan saja", "atau ketik tanggalnya"),
+]
+
+
+@pytest.mark.parametrize(("typed", "expected"), TYPED_REFUSALS)
+def test_a_typed_date_that_cannot_be_booked_says_why(
+    loket: Loket, typed: str, expected: str
+) -> None:
+    with loket.sessions() as session, session.begin():
+        bandung = session.execute(select(Office.id).where(Office.code == "bandung")).scalar_one()
+        session.execute(
+            update(Slot)
+            .where(Slot.office_id == bandung, Slot.day == date(2026, 12, 14))
+            .values(taken=Slot.capacity)
+        )
+        session.execute(
+            update(Slot)
+            .where(Slot.office_id == bandung, Slot.day == date(2026, 12, 15))
+            .values(closed=True)
+        )
+    chat = Chat(loket, "typist")
+    register(chat)
+    chat.say("Bandung")
+    chat.say("1")
+    reply = chat.say(typed)
+    assert expected in reply.text
+    assert chat.step() == "day"
+
+
+# ---- the office's date, not the UTC date (item 15) -----------------------------------------
+
+
+def test_reschedule_before_7_wib_does_not_offer_today(
+    chat: Chat, loket: Loket, clock: FakeClock
+) -> None:
+    register(chat)
+    pay(loket, billing_code(book(chat, day="3")))  # Wednesday 25 November
+    clock.advance(hours=44)  # Tuesday 24 November, 06:00 WIB (still Monday in UTC)
+    chat.say("/ubahjadwal")
+    reply = chat.say("1")
+    assert chat.step() == "day"
+    assert not any("24 November" in label for label in reply.labels), reply.labels
+    assert reply.labels[0].startswith("Rabu, 25 November 2026")
+    reply = chat.say("24 November")
+    assert "Jadwal baru paling cepat besok" in reply.text
+    assert chat.step() == "day"
+
+
+def test_age_uses_the_date_in_indonesia(chat: Chat, clock: FakeClock) -> None:
+    clock.now = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)  # Monday 23 November, 06:30 WIB
+    born = date(2009, 11, 23)  # 17 today in Indonesia, still 16 by the UTC date
+    fill_until(chat, "birth_date")
+    reply = chat.say("23-11-2009")
+    assert chat.step() == "sex", reply.text
+    chat.say("laki-laki")
+    reply = chat.say(make_nik(born))
+    assert chat.step() == "phone", reply.text

@@ -45,7 +45,11 @@ class TerminalChat:
             except OSError:
                 with use_locale(self.language or "id"):
                     self.print_messages(
-                        [Outbound(_("File tidak dapat dibaca: {path}").format(path=excerpt(str(path))))]
+                        [
+                            Outbound(
+                                _("File tidak dapat dibaca: {path}").format(path=excerpt(str(path)))
+                            )
+                        ]
                     )
                 return None
             return Inbound.file(data, filename=path.name, language_code=self.language)

@@ -28,6 +28,7 @@ from bot.core.flow import (
 )
 from bot.core.messages import Choice, EventKind, Expect, Inbound, Outbound
 from bot.i18n import N_, SUPPORTED_LOCALES, _, format_date, resolve_locale, use_locale
+from bot.timezones import local_date
 
 GOTO_PREFIX = "goto:"
 SKIP_VALUE = "skip"
@@ -192,7 +193,7 @@ class Engine:
             state.pending, state.pending_flow = "resume", state.flow
             ctx.say(
                 _("Selamat datang kembali. Terakhir Anda mengisi pada {date}.").format(
-                    date=format_date(last_activity.date())
+                    date=format_date(local_date(last_activity))
                 )
             )
             return [*ctx.notes, self.ask(state, ctx)]

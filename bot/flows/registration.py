@@ -33,6 +33,7 @@ from bot.documents import (
 from bot.fees import FeeQuote, quote, schedule_on
 from bot.flows.booking import booking_after_registration
 from bot.i18n import N_, _, format_date, format_money
+from bot.timezones import EASTERNMOST, local_date
 from bot.validators import (
     age_on,
     parse_address,
@@ -133,7 +134,7 @@ def after_consent(ctx: Context, value: Any) -> Transition | None:
 
 def service_prompt(ctx: Context) -> str:
     """Offer reguler and percepatan with the surcharge from the fee table."""
-    surcharge = schedule_on(ctx.now.date()).surcharge["percepatan"]
+    surcharge = schedule_on(local_date(ctx.now)).surcharge["percepatan"]
     return _(
         "Pilih jenis layanan:\n"
         "• Reguler: paspor selesai sekitar 4 hari kerja.\n"
@@ -156,7 +157,7 @@ def after_had_passport(ctx: Context, value: Any) -> Transition | None:
 
 def kind_prompt(ctx: Context) -> str:
     """List passport kinds with their fees from the table in force today."""
-    fees = schedule_on(ctx.now.date()).passport
+    fees = schedule_on(local_date(ctx.now)).passport
     return _(
         "Pilih jenis paspor:\n"
         "• Paspor biasa (non-elektronik): 5 tahun {b5}, 10 tahun {b10}\n"
@@ -171,12 +172,12 @@ def kind_prompt(ctx: Context) -> str:
 
 def read_birth_date(ctx: Context, event: Inbound) -> str:
     """Parse a birth date and store it as ISO text."""
-    return parse_date(event.text, ctx.now.date()).isoformat()
+    return parse_date(event.text, local_date(ctx.now, EASTERNMOST)).isoformat()
 
 
 def check_birth_date(ctx: Context, value: Any) -> None:
     """The age must fit the category chosen (child under 17, adult from 17)."""
-    age = age_on(date.fromisoformat(value), ctx.now.date())
+    age = age_on(date.fromisoformat(value), local_date(ctx.now))
     if is_child(ctx.answers) and age >= ADULT_AGE:
         raise Invalid(
             _(
@@ -345,7 +346,7 @@ def summary_prompt(ctx: Context) -> str:
         lines.append(_("Masa berlaku: 5 tahun (pemohon anak)"))
     lines.append(_("Dokumen diterima: {documents}").format(documents=", ".join(documents) or "-"))
     lines.append("")
-    lines.extend(fee_lines(a, ctx.now.date()))
+    lines.extend(fee_lines(a, local_date(ctx.now)))
     lines.append("")
     lines.append(
         _('Jika semua sudah benar, pilih "Benar, kirim". Untuk memperbaiki, pilih "Ubah data".')
@@ -383,7 +384,7 @@ def submit(ctx: Context) -> Transition | None:
     if count_open_for_account(ctx.session, ctx.channel, ctx.user_ref) >= limit:
         ctx.say(family_limit_message(limit))
         return Stay()
-    priced = fee_quote(a, ctx.now.date())
+    priced = fee_quote(a, local_date(ctx.now))
     application = Application(
         channel=ctx.channel,
         account_ref=ctx.user_ref,
