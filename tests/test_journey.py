@@ -197,3 +197,23 @@ def test_age_uses_the_date_in_indonesia(chat: Chat, clock: FakeClock) -> None:
     chat.say("laki-laki")
     reply = chat.say(make_nik(born))
     assert chat.step() == "phone", reply.text
+
+
+# ---- the confirmation after the one allowed change (item 20) -------------------------------
+
+
+def test_confirmation_after_the_reschedule_says_no_change_is_left(
+    chat: Chat, loket: Loket
+) -> None:
+    register(chat)
+    reply = book(chat)
+    assert pay(loket, billing_code(reply)) == "confirmed"
+    (notice,) = loket.pending_messages(chat.channel, chat.user)
+    assert "Jadwal dapat diubah satu kali" in notice.text
+    chat.say("/ubahjadwal")
+    chat.say("1")
+    chat.say("2")
+    reply = chat.say("1")
+    assert "Jadwal berhasil diubah" in reply.text
+    assert "Jadwal dapat diubah satu kali" not in reply.text
+    assert "sudah pernah diubah satu kali, jadi tidak dapat diubah lagi" in reply.text
