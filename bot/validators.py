@@ -6,6 +6,7 @@ reason comes out in the user's language.
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -379,6 +380,26 @@ def parse_email(text: str) -> str:
             _('Alamat email tidak valid. Contoh: nama@gmail.com. Ketik "lewati" bila tidak ada.')
         ) from None
     return str(result.normalized)
+
+
+# Providers most applicants use; a domain one or two keystrokes away from one of them is
+# probably a typo ("gmail.con", "gmial.com", "yahoo.co.od"). Real domains close to them are
+# listed too, so they are never "corrected".
+EMAIL_DOMAINS = (
+    "gmail.com", "yahoo.com", "yahoo.co.id", "ymail.com", "hotmail.com", "outlook.com",
+    "outlook.co.id", "live.com", "icloud.com", "rocketmail.com", "mail.com", "email.com",
+    "gmx.com", "aol.com", "googlemail.com", "me.com", "msn.com",
+)  # fmt: skip
+
+
+def suggest_email(address: str) -> str | None:
+    """Return the address with a common provider's domain when its domain looks mistyped."""
+    local, _at, domain = address.rpartition("@")
+    domain = domain.casefold()
+    if not local or domain in EMAIL_DOMAINS:
+        return None
+    close = difflib.get_close_matches(domain, EMAIL_DOMAINS, n=1, cutoff=0.8)
+    return f"{local}@{close[0]}" if close else None
 
 
 # ---- passport ------------------------------------------------------------------------------

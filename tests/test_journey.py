@@ -202,9 +202,7 @@ def test_age_uses_the_date_in_indonesia(chat: Chat, clock: FakeClock) -> None:
 # ---- the confirmation after the one allowed change (item 20) -------------------------------
 
 
-def test_confirmation_after_the_reschedule_says_no_change_is_left(
-    chat: Chat, loket: Loket
-) -> None:
+def test_confirmation_after_the_reschedule_says_no_change_is_left(chat: Chat, loket: Loket) -> None:
     register(chat)
     reply = book(chat)
     assert pay(loket, billing_code(reply)) == "confirmed"
@@ -217,3 +215,56 @@ def test_confirmation_after_the_reschedule_says_no_change_is_left(
     assert "Jadwal berhasil diubah" in reply.text
     assert "Jadwal dapat diubah satu kali" not in reply.text
     assert "sudah pernah diubah satu kali, jadi tidak dapat diubah lagi" in reply.text
+
+
+# ---- "ubah data" and email typos (item 22) --------------------------------------------------
+
+
+def test_edit_list_has_no_duplicate_labels(chat: Chat) -> None:
+    fill_until(chat, "summary")
+    reply = chat.say("ubah data")
+    assert chat.step() == "edit_field"
+    assert len(reply.labels) == len(set(reply.labels)), reply.labels
+    assert "Jenis dokumen pendukung" in reply.labels
+    assert "Foto Akta kelahiran" in reply.labels
+    reply = chat.tap("Foto Akta kelahiran")
+    assert chat.step() == "doc_supporting"
+
+
+@pytest.mark.parametrize(
+    ("typed", "answer", "stored"),
+    [
+        ("budi@gmail.con", "Ya, budi@gmail.com", "budi@gmail.com"),
+        ("budi@gmial.com", "ya", "budi@gmail.com"),
+        ("budi@yahoo.co.od", "Ya, budi@yahoo.co.id", "budi@yahoo.co.id"),
+        ("budi@gmail.co", "Tidak, tetap budi@gmail.co", "budi@gmail.co"),
+    ],
+)
+def test_mistyped_email_domain_is_questioned(
+    chat: Chat, typed: str, answer: str, stored: str
+) -> None:
+    fill_until(chat, "email")
+    reply = chat.say(typed)
+    assert chat.step() == "email_check"
+    assert f"Maksud Anda {typed.split('@')[0]}@" in reply.question.text
+    reply = chat.tap(answer) if answer[0].isupper() else chat.say(answer)
+    assert chat.step() == "address"
+    assert chat.state()["answers"]["email"] == stored
+    assert "email_suggestion" not in chat.state()["answers"]
+
+
+def test_a_correct_email_is_not_questioned(chat: Chat) -> None:
+    fill_until(chat, "email")
+    chat.say("budi@kemlu.go.id")
+    assert chat.step() == "address"
+
+
+def test_email_corrected_from_the_summary_returns_to_the_summary(chat: Chat) -> None:
+    fill_until(chat, "summary")
+    chat.say("ubah data")
+    chat.tap("Email")
+    chat.say("budi@gmail.con")
+    assert chat.step() == "email_check"
+    reply = chat.tap("Ya, budi@gmail.com")
+    assert chat.step() == "summary"
+    assert "budi@gmail.com" in reply.text

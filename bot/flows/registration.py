@@ -43,6 +43,7 @@ from bot.validators import (
     parse_passport_number,
     parse_phone,
     parse_place,
+    suggest_email,
 )
 from storage.applications import (
     DocumentRecord,
@@ -249,6 +250,42 @@ def old_passport_prompt(ctx: Context) -> str:
     return text
 
 
+EMAIL_SUGGESTION = "email_suggestion"  # a likely-meant address, while we ask about it
+
+
+def after_email(ctx: Context, value: Any) -> Transition | None:
+    """Ask "did you mean ...@gmail.com?" when the domain looks like a typo of a common one."""
+    ctx.answers.pop(EMAIL_SUGGESTION, None)
+    suggestion = suggest_email(value) if value else None
+    if suggestion is None:
+        return None
+    ctx.answers[EMAIL_SUGGESTION] = suggestion
+    return Jump("email_check")
+
+
+def email_check_prompt(ctx: Context) -> str:
+    """Ask whether the suggested address is the one meant."""
+    return _("Maksud Anda {suggestion}?").format(suggestion=ctx.answers[EMAIL_SUGGESTION])
+
+
+def email_check_options(ctx: Context) -> list[Option]:
+    """Offer the suggested address, or keeping what was typed."""
+    return [
+        Option("yes", _("Ya, {email}").format(email=ctx.answers.get(EMAIL_SUGGESTION, "")),
+               YES_NO[0].aliases),
+        Option("no", _("Tidak, tetap {email}").format(email=ctx.answers.get("email", "")),
+               YES_NO[1].aliases),
+    ]  # fmt: skip
+
+
+def after_email_check(ctx: Context, value: Any) -> Transition | None:
+    """Take the suggestion, or keep the address as typed if the applicant insists."""
+    suggestion = ctx.answers.pop(EMAIL_SUGGESTION, None)
+    if value == "yes" and suggestion:
+        ctx.answers["email"] = suggestion
+    return None
+
+
 def supporting_applies(a: Answers) -> bool:
     """Adults applying for a first passport choose one supporting document."""
     return a.get("category") == "adult" and a.get("had_passport") == "no"
@@ -361,10 +398,21 @@ def after_summary(ctx: Context, value: Any) -> Transition | None:
     return submit(ctx)
 
 
+DOCUMENT_STEPS = {f"doc_{requirement.key}": requirement for requirement in REQUIREMENTS}
+
+
+def edit_label(step: Step, answers: Answers) -> str:
+    """Name an answer in the "ubah data" list; a document photo names its document."""
+    requirement = DOCUMENT_STEPS.get(step.key)
+    if requirement is not None:
+        return _("Foto {document}").format(document=document_label(requirement, answers))
+    return _(step.label or step.key)
+
+
 def edit_options(ctx: Context) -> list[Option]:
     """Offer every answered, labelled step for editing, plus a way back to the summary."""
     options = [
-        Option(step.key, step.label)
+        Option(step.key, edit_label(step, ctx.answers))
         for step in FLOW.applicable(ctx.answers)
         if step.label and step.key in ctx.answers
     ]
@@ -623,6 +671,15 @@ FLOW = Flow(
             parse=read_text(parse_email),
             skippable=True,
             label=N_("Email"),
+            after=after_email,
+        ),
+        Step(
+            key="email_check",
+            prompt=email_check_prompt,
+            options=email_check_options,
+            when=lambda a: EMAIL_SUGGESTION in a,
+            after=after_email_check,
+            store=False,
         ),
         Step(
             key="address",
@@ -672,7 +729,7 @@ FLOW = Flow(
             ),
             options=tuple(Option(value, label) for value, label in SUPPORTING_LABELS.items()),
             when=supporting_applies,
-            label=N_("Dokumen pendukung"),
+            label=N_("Jenis dokumen pendukung"),
         ),
         *(document_step(requirement) for requirement in REQUIREMENTS),
         Step(
