@@ -268,3 +268,44 @@ def test_email_corrected_from_the_summary_returns_to_the_summary(chat: Chat) -> 
     reply = chat.tap("Ya, budi@gmail.com")
     assert chat.step() == "summary"
     assert "budi@gmail.com" in reply.text
+
+
+# ---- wording follows what the channel can do (item 21) -------------------------------------
+
+TELEGRAM_ONLY = ("bagikan kontak", "sebagai foto")
+
+
+def everything_said(chat: Chat) -> str:
+    """Every message of the conversation so far, in lower case."""
+    return "\n".join(reply.text for _said, reply in chat.log).casefold()
+
+
+def test_web_chat_never_offers_what_only_telegram_has(loket: Loket) -> None:
+    web = Chat(loket, "browser", channel="web")
+    fill_until(web, "summary")
+    web.say("/jadwal")  # not registered yet: no office question, but the words still count
+    said = everything_said(web)
+    for words in TELEGRAM_ONLY:
+        assert words not in said
+    assert "ketik nomor hp yang aktif, contoh: 0812 3456 7890." in said
+    assert 'dengan tombol "kirim foto / file"' in said
+
+
+def test_telegram_still_offers_its_own_buttons(loket: Loket) -> None:
+    telegram = Chat(loket, "42", channel="telegram")
+    fill_until(telegram, "summary")
+    said = everything_said(telegram)
+    for words in TELEGRAM_ONLY:
+        assert words in said
+
+
+def test_agent_is_not_offered_to_share_a_location(loket: Loket) -> None:
+    caller = Chat(loket, "+6281255550101", channel="agent")
+    register(caller)
+    reply = caller.log[-1][1]
+    assert caller.step() == "office_query"
+    assert "bagikan lokasi" not in reply.question.text.casefold()
+    assert reply.question.offers_location is False
+    web = Chat(loket, "browser", channel="web")
+    register(web, {"nik": make_nik(date(1990, 8, 17), serial=2)})
+    assert web.log[-1][1].question.offers_location is True

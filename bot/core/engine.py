@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.core.capabilities import capabilities
 from bot.core.flow import (
     Command,
     Context,
@@ -246,7 +247,8 @@ class Engine:
         expects = step.expects
         if expects is Expect.TEXT and step.options:
             expects = Expect.CHOICE
-        return Outbound(text, tuple(choices), expects, offers_location=step.offers_location)
+        offers_location = step.offers_location and capabilities(ctx.channel).share_location
+        return Outbound(text, tuple(choices), expects, offers_location=offers_location)
 
     # ---- keywords and commands ---------------------------------------------------------
 

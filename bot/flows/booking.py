@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.billing import group_code
+from bot.core.capabilities import capabilities
 from bot.core.flow import (
     Context,
     Flow,
@@ -134,7 +135,9 @@ def find_offices(ctx: Context, event: Inbound) -> list[dict[str, Any]]:
             for o in ranked[:NEAREST]
         ]
     if event.kind is not EventKind.TEXT:
-        raise Invalid(_("Ketik nama kota, atau bagikan lokasi Anda."))
+        if capabilities(ctx.channel).share_location:
+            raise Invalid(_("Ketik nama kota, atau bagikan lokasi Anda."))
+        raise Invalid(_("Ketik nama kota, contoh: Bandung."))
     typed = event.text.strip().casefold()
     typed = typed.removeprefix("kota ").removeprefix("kabupaten ").removeprefix("kab. ")
     if len(typed) < 3:
@@ -659,12 +662,21 @@ def booking_after_registration(application: Application) -> StartFlow:
     return StartFlow(NAME, seed=(("application", str(application.id)),))
 
 
+def office_query_prompt(ctx: Context) -> str:
+    """Ask for a city; where a location can be shared, offer the nearest offices too."""
+    if capabilities(ctx.channel).share_location:
+        return _(
+            "Di kota mana Anda ingin datang ke kantor imigrasi? Ketik nama kota (contoh: "
+            "Bandung), atau bagikan lokasi Anda untuk melihat kantor terdekat."
+        )
+    return _(
+        "Di kota mana Anda ingin datang ke kantor imigrasi? Ketik nama kota (contoh: Bandung)."
+    )
+
+
 OFFICE_QUERY = Step(
     key="office_query",
-    prompt=N_(
-        "Di kota mana Anda ingin datang ke kantor imigrasi? Ketik nama kota (contoh: Bandung), "
-        "atau bagikan lokasi Anda untuk melihat kantor terdekat."
-    ),
+    prompt=office_query_prompt,
     expects=Expect.TEXT,
     parse=find_offices,
     offers_location=True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from bot.core.capabilities import Upload, capabilities
 from bot.core.flow import (
     Answers,
     Context,
@@ -218,10 +219,19 @@ def check_nik(ctx: Context, value: Any) -> None:
         )
 
 
+def phone_prompt(ctx: Context) -> str:
+    """Ask for the phone number; only channels that can share a contact offer to."""
+    if capabilities(ctx.channel).share_contact:
+        return _("Ketik nomor HP yang aktif (contoh: 0812 3456 7890), atau bagikan kontak Anda.")
+    return _("Ketik nomor HP yang aktif, contoh: 0812 3456 7890.")
+
+
 def read_phone(_ctx: Context, event: Inbound) -> str:
     """Accept a shared contact or a typed number."""
     if event.kind not in (EventKind.TEXT, EventKind.CONTACT):
-        raise Invalid(_("Ketik nomor HP Anda, atau bagikan kontak Anda."))
+        if capabilities(_ctx.channel).share_contact:
+            raise Invalid(_("Ketik nomor HP Anda, atau bagikan kontak Anda."))
+        raise Invalid(_("Ketik nomor HP Anda, contoh: 0812 3456 7890."))
     return parse_phone(event.text)
 
 
@@ -291,6 +301,18 @@ def supporting_applies(a: Answers) -> bool:
     return a.get("category") == "adult" and a.get("had_passport") == "no"
 
 
+def how_to_send(channel: str) -> str:
+    """Say how to send a document photo with what this channel has."""
+    upload = capabilities(channel).upload
+    if upload is Upload.TELEGRAM:
+        return _("Kirim sebagai foto (atau sebagai file untuk PDF).")
+    if upload is Upload.BUTTON:
+        return _('Unggah fotonya (JPEG/PNG) atau PDF dengan tombol "Kirim foto / file".')
+    if upload is Upload.COMMAND:
+        return _("Kirim fotonya dengan /foto PATH, contoh: /foto ~/ktp.jpg")
+    return _("Kirim fotonya (JPEG/PNG) atau PDF.")
+
+
 def document_prompt(requirement: Requirement) -> Any:
     """Ask for one document photo, saying where it stands in the checklist."""
 
@@ -300,7 +322,7 @@ def document_prompt(requirement: Requirement) -> Any:
         text = _("Dokumen {n} dari {total}: {document}").format(
             n=position, total=len(checklist), document=document_label(requirement, ctx.answers)
         )
-        return text + "\n" + _(requirement.hint) + "\n" + _("Kirim sebagai foto.")
+        return text + "\n" + _(requirement.hint) + "\n" + how_to_send(ctx.channel)
 
     return prompt
 
@@ -658,9 +680,7 @@ FLOW = Flow(
         ),
         Step(
             key="phone",
-            prompt=N_(
-                "Ketik nomor HP yang aktif (contoh: 0812 3456 7890), atau bagikan kontak Anda."
-            ),
+            prompt=phone_prompt,
             expects=Expect.CONTACT,
             parse=read_phone,
             label=N_("Nomor HP"),
