@@ -8,7 +8,8 @@ from datetime import UTC, date, datetime, time
 import pytest
 from sqlalchemy import select, update
 
-from bot.core.messages import excerpt
+from bot.channels.telegram import keyboard
+from bot.core.messages import Choice, Outbound, excerpt, merge
 from bot.service import Loket
 from storage.booking import open_days
 from storage.models import Office, Slot, SlotKind
@@ -309,3 +310,27 @@ def test_agent_is_not_offered_to_share_a_location(loket: Loket) -> None:
     web = Chat(loket, "browser", channel="web")
     register(web, {"nik": make_nik(date(1990, 8, 17), serial=2)})
     assert web.log[-1][1].question.offers_location is True
+
+
+# ---- the billing code copies in one tap (item 19) ------------------------------------------
+
+
+def test_billing_message_carries_its_code_to_copy(chat: Chat) -> None:
+    register(chat)
+    reply = book(chat)
+    code = billing_code(reply)
+    (held,) = [message for message in reply.messages if "Kode billing" in message.text]
+    assert held.copy == code
+    merged = merge(reply.messages)
+    assert len(merged) == 1 and merged[0].copy == code and merged[0].choices
+    assert Outbound.from_payload(merged[0].to_payload()).copy == code
+
+
+def test_telegram_offers_a_copy_button_above_the_menu() -> None:
+    message = Outbound(
+        "Kode billing: 8201 1234 5678 901", (Choice("/status", "Status permohonan"),),
+        copy="820112345678901",
+    )  # fmt: skip
+    rows = keyboard(message).to_dict()["inline_keyboard"]
+    assert rows[0] == [{"text": "Salin kode billing", "copy_text": {"text": "820112345678901"}}]
+    assert rows[1] == [{"text": "Status permohonan", "callback_data": "/status"}]

@@ -29,7 +29,7 @@ from bot.core.flow import (
     Step,
     Transition,
 )
-from bot.core.messages import EventKind, Expect, Inbound, excerpt
+from bot.core.messages import EventKind, Expect, Inbound, Outbound, excerpt
 from bot.i18n import N_, _, current_locale, format_date, format_money
 from bot.timezones import format_moment, format_window, local
 from bot.validators import age_on, parse_coming_date
@@ -588,17 +588,12 @@ def after_slot(ctx: Context, value: Any) -> Transition | None:
         billing = issue_billing(
             ctx.session, booking, application.fee_amount, ctx.billing.new_code, ctx.now
         )
-        ctx.say(
-            billing_message(
-                ctx,
-                application,
-                office,
-                booking.slot,
-                billing.code,
-                billing.amount,
-                billing.expires_at,
-            )
-        )
+        text = billing_message(
+            ctx, application, office, booking.slot, billing.code, billing.amount,
+            billing.expires_at,
+        )  # fmt: skip
+        # The code is what the applicant needs next: one tap copies it where the channel can.
+        ctx.notes.append(Outbound(text, copy=billing.code))
         return StartFlow("menu")
     if result_refusal is HoldRefusal.SOLD_OUT:
         if not known_sold_out:
