@@ -227,8 +227,8 @@ def test_edit_list_has_no_duplicate_labels(chat: Chat) -> None:
     assert chat.step() == "edit_field"
     assert len(reply.labels) == len(set(reply.labels)), reply.labels
     assert "Jenis dokumen pendukung" in reply.labels
-    assert "Foto Akta kelahiran" in reply.labels
-    reply = chat.tap("Foto Akta kelahiran")
+    assert "Akta kelahiran" in reply.labels
+    reply = chat.tap("Akta kelahiran")
     assert chat.step() == "doc_supporting"
 
 

@@ -427,7 +427,7 @@ def edit_label(step: Step, answers: Answers) -> str:
     """Name an answer in the "ubah data" list; a document photo names its document."""
     requirement = DOCUMENT_STEPS.get(step.key)
     if requirement is not None:
-        return _("Foto {document}").format(document=document_label(requirement, answers))
+        return document_label(requirement, answers)
     return _(step.label or step.key)
 
 
