@@ -47,5 +47,9 @@ def is_valid_code(text: str) -> bool:
 
 
 def group_code(code: str) -> str:
-    """Show a code in groups that are easy to read aloud: 8201 1234 5678 901."""
+    """Show a code in groups that are easy to read aloud: 8201 1234 5678 901.
+
+    The one grouping everywhere (chat, web chat, agent and office consoles), so what an agent
+    reads out looks like what the applicant sees.
+    """
     return " ".join(code[i : i + 4] for i in range(0, len(code), 4))

@@ -248,9 +248,10 @@ def _clean_photo(data: bytes, content_type: str, rules: ImageRules, document: st
         raise Invalid(_("Foto terlalu gelap. Ambil ulang di tempat yang terang, tanpa bayangan."))
     if blur_score(gray) < rules.blur_threshold:
         raise Invalid(
-            _("Foto buram, pastikan seluruh {document} terlihat dan tidak silau.").format(
-                document=document
-            )
+            _(
+                "Foto buram. Pegang ponsel dengan stabil, pastikan {document} terlihat "
+                "seluruhnya dan tajam, lalu foto ulang."
+            ).format(document=document)
         )
     return _encode(image, rules)
 

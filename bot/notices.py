@@ -61,12 +61,20 @@ def confirmation(booking: Booking) -> Outbound:
             "",
             _(
                 "Tunjukkan kode QR ini (atau kode booking) saat check-in, dan datang 15 menit "
-                "sebelum jam mulai. Jadwal dapat diubah satu kali, paling lambat sehari "
-                "sebelumnya, dengan /ubahjadwal."
-            ),
+                "sebelum jam mulai."
+            )
+            + " "
+            + change_rule(booking),
         ]
     )
     return Outbound(text, qr=booking.code)
+
+
+def change_rule(booking: Booking) -> str:
+    """Say whether the one allowed change of date is still available."""
+    if booking.reschedules >= 1:
+        return _("Jadwal ini sudah pernah diubah satu kali, jadi tidak dapat diubah lagi.")
+    return _("Jadwal dapat diubah satu kali, paling lambat sehari sebelumnya, dengan /ubahjadwal.")
 
 
 def payment_notice(booking: Booking, outcome: PaymentOutcome) -> Outbound:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 from bot.i18n import _, format_date
 
 ZONE_LABELS = {"Asia/Jakarta": "WIB", "Asia/Makassar": "WITA", "Asia/Jayapura": "WIT"}
+# Dates with no office to go by (fee table in force, an applicant's age) are Jakarta dates;
+# "not in the future" is judged where the day starts first, so no birth today is refused.
+HOME_ZONE = "Asia/Jakarta"
+EASTERNMOST = "Asia/Jayapura"
+
+
+def local_date(moment: datetime, timezone: str = HOME_ZONE) -> date:
+    """Return the calendar date of a moment in an Indonesian zone (never the UTC date)."""
+    return moment.astimezone(ZoneInfo(timezone)).date()
 
 
 def zone_label(timezone: str) -> str:

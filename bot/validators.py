@@ -6,6 +6,7 @@ reason comes out in the user's language.
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from stdnum import numdb
 from stdnum.id import nik as stdnum_nik
 
 from bot.core.flow import Invalid
+from bot.core.messages import excerpt
 from bot.i18n import _, format_date
 
 # ---- NIK ---------------------------------------------------------------------------------
@@ -253,7 +255,7 @@ def parse_date(text: str, today: date) -> date:
         month_name = match.group(2)
         if month_name not in MONTHS:
             raise Invalid(
-                _('Nama bulan "{month}" tidak dikenal.').format(month=match.group(2))
+                _('Nama bulan "{month}" tidak dikenal.').format(month=excerpt(match.group(2)))
                 + " "
                 + example
             )
@@ -278,6 +280,54 @@ def parse_date(text: str, today: date) -> date:
     if today.year - value.year > 120:
         raise Invalid(_("Tahun lahir {year} terlalu jauh. Periksa kembali.").format(year=year))
     return value
+
+
+_WEEKDAYS = (
+    "senin", "selasa", "rabu", "kamis", "jumat", "jum'at", "sabtu", "minggu", "ahad",
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
+    "sen", "sel", "rab", "kam", "jum", "sab", "min", "mon", "tue", "wed", "thu", "fri", "sat",
+    "sun",
+)  # fmt: skip
+_DAY_MONTH = re.compile(r"^(\d{1,2})\s*[-/.]\s*(\d{1,2})(?:\s*[-/.]\s*(\d{4}))?$")
+_DAY_MONTH_WORD = re.compile(r"^(\d{1,2})\s*[- ]?\s*([a-z]+)\.?(?:\s*[- ]\s*(\d{4}))?$")
+RECENT_DAYS = 31  # a typed "20 November" shortly after the 20th means this year's, not next
+
+
+def parse_coming_date(text: str, today: date) -> date | None:
+    """Read a date someone wants to come on: "13 Desember", "Sabtu, 13 Des", "13/12",
+    "13-12-2026", "2026-12-13". Without a year it is the next such date (or one that
+    just passed); None when the text does not look like a date at all."""
+    typed = _squash(text[:80]).casefold().replace(",", " ")
+    words = typed.split()
+    if words and words[0].rstrip(".") in _WEEKDAYS:
+        words = words[1:]
+    typed = " ".join(words)
+    year: int | None
+    if match := _ISO_DATE.match(typed):
+        year, month, day = (int(part) for part in match.groups())
+    elif match := _DAY_MONTH.match(typed):
+        day, month = int(match.group(1)), int(match.group(2))
+        year = int(match.group(3)) if match.group(3) else None
+    elif match := _DAY_MONTH_WORD.match(typed):
+        if match.group(2) not in MONTHS:
+            return None
+        day, month = int(match.group(1)), MONTHS[match.group(2)]
+        year = int(match.group(3)) if match.group(3) else None
+    else:
+        return None
+    if not 1 <= month <= 12:
+        raise Invalid(_("Bulan harus 1 sampai 12. Contoh: 13 Desember atau 13/12."))
+    candidates = [year] if year is not None else [today.year, today.year + 1]
+    for candidate in candidates:
+        try:
+            value = date(candidate, month, day)
+        except ValueError:
+            continue
+        if year is not None or (today - value).days <= RECENT_DAYS:
+            return value
+    raise Invalid(
+        _("Tanggal {day} tidak ada pada bulan itu. Contoh: 13 Desember atau 13/12.").format(day=day)
+    )
 
 
 def age_on(birth_date: date, today: date) -> int:
@@ -305,7 +355,7 @@ def parse_phone(text: str) -> str:
         raise Invalid(
             _(
                 "Nomor {number} tidak valid: periksa jumlah digitnya. Contoh: 0812 3456 7890."
-            ).format(number=typed)
+            ).format(number=excerpt(typed))
         )
     kind = phonenumbers.number_type(number)
     if kind not in (
@@ -330,6 +380,26 @@ def parse_email(text: str) -> str:
             _('Alamat email tidak valid. Contoh: nama@gmail.com. Ketik "lewati" bila tidak ada.')
         ) from None
     return str(result.normalized)
+
+
+# Providers most applicants use; a domain one or two keystrokes away from one of them is
+# probably a typo ("gmail.con", "gmial.com", "yahoo.co.od"). Real domains close to them are
+# listed too, so they are never "corrected".
+EMAIL_DOMAINS = (
+    "gmail.com", "yahoo.com", "yahoo.co.id", "ymail.com", "hotmail.com", "outlook.com",
+    "outlook.co.id", "live.com", "icloud.com", "rocketmail.com", "mail.com", "email.com",
+    "gmx.com", "aol.com", "googlemail.com", "me.com", "msn.com",
+)  # fmt: skip
+
+
+def suggest_email(address: str) -> str | None:
+    """Return the address with a common provider's domain when its domain looks mistyped."""
+    local, _at, domain = address.rpartition("@")
+    domain = domain.casefold()
+    if not local or domain in EMAIL_DOMAINS:
+        return None
+    close = difflib.get_close_matches(domain, EMAIL_DOMAINS, n=1, cutoff=0.8)
+    return f"{local}@{close[0]}" if close else None
 
 
 # ---- passport ------------------------------------------------------------------------------

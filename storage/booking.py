@@ -518,10 +518,11 @@ def open_days(
     kinds: Sequence[str],
     now: datetime,
     today: date,
-    limit: int = 7,
+    limit: int | None = None,
     local_time: time = time(0, 0),
 ) -> list[DayFree]:
-    """Return the next days with released, free seats of these kinds, with counts.
+    """Return the days with released, free seats of these kinds, with counts (all of them up
+    to the calendar's end unless `limit` is given).
 
     Windows of today that already started (office time `local_time`) are not offered.
     """
@@ -542,6 +543,18 @@ def open_days(
         .limit(limit)
     ).all()
     return [DayFree(day, int(seats), bool(weekend)) for day, seats, weekend in rows]
+
+
+def slots_of_day(session: Session, office_id: int, day: date) -> list[Slot]:
+    """Return every slot of an office on one day, whatever its kind or state (to explain why
+    a typed date cannot be booked)."""
+    return list(
+        session.execute(
+            select(Slot)
+            .where(Slot.office_id == office_id, Slot.day == day)
+            .order_by(Slot.start_time, Slot.kind)
+        ).scalars()
+    )
 
 
 def next_release(

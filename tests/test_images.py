@@ -241,7 +241,8 @@ def test_too_dark_photo_is_refused() -> None:
 def test_blurry_photo_is_refused() -> None:
     blurred = document_page().filter(ImageFilter.GaussianBlur(6))
     assert refusal(encode(blurred)) == (
-        "Foto buram, pastikan seluruh dokumen terlihat dan tidak silau."
+        "Foto buram. Pegang ponsel dengan stabil, pastikan dokumen terlihat seluruhnya dan "
+        "tajam, lalu foto ulang."
     )
 
 
@@ -252,7 +253,10 @@ def test_empty_frame_is_refused_as_blurry() -> None:
     )
     with use_locale("id"), pytest.raises(Invalid) as refused:
         clean_document(encode(blank), RULES, "e-KTP")
-    assert refused.value.reason == "Foto buram, pastikan seluruh e-KTP terlihat dan tidak silau."
+    assert refused.value.reason == (
+        "Foto buram. Pegang ponsel dengan stabil, pastikan e-KTP terlihat seluruhnya dan tajam, "
+        "lalu foto ulang."
+    )
 
 
 @pytest.mark.parametrize(

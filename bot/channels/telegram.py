@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from telegram import (
     Bot,
     BotCommand,
+    CopyTextButton,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     KeyboardButton,
@@ -192,12 +193,17 @@ class Pacer:
 
 def keyboard(message: Outbound) -> Any:
     """Choose the keyboard for a message: inline buttons, or a share-contact/location button."""
-    if message.choices:
-        rows = [
+    rows = []
+    if message.copy:
+        # One tap copies the billing code's digits (Bot API copy_text), whatever the grouping.
+        copy = CopyTextButton(message.copy)
+        rows.append([InlineKeyboardButton(_("Salin kode billing"), copy_text=copy)])
+    if message.choices or rows:
+        rows.extend(
             [InlineKeyboardButton(choice.label, callback_data=choice.value)]
             for choice in message.choices
             if len(choice.value.encode()) <= CALLBACK_LIMIT
-        ]
+        )
         return InlineKeyboardMarkup(rows)
     if message.expects is Expect.CONTACT:
         button = KeyboardButton(_("Bagikan nomor HP saya"), request_contact=True)

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import TextIO
 
-from bot.core.messages import Expect, Inbound, Outbound
+from bot.core.messages import Expect, Inbound, Outbound, excerpt
 from bot.i18n import _, use_locale
 from bot.logsafe import log_failure
 from bot.qr import qr_png
@@ -45,7 +45,11 @@ class TerminalChat:
             except OSError:
                 with use_locale(self.language or "id"):
                     self.print_messages(
-                        [Outbound(_("File tidak dapat dibaca: {path}").format(path=path))]
+                        [
+                            Outbound(
+                                _("File tidak dapat dibaca: {path}").format(path=excerpt(str(path)))
+                            )
+                        ]
                     )
                 return None
             return Inbound.file(data, filename=path.name, language_code=self.language)

@@ -20,6 +20,7 @@ from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response
 
+from bot.billing import group_code
 from bot.crypto_store import load_or_create_key
 from bot.i18n import SUPPORTED_LOCALES, _, format_date, format_money, reset_locale, set_locale
 from bot.service import Loket
@@ -87,6 +88,7 @@ def install(app: Flask, settings: Settings) -> None:
         format_money=format_money,
         format_moment=format_moment,
         format_window=format_window,
+        group_code=group_code,
         current_staff=current_staff,
         status_label=labels.status_label,
         booking_label=labels.booking_label,

@@ -11,12 +11,23 @@ import base64
 import secrets
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, render_template, request, session
+from flask import (
+    Blueprint,
+    Response,
+    g,
+    jsonify,
+    make_response,
+    render_template,
+    request,
+    session,
+)
 
-from bot.consoles import loket
+from bot.consoles import LANGUAGE_COOKIE, loket
+from bot.core.engine import ConversationState
 from bot.core.messages import Inbound, Outbound
-from bot.i18n import _
+from bot.i18n import SUPPORTED_LOCALES, _, reset_locale, set_locale
 from bot.qr import qr_png
+from storage.conversations import chat_locale, lock_conversation
 
 CHANNEL = "web"
 blueprint = Blueprint("webchat", __name__)
@@ -38,6 +49,9 @@ def render_message(message: Outbound) -> dict[str, Any]:
             else None
         ),
         "offers_location": message.offers_location,
+        "copy": message.copy,
+        "copy_label": _("Salin kode billing") if message.copy else None,
+        "copied_label": _("Tersalin") if message.copy else None,
     }
 
 
@@ -90,17 +104,74 @@ def web_user() -> str:
     return str(session["web_user"])
 
 
+def conversation_language(user_ref: str) -> str | None:
+    """The language this browser's conversation was set to (/bahasa or the page's switch)."""
+    with loket().sessions() as db:
+        return chat_locale(db, CHANNEL, user_ref)
+
+
+def set_conversation_language(user_ref: str, locale: str) -> None:
+    """Make the page's language the conversation's too (one language per person)."""
+    with loket().sessions() as db, db.begin():
+        conversation, _now = lock_conversation(db, CHANNEL, user_ref)
+        state = ConversationState.from_dict(conversation.state)
+        state.locale = locale
+        conversation.state = state.to_dict()
+        conversation.locale = locale
+
+
+def follow_language(response: Response, locale: str) -> None:
+    """Remember the conversation's language as the page's (the switch's cookie)."""
+    response.set_cookie(
+        LANGUAGE_COOKIE,
+        locale,
+        max_age=365 * 24 * 3600,
+        secure=loket().settings.secure_cookies,
+        httponly=True,
+        samesite="Lax",
+    )
+
+
+def use_page_language(locale: str) -> None:
+    """Render the rest of this request in `locale`."""
+    token = g.pop("locale_token", None)
+    if token is not None:
+        reset_locale(token)
+    g.locale = locale
+    g.locale_token = set_locale(locale)
+
+
 @blueprint.get("/")
-def page() -> str:
-    """The chat page."""
-    web_user()
-    return render_template("chat.html")
+def page() -> Response:
+    """The chat page, in the conversation's language: the switch sets it, and a language
+    chosen in the chat (/bahasa) is the page's on the next load."""
+    user = web_user()
+    switched = request.args.get("lang")
+    chosen = None
+    if switched in SUPPORTED_LOCALES:
+        set_conversation_language(user, switched)
+    else:
+        chosen = conversation_language(user)
+        if chosen in SUPPORTED_LOCALES and chosen != g.locale:
+            use_page_language(chosen)
+    response = make_response(render_template("chat.html"))
+    if chosen is not None and chosen in SUPPORTED_LOCALES:
+        follow_language(response, chosen)
+    return response
 
 
 @blueprint.post("/chat/send")
 def send() -> tuple[Response, int]:
-    """One turn of this browser's conversation."""
-    return chat_turn(CHANNEL, web_user())
+    """One turn of this browser's conversation; when the chat changed language (/bahasa),
+    the answer says so and the page follows."""
+    user = web_user()
+    response, status = chat_turn(CHANNEL, user)
+    chosen = conversation_language(user)
+    if chosen in SUPPORTED_LOCALES and chosen != g.locale and status == 200:
+        body = response.get_json()
+        response = jsonify(messages=body["messages"], locale=chosen)
+        follow_language(response, chosen)
+    return response, status
 
 
 @blueprint.post("/chat/poll")

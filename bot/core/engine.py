@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.core.capabilities import capabilities
 from bot.core.flow import (
     Command,
     Context,
@@ -28,6 +29,7 @@ from bot.core.flow import (
 )
 from bot.core.messages import Choice, EventKind, Expect, Inbound, Outbound
 from bot.i18n import N_, SUPPORTED_LOCALES, _, format_date, resolve_locale, use_locale
+from bot.timezones import local_date
 
 GOTO_PREFIX = "goto:"
 SKIP_VALUE = "skip"
@@ -192,7 +194,7 @@ class Engine:
             state.pending, state.pending_flow = "resume", state.flow
             ctx.say(
                 _("Selamat datang kembali. Terakhir Anda mengisi pada {date}.").format(
-                    date=format_date(last_activity.date())
+                    date=format_date(local_date(last_activity))
                 )
             )
             return [*ctx.notes, self.ask(state, ctx)]
@@ -245,7 +247,8 @@ class Engine:
         expects = step.expects
         if expects is Expect.TEXT and step.options:
             expects = Expect.CHOICE
-        return Outbound(text, tuple(choices), expects, offers_location=step.offers_location)
+        offers_location = step.offers_location and capabilities(ctx.channel).share_location
+        return Outbound(text, tuple(choices), expects, offers_location=offers_location)
 
     # ---- keywords and commands ---------------------------------------------------------
 

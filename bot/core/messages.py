@@ -34,6 +34,7 @@ class Outbound:
     expects: Expect = Expect.NONE
     qr: str | None = None  # content for a QR image the channel renders under the text
     offers_location: bool = False  # a shared location is a welcome answer (nearest office)
+    copy: str | None = None  # a code in the text worth copying in one tap (the billing code)
 
     def to_json(self) -> dict[str, Any]:
         """Render in the shape shared by the terminal's --jsonl mode and the chat API."""
@@ -51,6 +52,7 @@ class Outbound:
             "expects": self.expects.value,
             "qr": self.qr,
             "offers_location": self.offers_location,
+            "copy": self.copy,
         }
 
     @classmethod
@@ -62,6 +64,7 @@ class Outbound:
             expects=Expect(data.get("expects", Expect.NONE.value)),
             qr=data.get("qr"),
             offers_location=bool(data.get("offers_location", False)),
+            copy=data.get("copy"),
         )
 
 
@@ -138,13 +141,31 @@ class Inbound:
         return cls(EventKind.OPEN, language_code=language_code)
 
 
+EXCERPT_CHARS = 40
+
+
+def excerpt(typed: str, limit: int = EXCERPT_CHARS) -> str:
+    """Quote what a user typed back to them, at most `limit` characters and on one line.
+
+    A refusal may show what it refused ("kota 'Bandnug'"), but never the whole input: a
+    pasted page (or 5 MB from a script) must not come back as a 5 MB reply.
+    """
+    flat = " ".join(typed[: limit * 4].split())
+    if len(flat) <= limit and len(typed) <= limit * 4:
+        return flat
+    return flat[:limit].rstrip() + "…"
+
+
 def merge(messages: list[Outbound]) -> list[Outbound]:
     """Join one turn's replies into one message for push channels (notes, then the question).
 
-    The question's buttons and expectation stay; a QR code rides on the merged message (the
-    channel sends it as a photo after the text). Two QR codes in one turn stay separate.
+    The question's buttons and expectation stay; a QR code and a code to copy ride on the
+    merged message (the channel sends the QR as a photo after the text). Two QR codes, or two
+    codes to copy, in one turn stay separate.
     """
     if len(messages) < 2 or sum(1 for m in messages if m.qr) > 1:
+        return messages
+    if sum(1 for m in messages if m.copy) > 1:
         return messages
     last = messages[-1]
     return [
@@ -154,5 +175,6 @@ def merge(messages: list[Outbound]) -> list[Outbound]:
             last.expects,
             qr=next((m.qr for m in messages if m.qr), None),
             offers_location=last.offers_location,
+            copy=next((m.copy for m in messages if m.copy), None),
         )
     ]

@@ -10,13 +10,14 @@ from __future__ import annotations
 import difflib
 import json
 import math
-from collections.abc import Sequence
-from datetime import date, datetime
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
 from bot.billing import group_code
+from bot.core.capabilities import capabilities
 from bot.core.flow import (
     Context,
     Flow,
@@ -28,22 +29,24 @@ from bot.core.flow import (
     Step,
     Transition,
 )
-from bot.core.messages import EventKind, Expect, Inbound
+from bot.core.messages import EventKind, Expect, Inbound, Outbound, excerpt
 from bot.i18n import N_, _, current_locale, format_date, format_money
 from bot.timezones import format_moment, format_window, local
-from bot.validators import age_on
+from bot.validators import age_on, parse_coming_date
 from storage.applications import applications_for_account
 from storage.booking import (
     DayFree,
     HoldRefusal,
+    aware,
     hold_seat,
     issue_billing,
     next_release,
     open_days,
     simpatik_allowed,
+    slots_of_day,
     slots_on,
 )
-from storage.calendars import office_today
+from storage.calendars import holiday_name, office_today
 from storage.models import Application, ApplicationStatus, Office, Slot, SlotKind
 from storage.subscriptions import subscribe, subscriptions_for
 
@@ -132,7 +135,9 @@ def find_offices(ctx: Context, event: Inbound) -> list[dict[str, Any]]:
             for o in ranked[:NEAREST]
         ]
     if event.kind is not EventKind.TEXT:
-        raise Invalid(_("Ketik nama kota, atau bagikan lokasi Anda."))
+        if capabilities(ctx.channel).share_location:
+            raise Invalid(_("Ketik nama kota, atau bagikan lokasi Anda."))
+        raise Invalid(_("Ketik nama kota, contoh: Bandung."))
     typed = event.text.strip().casefold()
     typed = typed.removeprefix("kota ").removeprefix("kabupaten ").removeprefix("kab. ")
     if len(typed) < 3:
@@ -146,7 +151,7 @@ def find_offices(ctx: Context, event: Inbound) -> list[dict[str, Any]]:
         raise Invalid(
             _(
                 'Belum ada kantor imigrasi Loket di "{typed}". Kantor yang tersedia: {cities}.'
-            ).format(typed=event.text.strip(), cities=", ".join(o.city for o in offices))
+            ).format(typed=excerpt(event.text.strip()), cities=", ".join(o.city for o in offices))
         )
     return [{"id": o.id, "km": None} for o in found]
 
@@ -244,20 +249,146 @@ def forget_full_day(ctx: Context, day: str) -> None:
         ctx.memo[key] = remaining
 
 
-def day_options(ctx: Context) -> list[Option]:
-    """Offer the next dates with free seats, with counts, then a way out."""
-    options = []
-    for free in available_days(ctx):
-        if free.simpatik:
-            label = _("{date}: Paspor Simpatik ({free} kursi)")
-        else:
-            label = _("{date} ({free} kursi)")
+PAGE_SIZE = 7  # dates per page of buttons; "Tanggal lain" shows the next ones
+NEXT_DAYS = "days:next"
+PREVIOUS_DAYS = "days:prev"
+DAY_PAGE = "day_page"  # the page of dates shown (kept with the flow's answers)
+DaysOf = Callable[[Context], list[DayFree]]
+
+
+def day_label(free: DayFree) -> str:
+    """Describe a date with its free seats; a weekend simpatik session says so."""
+    if free.simpatik:
+        label = _("{date}: Paspor Simpatik ({free} kursi)")
+    else:
+        label = _("{date} ({free} kursi)")
+    return label.format(date=format_date(free.day), free=free.free)
+
+
+def page_of_days(ctx: Context, days: list[DayFree]) -> list[Option]:
+    """Offer one page of dates, with "Tanggal lain" and "Tanggal sebelumnya" as needed."""
+    pages = max(1, math.ceil(len(days) / PAGE_SIZE))
+    page = min(max(int(ctx.answers.get(DAY_PAGE, 0)), 0), pages - 1)
+    options = [
+        Option(free.day.isoformat(), day_label(free))
+        for free in days[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+    ]
+    if page + 1 < pages:
         options.append(
-            Option(free.day.isoformat(), label.format(date=format_date(free.day), free=free.free))
+            Option(NEXT_DAYS, N_("Tanggal lain"), ("lain", "berikutnya", "next", "more"))
         )
+    if page > 0:
+        options.append(Option(PREVIOUS_DAYS, N_("Tanggal sebelumnya"), ("sebelumnya", "prev")))
+    return options
+
+
+def day_options(ctx: Context) -> list[Option]:
+    """Offer a page of dates with free seats, with counts, then a way out."""
+    options = page_of_days(ctx, available_days(ctx))
     options.append(Option("other_office", N_("Pilih kantor lain")))
     options.append(Option("menu", N_("Kembali ke menu")))
     return options
+
+
+def match_typed(options: Sequence[Option], typed: str) -> str | None:
+    """Return the option a typed label or alias names, if any."""
+    wanted = " ".join(typed.split()).casefold().rstrip(".")
+    for option in options:
+        names = {option.value.casefold(), _(option.label).casefold(), option.label.casefold()}
+        if wanted in names or wanted in option.aliases:
+            return option.value
+    return None
+
+
+def day_reader(
+    days: DaysOf, options: Callable[[Context], list[Option]], *, from_tomorrow: bool = False
+) -> Any:
+    """Read a date: a button (of any page), a typed label, or a typed date such as
+    "13 Desember"; a date that cannot be booked is refused with the reason.
+
+    `from_tomorrow`: only later days count (a reschedule never moves to today).
+    """
+
+    def read(ctx: Context, event: Inbound) -> str:
+        offered = options(ctx)
+        listed = {free.day.isoformat() for free in days(ctx)}
+        if event.kind is EventKind.CHOICE:
+            if event.text in listed or any(o.value == event.text for o in offered):
+                return event.text
+            raise Invalid(_("Tombol itu sudah tidak berlaku. Silakan pilih tanggal di bawah ini."))
+        if event.kind is not EventKind.TEXT:
+            raise Invalid(
+                _("Pilih tanggal dari tombol, atau ketik tanggalnya (contoh: 13 Desember).")
+            )
+        chosen = match_typed(offered, event.text)
+        if chosen is not None:
+            return chosen
+        office = chosen_office(ctx)
+        wanted = parse_coming_date(event.text, office_today(office, ctx.now))
+        if wanted is None:
+            raise Invalid(
+                _(
+                    "Mohon pilih salah satu tanggal di bawah ini, atau ketik tanggalnya "
+                    "(contoh: 13 Desember atau 13/12)."
+                )
+            )
+        if wanted.isoformat() in listed:
+            return wanted.isoformat()
+        raise Invalid(why_not_bookable(ctx, wanted, from_tomorrow=from_tomorrow))
+
+    return read
+
+
+def why_not_bookable(ctx: Context, day: date, *, from_tomorrow: bool = False) -> str:
+    """Say exactly why a typed date cannot be booked: past, beyond the calendar, a holiday,
+    no service that day, closed, not released yet (and when it opens), or full."""
+    office = chosen_office(ctx)
+    today = office_today(office, ctx.now)
+    shown = format_date(day)
+    if day < today:
+        return _("Tanggal {date} sudah lewat. Pilih tanggal lain.").format(date=shown)
+    if from_tomorrow and day == today:
+        return _("Jadwal baru paling cepat besok. Pilih tanggal lain.")
+    last = today + timedelta(days=ctx.settings.booking_horizon_days - 1)
+    if day > last:
+        return _("Jadwal hanya dapat dipesan sampai {last}. Tanggal {date} belum tersedia.").format(
+            last=format_date(last), date=shown
+        )
+    holiday = holiday_name(day)
+    if holiday is not None:
+        return _("{date} adalah hari libur nasional ({holiday}); kantor imigrasi tutup.").format(
+            date=shown, holiday=holiday
+        )
+    kinds = seat_kinds(booking_application(ctx), today)
+    slots = slots_of_day(ctx.session, office.id, day)
+    mine = [slot for slot in slots if slot.kind in kinds]
+    if not mine:
+        if any(slot.kind == SlotKind.SIMPATIK for slot in slots):
+            return _(
+                "Sesi {date} adalah paspor simpatik, hanya untuk paspor baru dan penggantian "
+                "karena habis berlaku atau penuh. Pilih tanggal lain."
+            ).format(date=shown)
+        if day.weekday() >= 5:
+            return _(
+                "{office} tidak melayani pada akhir pekan {date}: belum ada sesi paspor "
+                "simpatik pada tanggal itu. Pilih tanggal lain."
+            ).format(office=office.name, date=shown)
+        return _("Tidak ada layanan untuk permohonan ini di {office} pada {date}.").format(
+            office=office.name, date=shown
+        )
+    open_slots = [slot for slot in mine if not slot.closed]
+    if not open_slots:
+        return _("Layanan di {office} pada {date} ditutup. Pilih tanggal lain.").format(
+            office=office.name, date=shown
+        )
+    waiting = [aware(slot.release_at) for slot in open_slots if aware(slot.release_at) > ctx.now]
+    if waiting:
+        return _("Kuota {date} belum dibuka. Kuota dibuka {moment}.").format(
+            date=shown, moment=format_moment(min(waiting), office.timezone)
+        )
+    if day == today:
+        return _("Jam layanan hari ini sudah dimulai atau penuh. Pilih tanggal lain.")
+    return _("Kuota {date} sudah penuh. Pilih tanggal lain.").format(date=shown)
 
 
 def day_prompt(ctx: Context) -> str:
@@ -326,7 +457,13 @@ def after_day(ctx: Context, value: Any) -> Transition | None:
             ).format(office=office.name)
         )
         return Stay()
+    if value in (NEXT_DAYS, PREVIOUS_DAYS):
+        ctx.answers.pop("day", None)
+        step = 1 if value == NEXT_DAYS else -1
+        ctx.answers[DAY_PAGE] = max(0, int(ctx.answers.get(DAY_PAGE, 0)) + step)
+        return Stay()
     if value == "other_office":
+        ctx.answers.pop(DAY_PAGE, None)
         return Jump("office_query")
     if value == "menu":
         return StartFlow("menu")
@@ -451,17 +588,12 @@ def after_slot(ctx: Context, value: Any) -> Transition | None:
         billing = issue_billing(
             ctx.session, booking, application.fee_amount, ctx.billing.new_code, ctx.now
         )
-        ctx.say(
-            billing_message(
-                ctx,
-                application,
-                office,
-                booking.slot,
-                billing.code,
-                billing.amount,
-                billing.expires_at,
-            )
-        )
+        text = billing_message(
+            ctx, application, office, booking.slot, billing.code, billing.amount,
+            billing.expires_at,
+        )  # fmt: skip
+        # The code is what the applicant needs next: one tap copies it where the channel can.
+        ctx.notes.append(Outbound(text, copy=billing.code))
         return StartFlow("menu")
     if result_refusal is HoldRefusal.SOLD_OUT:
         if not known_sold_out:
@@ -525,19 +657,38 @@ def booking_after_registration(application: Application) -> StartFlow:
     return StartFlow(NAME, seed=(("application", str(application.id)),))
 
 
+def office_query_prompt(ctx: Context) -> str:
+    """Ask for a city; where a location can be shared, offer the nearest offices too."""
+    if capabilities(ctx.channel).share_location:
+        return _(
+            "Di kota mana Anda ingin datang ke kantor imigrasi? Ketik nama kota (contoh: "
+            "Bandung), atau bagikan lokasi Anda untuk melihat kantor terdekat."
+        )
+    return _(
+        "Di kota mana Anda ingin datang ke kantor imigrasi? Ketik nama kota (contoh: Bandung)."
+    )
+
+
 OFFICE_QUERY = Step(
     key="office_query",
-    prompt=N_(
-        "Di kota mana Anda ingin datang ke kantor imigrasi? Ketik nama kota (contoh: Bandung), "
-        "atau bagikan lokasi Anda untuk melihat kantor terdekat."
-    ),
+    prompt=office_query_prompt,
     expects=Expect.TEXT,
     parse=find_offices,
     offers_location=True,
     help=N_("Kami menampilkan kantor yang cocok dengan nama kota, atau tiga kantor terdekat."),
 )
 OFFICE = Step(key="office", prompt=N_("Pilih kantor imigrasi:"), options=office_options)
-DAY = Step(key="day", prompt=day_prompt, options=booking_day_options, after=after_day)
+DAY = Step(
+    key="day",
+    prompt=day_prompt,
+    options=booking_day_options,
+    parse=day_reader(available_days, booking_day_options),
+    after=after_day,
+    help=N_(
+        'Pilih tanggal dari tombol; "Tanggal lain" menampilkan tanggal berikutnya. Anda juga '
+        "bisa mengetik tanggalnya, contoh: 13 Desember atau 13/12."
+    ),
+)
 
 FLOW = Flow(
     NAME,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from bot.core.capabilities import Upload, capabilities
 from bot.core.flow import (
     Answers,
     Context,
@@ -33,6 +34,7 @@ from bot.documents import (
 from bot.fees import FeeQuote, quote, schedule_on
 from bot.flows.booking import booking_after_registration
 from bot.i18n import N_, _, format_date, format_money
+from bot.timezones import EASTERNMOST, local_date
 from bot.validators import (
     age_on,
     parse_address,
@@ -42,6 +44,7 @@ from bot.validators import (
     parse_passport_number,
     parse_phone,
     parse_place,
+    suggest_email,
 )
 from storage.applications import (
     DocumentRecord,
@@ -133,7 +136,7 @@ def after_consent(ctx: Context, value: Any) -> Transition | None:
 
 def service_prompt(ctx: Context) -> str:
     """Offer reguler and percepatan with the surcharge from the fee table."""
-    surcharge = schedule_on(ctx.now.date()).surcharge["percepatan"]
+    surcharge = schedule_on(local_date(ctx.now)).surcharge["percepatan"]
     return _(
         "Pilih jenis layanan:\n"
         "• Reguler: paspor selesai sekitar 4 hari kerja.\n"
@@ -156,7 +159,7 @@ def after_had_passport(ctx: Context, value: Any) -> Transition | None:
 
 def kind_prompt(ctx: Context) -> str:
     """List passport kinds with their fees from the table in force today."""
-    fees = schedule_on(ctx.now.date()).passport
+    fees = schedule_on(local_date(ctx.now)).passport
     return _(
         "Pilih jenis paspor:\n"
         "• Paspor biasa (non-elektronik): 5 tahun {b5}, 10 tahun {b10}\n"
@@ -171,12 +174,12 @@ def kind_prompt(ctx: Context) -> str:
 
 def read_birth_date(ctx: Context, event: Inbound) -> str:
     """Parse a birth date and store it as ISO text."""
-    return parse_date(event.text, ctx.now.date()).isoformat()
+    return parse_date(event.text, local_date(ctx.now, EASTERNMOST)).isoformat()
 
 
 def check_birth_date(ctx: Context, value: Any) -> None:
     """The age must fit the category chosen (child under 17, adult from 17)."""
-    age = age_on(date.fromisoformat(value), ctx.now.date())
+    age = age_on(date.fromisoformat(value), local_date(ctx.now))
     if is_child(ctx.answers) and age >= ADULT_AGE:
         raise Invalid(
             _(
@@ -216,10 +219,19 @@ def check_nik(ctx: Context, value: Any) -> None:
         )
 
 
+def phone_prompt(ctx: Context) -> str:
+    """Ask for the phone number; only channels that can share a contact offer to."""
+    if capabilities(ctx.channel).share_contact:
+        return _("Ketik nomor HP yang aktif (contoh: 0812 3456 7890), atau bagikan kontak Anda.")
+    return _("Ketik nomor HP yang aktif, contoh: 0812 3456 7890.")
+
+
 def read_phone(_ctx: Context, event: Inbound) -> str:
     """Accept a shared contact or a typed number."""
     if event.kind not in (EventKind.TEXT, EventKind.CONTACT):
-        raise Invalid(_("Ketik nomor HP Anda, atau bagikan kontak Anda."))
+        if capabilities(_ctx.channel).share_contact:
+            raise Invalid(_("Ketik nomor HP Anda, atau bagikan kontak Anda."))
+        raise Invalid(_("Ketik nomor HP Anda, contoh: 0812 3456 7890."))
     return parse_phone(event.text)
 
 
@@ -248,9 +260,57 @@ def old_passport_prompt(ctx: Context) -> str:
     return text
 
 
+EMAIL_SUGGESTION = "email_suggestion"  # a likely-meant address, while we ask about it
+
+
+def after_email(ctx: Context, value: Any) -> Transition | None:
+    """Ask "did you mean ...@gmail.com?" when the domain looks like a typo of a common one."""
+    ctx.answers.pop(EMAIL_SUGGESTION, None)
+    suggestion = suggest_email(value) if value else None
+    if suggestion is None:
+        return None
+    ctx.answers[EMAIL_SUGGESTION] = suggestion
+    return Jump("email_check")
+
+
+def email_check_prompt(ctx: Context) -> str:
+    """Ask whether the suggested address is the one meant."""
+    return _("Maksud Anda {suggestion}?").format(suggestion=ctx.answers[EMAIL_SUGGESTION])
+
+
+def email_check_options(ctx: Context) -> list[Option]:
+    """Offer the suggested address, or keeping what was typed."""
+    return [
+        Option("yes", _("Ya, {email}").format(email=ctx.answers.get(EMAIL_SUGGESTION, "")),
+               YES_NO[0].aliases),
+        Option("no", _("Tidak, tetap {email}").format(email=ctx.answers.get("email", "")),
+               YES_NO[1].aliases),
+    ]  # fmt: skip
+
+
+def after_email_check(ctx: Context, value: Any) -> Transition | None:
+    """Take the suggestion, or keep the address as typed if the applicant insists."""
+    suggestion = ctx.answers.pop(EMAIL_SUGGESTION, None)
+    if value == "yes" and suggestion:
+        ctx.answers["email"] = suggestion
+    return None
+
+
 def supporting_applies(a: Answers) -> bool:
     """Adults applying for a first passport choose one supporting document."""
     return a.get("category") == "adult" and a.get("had_passport") == "no"
+
+
+def how_to_send(channel: str) -> str:
+    """Say how to send a document photo with what this channel has."""
+    upload = capabilities(channel).upload
+    if upload is Upload.TELEGRAM:
+        return _("Kirim sebagai foto (atau sebagai file untuk PDF).")
+    if upload is Upload.BUTTON:
+        return _('Unggah fotonya (JPEG/PNG) atau PDF dengan tombol "Kirim foto / file".')
+    if upload is Upload.COMMAND:
+        return _("Kirim fotonya dengan /foto PATH, contoh: /foto ~/ktp.jpg")
+    return _("Kirim fotonya (JPEG/PNG) atau PDF.")
 
 
 def document_prompt(requirement: Requirement) -> Any:
@@ -262,7 +322,7 @@ def document_prompt(requirement: Requirement) -> Any:
         text = _("Dokumen {n} dari {total}: {document}").format(
             n=position, total=len(checklist), document=document_label(requirement, ctx.answers)
         )
-        return text + "\n" + _(requirement.hint) + "\n" + _("Kirim sebagai foto.")
+        return text + "\n" + _(requirement.hint) + "\n" + how_to_send(ctx.channel)
 
     return prompt
 
@@ -345,7 +405,7 @@ def summary_prompt(ctx: Context) -> str:
         lines.append(_("Masa berlaku: 5 tahun (pemohon anak)"))
     lines.append(_("Dokumen diterima: {documents}").format(documents=", ".join(documents) or "-"))
     lines.append("")
-    lines.extend(fee_lines(a, ctx.now.date()))
+    lines.extend(fee_lines(a, local_date(ctx.now)))
     lines.append("")
     lines.append(
         _('Jika semua sudah benar, pilih "Benar, kirim". Untuk memperbaiki, pilih "Ubah data".')
@@ -360,10 +420,21 @@ def after_summary(ctx: Context, value: Any) -> Transition | None:
     return submit(ctx)
 
 
+DOCUMENT_STEPS = {f"doc_{requirement.key}": requirement for requirement in REQUIREMENTS}
+
+
+def edit_label(step: Step, answers: Answers) -> str:
+    """Name an answer in the "ubah data" list; a document photo names its document."""
+    requirement = DOCUMENT_STEPS.get(step.key)
+    if requirement is not None:
+        return document_label(requirement, answers)
+    return _(step.label or step.key)
+
+
 def edit_options(ctx: Context) -> list[Option]:
     """Offer every answered, labelled step for editing, plus a way back to the summary."""
     options = [
-        Option(step.key, step.label)
+        Option(step.key, edit_label(step, ctx.answers))
         for step in FLOW.applicable(ctx.answers)
         if step.label and step.key in ctx.answers
     ]
@@ -383,7 +454,7 @@ def submit(ctx: Context) -> Transition | None:
     if count_open_for_account(ctx.session, ctx.channel, ctx.user_ref) >= limit:
         ctx.say(family_limit_message(limit))
         return Stay()
-    priced = fee_quote(a, ctx.now.date())
+    priced = fee_quote(a, local_date(ctx.now))
     application = Application(
         channel=ctx.channel,
         account_ref=ctx.user_ref,
@@ -609,9 +680,7 @@ FLOW = Flow(
         ),
         Step(
             key="phone",
-            prompt=N_(
-                "Ketik nomor HP yang aktif (contoh: 0812 3456 7890), atau bagikan kontak Anda."
-            ),
+            prompt=phone_prompt,
             expects=Expect.CONTACT,
             parse=read_phone,
             label=N_("Nomor HP"),
@@ -622,6 +691,15 @@ FLOW = Flow(
             parse=read_text(parse_email),
             skippable=True,
             label=N_("Email"),
+            after=after_email,
+        ),
+        Step(
+            key="email_check",
+            prompt=email_check_prompt,
+            options=email_check_options,
+            when=lambda a: EMAIL_SUGGESTION in a,
+            after=after_email_check,
+            store=False,
         ),
         Step(
             key="address",
@@ -671,7 +749,7 @@ FLOW = Flow(
             ),
             options=tuple(Option(value, label) for value, label in SUPPORTING_LABELS.items()),
             when=supporting_applies,
-            label=N_("Dokumen pendukung"),
+            label=N_("Jenis dokumen pendukung"),
         ),
         *(document_step(requirement) for requirement in REQUIREMENTS),
         Step(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from sqlalchemy import select
@@ -13,7 +12,7 @@ from bot.flows import booking as booking_flow
 from bot.i18n import N_, _, format_date
 from bot.notices import confirmation
 from bot.timezones import format_window
-from storage.booking import RescheduleRefusal, reschedule, reschedule_refusal
+from storage.booking import DayFree, RescheduleRefusal, reschedule, reschedule_refusal
 from storage.calendars import office_today
 from storage.models import Application, Booking, BookingStatus, Office
 
@@ -131,15 +130,17 @@ def start_reschedule(ctx: Context) -> Transition | None:
     return StartFlow(NAME)
 
 
+def later_days(ctx: Context) -> list[DayFree]:
+    """The dates a booking may move to: after today at the office (its local date)."""
+    today = office_today(booking_flow.chosen_office(ctx), ctx.now)
+    return [free for free in booking_flow.available_days(ctx) if free.day > today]
+
+
 def day_options(ctx: Context) -> list[Option]:
-    """Offer later dates at the same office, as in booking, and a way back to the menu."""
-    today = ctx.now.date()
-    return [
-        option
-        for option in booking_flow.day_options(ctx)
-        if option.value == "menu"
-        or (option.value != "other_office" and date.fromisoformat(option.value) > today)
-    ]
+    """Offer later dates at the same office, a page at a time, and a way back to the menu."""
+    options = booking_flow.page_of_days(ctx, later_days(ctx))
+    options.append(Option("menu", N_("Kembali ke menu")))
+    return options
 
 
 FLOW = Flow(
@@ -160,7 +161,9 @@ FLOW = Flow(
             key="day",
             prompt=booking_flow.day_prompt,
             options=day_options,
+            parse=booking_flow.day_reader(later_days, day_options, from_tomorrow=True),
             after=booking_flow.after_day,
+            help=booking_flow.DAY.help,
         ),
         Step(
             key="slot",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.core.capabilities import capabilities
 from bot.core.flow import Context, Flow, Option, StartFlow, Step, Transition
 from bot.core.messages import EventKind, Inbound, Outbound
 from bot.flows.booking import all_offices, find_offices, office_options
@@ -36,6 +37,18 @@ def offices_by_city(ctx: Context) -> list[Office]:
     """Return every office (read once per turn)."""
     offices: list[Office] = ctx.remember("offices", lambda: all_offices(ctx))
     return offices
+
+
+def place_prompt(ctx: Context) -> str:
+    """Ask which office to follow; where a location can be shared, offer that too."""
+    text = _(
+        "Kabar kuota dari kantor imigrasi mana yang ingin Anda terima? Ketik nama kota "
+        "(contoh: Bandung); bila di kota itu ada beberapa kantor, Anda menerima kabar "
+        "dari semuanya."
+    )
+    if capabilities(ctx.channel).share_location:
+        text += " " + _("Atau bagikan lokasi Anda untuk memilih kantor terdekat.")
+    return text
 
 
 def read_place(ctx: Context, event: Inbound) -> list[dict[str, Any]]:
@@ -200,11 +213,7 @@ FLOW = Flow(
     steps=(
         Step(
             key="office_query",
-            prompt=N_(
-                "Kabar kuota dari kantor imigrasi mana yang ingin Anda terima? Ketik nama kota "
-                "(contoh: Bandung); bila di kota itu ada beberapa kantor, Anda menerima kabar "
-                "dari semuanya. Atau bagikan lokasi Anda untuk memilih kantor terdekat."
-            ),
+            prompt=place_prompt,
             parse=read_place,
             after=after_place,
             offers_location=True,

@@ -21,12 +21,34 @@
 
     function save() { sessionStorage.setItem(storeKey, JSON.stringify(transcript.slice(-200))); }
 
+    // A one-tap copy of a code (the billing code): the Clipboard API where the page is a
+    // secure context, else a selected hidden field and the copy command.
+    function copyText(value) {
+      if (navigator.clipboard && window.isSecureContext) {
+        return navigator.clipboard.writeText(value);
+      }
+      const field = document.createElement("textarea");
+      field.value = value; field.setAttribute("readonly", ""); field.style.position = "fixed"; field.style.opacity = "0";
+      document.body.appendChild(field); field.select();
+      try { document.execCommand("copy"); } finally { document.body.removeChild(field); }
+      return Promise.resolve();
+    }
+
     function render(entry, live) {
       const item = document.createElement("li");
       item.className = entry.from === "user" ? "user" : "bot";
       const text = document.createElement("p");
       text.textContent = entry.text;
       item.appendChild(text);
+      if (entry.copy) {
+        const copy = document.createElement("button");
+        copy.type = "button"; copy.className = "copy"; copy.textContent = entry.copy_label || "Salin";
+        copy.dataset.copy = entry.copy;
+        copy.addEventListener("click", function () {
+          copyText(entry.copy).then(function () { copy.textContent = entry.copied_label || "OK"; });
+        });
+        item.appendChild(copy);
+      }
       if (entry.qr) {
         const image = document.createElement("img");
         image.src = entry.qr; image.alt = "QR"; image.className = "qr";
@@ -46,22 +68,53 @@
       log.appendChild(item);
     }
 
-    function redraw() {
+    // The question the conversation waits on: the latest bot message that asks something,
+    // unless the user answered after it. A notice pushed later (payment confirmed, an
+    // announcement) asks nothing, so the question keeps its buttons.
+    function latestQuestion() {
+      for (let index = transcript.length - 1; index >= 0; index--) {
+        const entry = transcript[index];
+        if (entry.from === "user") return -1;
+        if (entry.expects && entry.expects !== "none") return index;
+      }
+      return -1;
+    }
+
+    function redraw(focus) {
       log.innerHTML = "";
-      transcript.forEach(function (entry, index) { render(entry, index === transcript.length - 1); });
-      const last = transcript[transcript.length - 1] || {};
-      attach.hidden = last.expects !== "photo";
-      locate.hidden = !last.offers_location || !navigator.geolocation;
+      const asking = latestQuestion();
+      transcript.forEach(function (entry, index) { render(entry, index === asking); });
+      const question = transcript[asking] || {};
+      attach.hidden = question.expects !== "photo";
+      locate.hidden = !question.offers_location || !navigator.geolocation;
+      const target = focus === undefined ? null : log.children[focus];
+      if (target) {
+        // A code to keep (the billing code) stays in view; the question follows below it.
+        log.scrollTop = target.offsetTop - log.offsetTop;
+        if (target.scrollIntoView) target.scrollIntoView({ block: "start" });
+        return;
+      }
       log.scrollTop = log.scrollHeight;
       const end = log.lastElementChild;
       if (end && end.scrollIntoView) end.scrollIntoView({ block: "nearest" });
     }
 
     function receive(messages) {
+      let focus;
       messages.forEach(function (m) {
-        transcript.push({ from: "bot", text: m.text, choices: m.choices, expects: m.expects, qr: m.qr, offers_location: m.offers_location });
+        if (m.copy && focus === undefined) focus = transcript.length;
+        transcript.push({ from: "bot", text: m.text, choices: m.choices, expects: m.expects, qr: m.qr,
+          offers_location: m.offers_location, copy: m.copy, copy_label: m.copy_label, copied_label: m.copied_label });
       });
-      save(); redraw();
+      save(); redraw(focus);
+    }
+
+    // One language per person: when the conversation's language (chosen with /bahasa) is not
+    // the page's, the page follows it (the transcript survives the reload).
+    function followLanguage(locale) {
+      if (locale && locale !== document.documentElement.lang) {
+        window.location.replace(window.location.pathname + "?lang=" + encodeURIComponent(locale));
+      }
     }
 
     function post(body, isFile) {
@@ -83,7 +136,7 @@
       if (busy) return;
       busy = true;
       if (shown) { transcript.push({ from: "user", text: shown }); save(); redraw(); }
-      post(body, isFile).then(function (data) { receive(data.messages || []); })
+      post(body, isFile).then(function (data) { receive(data.messages || []); followLanguage(data.locale); })
         .catch(function () { receive([{ text: "Koneksi terputus. Silakan kirim lagi.", choices: [], expects: "none" }]); })
         .finally(function () { busy = false; input.focus(); });
     }
