@@ -21,13 +21,15 @@ from flask import (
     request,
     session,
 )
+from sqlalchemy import select
 
 from bot.consoles import LANGUAGE_COOKIE, loket
 from bot.core.engine import ConversationState
 from bot.core.messages import Inbound, Outbound
 from bot.i18n import SUPPORTED_LOCALES, _, reset_locale, set_locale
 from bot.qr import qr_png
-from storage.conversations import chat_locale, lock_conversation
+from storage.conversations import lock_conversation
+from storage.models import Conversation
 
 CHANNEL = "web"
 blueprint = Blueprint("webchat", __name__)
@@ -107,7 +109,12 @@ def web_user() -> str:
 def conversation_language(user_ref: str) -> str | None:
     """The language this browser's conversation was set to (/bahasa or the page's switch)."""
     with loket().sessions() as db:
-        return chat_locale(db, CHANNEL, user_ref)
+        locale: str | None = db.execute(
+            select(Conversation.locale).where(
+                Conversation.channel == CHANNEL, Conversation.user_ref == user_ref
+            )
+        ).scalar_one_or_none()
+        return locale
 
 
 def set_conversation_language(user_ref: str, locale: str) -> None:
