@@ -16,11 +16,12 @@ from bot.core.engine import ConversationState, Engine
 from bot.core.flow import Context
 from bot.core.messages import Inbound, Outbound, merge
 from bot.crypto_store import EncryptedBlobStore, load_or_create_key
-from bot.documents import BlobStore
+from bot.documents import BlobStore, check_event, upload_rules
 from bot.faults import failpoint
 from bot.flows import build_engine
 from bot.i18n import resolve_locale
 from bot.identity import IdentityRegistry, StructuralIdentity
+from bot.images import MemoryBudget
 from bot.seed import extend_calendars, seed_offices
 from bot.settings import Settings
 from bot.shared import SharedState, make_shared_state
@@ -84,6 +85,9 @@ class Loket:
         self.identity = identity or StructuralIdentity()
         self.clock = clock
         self.engine: Engine = build_engine()
+        self.image_rules = upload_rules(settings)
+        # One per process: the photo checks of every channel's threads share it.
+        self.image_budget = MemoryBudget(settings.image_memory_budget)
 
     @functools.cached_property
     def autocommit_db(self) -> SqlEngine:
@@ -144,6 +148,7 @@ class Loket:
         `actor` is the staff member typing for the applicant (the agent console): records the
         turn creates carry it, and the turn is written to the audit log in the same transaction.
         """
+        event = self.check_upload(event)
         with self.sessions() as session, session.begin():
             conversation, now = self._lock(session, channel, user_ref)
             replies, _locale = self._run(
@@ -174,6 +179,7 @@ class Loket:
         crash before commit, can neither lose nor double the turn. An event taken from the
         inbox has its row marked applied in that transaction too.
         """
+        event = self.check_upload(event)
         with self.sessions() as session, session.begin():
             conversation, now = self._lock(session, channel, user_ref)
             if inbox_row is not None and not mark_applied(session, inbox_row, now):
@@ -187,6 +193,15 @@ class Loket:
                 )
             failpoint("before-commit")
         return True
+
+    def check_upload(self, event: Inbound) -> Inbound:
+        """Check and clean an event's photo before the turn's transaction opens.
+
+        Decoding a photo takes up to a second and tens of megabytes: done inside the turn, it
+        would hold the conversation's row lock (and SQLite's one write lock, so every other
+        applicant's turn) meanwhile. Decodes of this process share `image_budget`.
+        """
+        return check_event(event, self.image_rules, self.image_budget)
 
     def _lock(self, session: Session, channel: str, user_ref: str) -> tuple[Conversation, datetime]:
         """Lock (or create) the chat's conversation; return it and the turn's time."""

@@ -39,6 +39,8 @@ class Settings:
     idle_timeout: timedelta = timedelta(hours=24)
     max_applicants_per_account: int = 5
     max_upload_bytes: int = 10 * 1024 * 1024
+    # Memory the photo checks of one process may use at once (one check at most all of it).
+    image_memory_budget: int = 80 * 1024 * 1024
     walk_in_daily_quota: int = 50  # priority walk-ins one office serves a day
     auto_migrate: bool = True
     log_level: str = "INFO"
@@ -85,6 +87,7 @@ class Settings:
             idle_timeout=timedelta(hours=float(env.get("LOKET_IDLE_TIMEOUT_HOURS", "24"))),
             max_applicants_per_account=int(env.get("LOKET_MAX_APPLICANTS_PER_ACCOUNT", "5")),
             max_upload_bytes=int(env.get("LOKET_MAX_UPLOAD_BYTES", str(10 * 1024 * 1024))),
+            image_memory_budget=int(float(env.get("LOKET_IMAGE_MEMORY_MB", "80")) * 1024 * 1024),
             walk_in_daily_quota=int(env.get("LOKET_WALK_IN_DAILY_QUOTA", "50")),
             auto_migrate=env.get("LOKET_AUTO_MIGRATE", auto_default) == "1",
             log_level=env.get("LOG_LEVEL", "INFO"),
