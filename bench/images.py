@@ -71,9 +71,11 @@ def _status(key: str) -> int:
     raise KeyError(key)
 
 
-def child(url: str, photo: Path, count: int, data_dir: Path) -> dict[str, Any]:
+def child(url: str, photo: Path, count: int, data_dir: Path, threads: int) -> dict[str, Any]:
     """One measurement in this (fresh) process."""
-    settings = Settings(data_dir=data_dir, database_url=url, auto_migrate=False)
+    settings = Settings(
+        data_dir=data_dir, database_url=url, auto_migrate=False, image_check_threads=threads
+    )
     fixed = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
     loket = Loket(settings, clock=lambda: fixed)
     loket.prepare_demo()
@@ -128,11 +130,20 @@ def child(url: str, photo: Path, count: int, data_dir: Path) -> dict[str, Any]:
     }
 
 
-def measure(url: str, photo: Path, count: int) -> dict[str, Any]:
+def measure(url: str, photo: Path, count: int, threads: int) -> dict[str, Any]:
     """Run one measurement in a fresh process on a fresh database."""
     with fresh_database(url) as fresh, tempfile.TemporaryDirectory() as data_dir:
         done = subprocess.run(
-            [sys.executable, __file__, "--child", fresh, str(photo), str(count), data_dir],
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                fresh,
+                str(photo),
+                str(count),
+                data_dir,
+                str(threads),
+            ],
             check=True,
             capture_output=True,
             text=True,
@@ -144,13 +155,19 @@ def measure(url: str, photo: Path, count: int) -> dict[str, Any]:
 def main() -> int:
     """Measure each photo kind alone and 8 at once, several times; print medians."""
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        url, photo, count, data_dir = sys.argv[2:6]
-        print(json.dumps(child(url, Path(photo), int(count), Path(data_dir))))
+        url, photo, count, data_dir, threads = sys.argv[2:7]
+        print(json.dumps(child(url, Path(photo), int(count), Path(data_dir), int(threads))))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--photos", default="jpeg,png,attack")
     parser.add_argument("--counts", default="1,8")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=Settings.image_check_threads,
+        help="image-check threads of the process (LOKET_IMAGE_THREADS)",
+    )
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL") or "sqlite:///unused.db"
     backend = "postgresql" if url.startswith("postgresql") else "sqlite"
@@ -160,12 +177,13 @@ def main() -> int:
             photo = Path(folder) / kind
             make_photo(kind, photo)
             for count in (int(c) for c in args.counts.split(",")):
-                runs = [measure(url, photo, count) for _run in range(args.runs)]
+                runs = [measure(url, photo, count, args.threads) for _run in range(args.runs)]
                 summary = {
                     "backend": backend,
                     "photo": kind,
                     "photo_kb": photo.stat().st_size // 1024,
                     "at_once": count,
+                    "threads": args.threads,
                     "runs": args.runs,
                     **{key: statistics.median(run[key] for run in runs) for key in MEDIANS},
                     "idle_mib": statistics.median(run["idle_mib"] for run in runs),

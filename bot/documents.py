@@ -178,6 +178,13 @@ def upload_rules(settings: Settings) -> ImageRules:
     )
 
 
+def needs_check(event: Inbound) -> bool:
+    """Tell whether the event carries an upload not yet checked."""
+    return (
+        event.kind is EventKind.FILE and event.upload is not None and event.upload.checked is None
+    )
+
+
 def check_event(event: Inbound, rules: ImageRules, budget: MemoryBudget | None) -> Inbound:
     """Return the event with its upload checked and cleaned (other events unchanged).
 
@@ -188,7 +195,7 @@ def check_event(event: Inbound, rules: ImageRules, budget: MemoryBudget | None) 
     take, damage, resolution, darkness and blur, and re-encodes what it keeps.
     """
     upload = event.upload
-    if event.kind is not EventKind.FILE or upload is None or upload.checked is not None:
+    if not needs_check(event) or upload is None:
         return event
     checked = check_upload(upload.data, rules, upload.declared_size, budget)
     # The original bytes are not needed any more: only the re-encoded photo is ever stored.

@@ -11,17 +11,21 @@ comments and anything appended after the end of the original file; what cannot b
 Memory is bounded before anything is decoded: the pixels the decoder will produce, times the
 bytes a pixel takes in Pillow's memory in that mode, plus every working copy the pipeline makes,
 must fit `ImageRules.memory_budget`; a `MemoryBudget` makes the checks of one process share that
-budget, waiting their turn. Checks run before the turn's database transaction (`Loket` calls
-`check_upload`), so a slow photo never holds a lock another applicant waits on. Refusals are
-worded later, in the turn, in the applicant's language (`Refusal.reason`).
+budget, admitted first come, first served. `Loket` runs the checks on a few threads of its own
+(`LOKET_IMAGE_THREADS`), so the memory one check frees is reused by the next. Checks run
+before the turn's database transaction (`Loket` calls `check_upload`), so a slow photo never
+holds a lock another applicant waits on. Refusals are worded later, in the turn, in the
+applicant's language (`Refusal.reason`).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import struct
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -128,16 +132,20 @@ class Refusal(Exception):
 
 
 class MemoryBudget:
-    """Bytes the image checks of one process may use at once; a check waits for its share.
+    """Bytes the image checks of one process may use at once; checks are admitted in order.
 
     A check asks for what its estimate says it needs (never more than the whole budget), so
-    one huge photo runs alone while small ones run side by side.
+    one huge photo runs alone while small ones run side by side. Admission is first come,
+    first served: each check takes a ticket, and only the oldest waiting ticket may start, so
+    a large photo waiting for the whole budget is not overtaken forever by smaller ones that
+    would fit beside the checks running now.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._used = 0
-        self._waiting = 0
+        self._queue: deque[int] = deque()  # tickets of the waiting checks, oldest first
+        self._tickets = itertools.count()
         self._changed = threading.Condition()
 
     @property
@@ -148,16 +156,25 @@ class MemoryBudget:
     @property
     def waiting(self) -> int:
         """Return how many checks wait for their share."""
-        return self._waiting
+        return len(self._queue)
 
     @contextmanager
     def hold(self, cost: int) -> Iterator[None]:
-        """Wait until `cost` bytes are free, hold them for the block, then give them back."""
+        """Wait for every earlier check to start and for `cost` bytes to be free, hold them
+        for the block, then give them back."""
         cost = min(cost, self.limit)
         with self._changed:
-            self._waiting += 1
-            self._changed.wait_for(lambda: self._used + cost <= self.limit)
-            self._waiting -= 1
+            ticket = next(self._tickets)
+            self._queue.append(ticket)
+            self._changed.notify_all()  # whoever watches the queue sees it grow
+            try:
+                self._changed.wait_for(
+                    lambda: self._queue[0] == ticket and self._used + cost <= self.limit
+                )
+            finally:
+                self._queue.remove(ticket)
+                # The next ticket may fit beside this one: let it look.
+                self._changed.notify_all()
             self._used += cost
         try:
             yield

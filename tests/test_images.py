@@ -407,6 +407,12 @@ def test_large_jpeg_is_decoded_at_a_smaller_scale_when_the_budget_asks() -> None
     assert (small.width, small.height) == (1600, 1200)
 
 
+def queued(budget: MemoryBudget, count: int) -> None:
+    """Wait, without polling, until `count` checks wait for their share of `budget`."""
+    with budget._changed:  # notified whenever a check joins or leaves the queue
+        assert budget._changed.wait_for(lambda: budget.waiting >= count, timeout=10)
+
+
 def test_checks_share_the_process_budget() -> None:
     budget = MemoryBudget(100)
     order: list[str] = []
@@ -418,8 +424,7 @@ def test_checks_share_the_process_budget() -> None:
     with budget.hold(70):
         waiter = threading.Thread(target=second)
         waiter.start()
-        while budget.waiting == 0:  # the second check is queued behind the first
-            time.sleep(0)
+        queued(budget, 1)  # the second check is queued behind the first
         assert budget.used == 70
         order.append("first done")
     waiter.join()
@@ -427,6 +432,40 @@ def test_checks_share_the_process_budget() -> None:
     assert budget.used == 0
     with budget.hold(10**9):  # a cost above the whole budget takes all of it, no more
         assert budget.used == 100
+
+
+def test_budget_admits_checks_in_arrival_order_so_a_large_photo_is_not_starved() -> None:
+    budget = MemoryBudget(100)
+    order: list[str] = []
+    large_runs, large_may_finish = threading.Event(), threading.Event()
+
+    def large() -> None:
+        with budget.hold(100):
+            order.append("large")
+            large_runs.set()
+            large_may_finish.wait(timeout=10)
+
+    def small() -> None:
+        with budget.hold(30):
+            order.append("small")
+
+    with budget.hold(60):
+        first = threading.Thread(target=large)
+        first.start()
+        queued(budget, 1)
+        second = threading.Thread(target=small)
+        second.start()
+        # 60 + 30 would fit, but the large photo came first: the small one waits behind it.
+        queued(budget, 2)
+        assert order == []
+    assert large_runs.wait(timeout=10)
+    assert order == ["large"]
+    assert budget.waiting == 1  # still behind the large photo, which holds the whole budget
+    large_may_finish.set()
+    first.join()
+    second.join()
+    assert order == ["large", "small"]
+    assert budget.used == 0
 
 
 def test_refusal_is_worded_when_shown_in_the_applicants_language() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from datetime import date
 from typing import cast
 
@@ -150,6 +151,36 @@ def test_photo_is_checked_before_the_turns_transaction(
     chat.photo()
     assert during_check == [0, True]
     assert chat.step() == "doc_kk"
+
+
+def test_photos_are_checked_on_the_services_image_thread(
+    chat: Chat, loket: Loket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every channel's request thread hands its photo to the service's few image threads, so
+    # the memory a check frees is reused by the next check instead of kept by each caller.
+    fill_until(chat, "doc_ktp")
+    measure = images.blur_score
+    threads: list[threading.Thread] = []
+
+    def spy(gray: Image.Image) -> float:
+        threads.append(threading.current_thread())
+        return measure(gray)
+
+    monkeypatch.setattr(images, "blur_score", spy)
+    chat.photo()
+    other = Chat(loket, "someone-else")
+    fill_until(other, "doc_ktp")
+    caller = threading.Thread(target=other.photo)  # another request thread
+    caller.start()
+    caller.join()
+    assert chat.step() == "doc_kk"
+    assert other.step() == "doc_kk"
+    assert len(threads) == 2
+    assert threads[0] is threads[1]  # one image thread (the default) did both
+    assert threads[0] not in (threading.current_thread(), caller)
+    assert threads[0].name.startswith("loket-image")
+    loket.image_checks.shutdown(wait=True)
+    assert not threads[0].is_alive()
 
 
 def test_upload_over_the_size_limit_is_refused(chat: Chat, loket: Loket) -> None:
