@@ -1,22 +1,23 @@
 """Which documents each case needs, and where their photos are kept.
 
-The checklist follows DOMAIN.md's table. Uploads are checked by magic bytes and size, hashed
-with SHA-256 and stored content-addressed; the full image checks (decompression bombs, blur,
-EXIF removal, encryption at rest) join this pipeline with the Telegram channel.
+The checklist follows DOMAIN.md's table. Uploads are checked and re-encoded by `bot.images`
+before the turn (`Loket` calls `check_event`), then stored content-addressed (SHA-256) and
+encrypted at rest; only photos are accepted, on every channel.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from bot.core.flow import Answers
-from bot.core.messages import Upload
+from bot.core.flow import Answers, Invalid
+from bot.core.messages import EventKind, Inbound, Upload
 from bot.i18n import N_, _
-from bot.images import ImageRules, check_declared_size, clean_document
+from bot.images import CleanDocument, ImageRules, MemoryBudget, Refusal, check_upload
+from bot.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -170,18 +171,48 @@ class LocalBlobStore:
         return self._path(key).read_bytes()
 
 
-def accept_upload(
-    upload: Upload, blobs: BlobStore, max_bytes: int, document: str | None = None
-) -> dict[str, Any]:
-    """Check, clean (re-encode, strip metadata) and store an upload; return its record.
+def upload_rules(settings: Settings) -> ImageRules:
+    """Return the photo rules these settings ask for."""
+    return ImageRules(
+        max_bytes=settings.max_upload_bytes, memory_budget=settings.image_memory_budget
+    )
 
+
+def needs_check(event: Inbound) -> bool:
+    """Tell whether the event carries an upload not yet checked."""
+    return (
+        event.kind is EventKind.FILE and event.upload is not None and event.upload.checked is None
+    )
+
+
+def check_event(event: Inbound, rules: ImageRules, budget: MemoryBudget | None) -> Inbound:
+    """Return the event with its upload checked and cleaned (other events unchanged).
+
+    The slow part of accepting a photo (decoding, measuring, re-encoding), run before the
+    turn's transaction: a decode never holds the conversation's lock or SQLite's write lock.
     One pipeline for every channel: the declared size is refused before any download, then
-    `bot.images` checks the type by magic bytes, the pixel count, damage, resolution,
-    darkness and blur, and re-encodes what it keeps. `document` names the document in the
-    refusals that are about its content (a blurry photo).
+    `bot.images` checks the type by magic bytes, the pixel count, the memory a decode would
+    take, damage, resolution, darkness and blur, and re-encodes what it keeps.
     """
-    rules = ImageRules(max_bytes=max_bytes)
-    check_declared_size(upload.declared_size, rules)
-    clean = clean_document(upload.data, rules, document)
-    return {"sha256": blobs.put(clean.data), "content_type": clean.content_type,
-            "size": len(clean.data)}  # fmt: skip
+    upload = event.upload
+    if not needs_check(event) or upload is None:
+        return event
+    checked = check_upload(upload.data, rules, upload.declared_size, budget)
+    # The original bytes are not needed any more: only the re-encoded photo is ever stored.
+    return replace(event, upload=replace(upload, data=b"", checked=checked))
+
+
+def accept_upload(upload: Upload, blobs: BlobStore, document: str | None = None) -> dict[str, Any]:
+    """Store an upload the pipeline accepted and return its record, or raise its refusal.
+
+    `document` names the document in the refusals that are about its content (a blurry
+    photo). The upload must have been through `check_event` (the service does it for every
+    inbound event).
+    """
+    checked = upload.checked
+    if isinstance(checked, Refusal):
+        raise Invalid(checked.reason(document))
+    if not isinstance(checked, CleanDocument):
+        raise RuntimeError("an upload reached a turn unchecked (see check_event)")
+    return {"sha256": blobs.put(checked.data), "content_type": checked.content_type,
+            "size": len(checked.data)}  # fmt: skip

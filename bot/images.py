@@ -3,21 +3,37 @@
 An upload is judged by its bytes only (magic bytes, never the file name or the type the channel
 declares). Photos are measured from their header before any pixel is decoded, so a small file
 that claims enormous dimensions (a decompression bomb) is refused cheaply; then they are
-decoded, turned upright, checked for size, darkness and blur, downscaled and re-encoded as a
-fresh JPEG. Re-encoding from pixels is what strips EXIF (GPS position, camera serial), ICC
-profiles, comments and anything appended after the end of the original file.
+decoded, downscaled, turned upright, checked for darkness and blur and re-encoded as a fresh
+JPEG. Re-encoding from pixels is what strips EXIF (GPS position, camera serial), ICC profiles,
+comments and anything appended after the end of the original file; what cannot be re-encoded
+(a PDF, with its scripts, forms and metadata) is refused, never stored as sent.
+
+Memory is bounded before anything is decoded: the pixels the decoder will produce, times the
+bytes a pixel takes in Pillow's memory in that mode, plus every working copy the pipeline makes,
+must fit `ImageRules.memory_budget`; a `MemoryBudget` makes the checks of one process share that
+budget, admitted first come, first served. `Loket` runs the checks on a few threads of its own
+(`LOKET_IMAGE_THREADS`), so the memory one check frees is reused by the next. Checks run
+before the turn's database transaction (`Loket` calls `check_upload`), so a slow photo never
+holds a lock another applicant waits on. Refusals are worded later, in the turn, in the
+applicant's language (`Refusal.reason`).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import struct
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from io import BytesIO
 from typing import NoReturn
 
 from babel.numbers import format_decimal
-from PIL import Image, ImageFilter, ImageOps, ImageStat
+from PIL import Image, ImageFile, ImageFilter, ImageStat
 
 from bot.core.flow import Invalid
 from bot.i18n import _, current_locale
@@ -28,7 +44,8 @@ JPEG = "image/jpeg"
 PNG = "image/png"
 PDF = "application/pdf"
 
-# Kept here rather than imported from bot.documents so that module can import this one.
+# Kept here rather than imported from bot.documents so that module can import this one. PDFs
+# are recognised only to tell the applicant what to send instead.
 _MAGIC = (
     (b"\xff\xd8\xff", JPEG),
     (b"\x89PNG\r\n\x1a\n", PNG),
@@ -80,6 +97,12 @@ class ImageRules:
     jpeg_quality: int = 85
     # Longer side of the stored photo; 2400 pixels keeps a KTP's small print readable.
     max_side: int = 2400
+    # Memory one check may use (decoded pixels and every working copy, estimated before
+    # decoding). A JPEG is decoded at 1/2, 1/4 or 1/8 scale when that is what fits; a photo
+    # that does not fit at all (a huge PNG: PNGs cannot be decoded at a smaller scale) is
+    # refused. 80 MB takes a 12-megapixel phone photo at full quality, a 40-megapixel one at
+    # half scale, and PNGs up to about 15 megapixels (RGB) or 9 (with transparency).
+    memory_budget: int = 80 * 1_048_576
 
 
 @dataclass(frozen=True)
@@ -92,6 +115,75 @@ class CleanDocument:
     height: int | None
 
 
+class Refusal(Exception):
+    """An upload refused; the reason is worded when shown, in the applicant's language.
+
+    Checks run before the turn knows the conversation's language or which document is asked
+    for, so a refusal carries a function that words it, given the document's name.
+    """
+
+    def __init__(self, word: Callable[[str], str]) -> None:
+        super().__init__("upload refused")
+        self._word = word
+
+    def reason(self, document: str | None = None) -> str:
+        """Return the refusal in the current language, naming the document if it matters."""
+        return self._word(document or _("dokumen"))
+
+
+class MemoryBudget:
+    """Bytes the image checks of one process may use at once; checks are admitted in order.
+
+    A check asks for what its estimate says it needs (never more than the whole budget), so
+    one huge photo runs alone while small ones run side by side. Admission is first come,
+    first served: each check takes a ticket, and only the oldest waiting ticket may start, so
+    a large photo waiting for the whole budget is not overtaken forever by smaller ones that
+    would fit beside the checks running now.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._used = 0
+        self._queue: deque[int] = deque()  # tickets of the waiting checks, oldest first
+        self._tickets = itertools.count()
+        self._changed = threading.Condition()
+
+    @property
+    def used(self) -> int:
+        """Return the bytes held by the checks running now."""
+        return self._used
+
+    @property
+    def waiting(self) -> int:
+        """Return how many checks wait for their share."""
+        return len(self._queue)
+
+    @contextmanager
+    def hold(self, cost: int) -> Iterator[None]:
+        """Wait for every earlier check to start and for `cost` bytes to be free, hold them
+        for the block, then give them back."""
+        cost = min(cost, self.limit)
+        with self._changed:
+            ticket = next(self._tickets)
+            self._queue.append(ticket)
+            self._changed.notify_all()  # whoever watches the queue sees it grow
+            try:
+                self._changed.wait_for(
+                    lambda: self._queue[0] == ticket and self._used + cost <= self.limit
+                )
+            finally:
+                self._queue.remove(ticket)
+                # The next ticket may fit beside this one: let it look.
+                self._changed.notify_all()
+            self._used += cost
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._used -= cost
+                self._changed.notify_all()
+
+
 def _megabytes(size: int, pattern: str) -> str:
     return format_decimal(size / 1_048_576, format=pattern, locale=current_locale())
 
@@ -99,15 +191,14 @@ def _megabytes(size: int, pattern: str) -> str:
 def check_declared_size(size: int | None, rules: ImageRules) -> None:
     """Refuse before downloading when the channel already tells the file is too large."""
     if size is not None and size > rules.max_bytes:
-        _refuse_size(size, rules)
+        raise Invalid(_size_refusal(size, rules).reason())
 
 
-def _refuse_size(size: int, rules: ImageRules) -> NoReturn:
-    # Same message id as bot.documents.accept_upload, so the catalogs already translate it.
-    raise Invalid(
-        _("Ukuran file {size} MB, melebihi batas {limit} MB. Kirim foto yang lebih kecil.").format(
-            size=_megabytes(size, "#,##0.0"), limit=_megabytes(rules.max_bytes, "#,##0.#")
-        )
+def _size_refusal(size: int, rules: ImageRules) -> Refusal:
+    return Refusal(
+        lambda _document: _(
+            "Ukuran file {size} MB, melebihi batas {limit} MB. Kirim foto yang lebih kecil."
+        ).format(size=_megabytes(size, "#,##0.0"), limit=_megabytes(rules.max_bytes, "#,##0.#"))
     )
 
 
@@ -166,42 +257,241 @@ def _jpeg_header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def clean_document(data: bytes, rules: ImageRules, document: str | None = None) -> CleanDocument:
+def check_upload(
+    data: bytes,
+    rules: ImageRules,
+    declared_size: int | None = None,
+    budget: MemoryBudget | None = None,
+) -> CleanDocument | Refusal:
+    """Check an upload and return it cleaned, or the refusal to show; decodes within `budget`.
+
+    This is the slow part of accepting a document (decoding, measuring, re-encoding): callers
+    run it before opening the turn's transaction.
+    """
+    try:
+        if declared_size is not None and declared_size > rules.max_bytes:
+            raise _size_refusal(declared_size, rules)
+        if len(data) > rules.max_bytes:
+            raise _size_refusal(len(data), rules)
+        content_type = sniff_type(data)
+        if content_type == PDF:
+            # A PDF can carry scripts, forms, attachments and metadata (a NIK, a position);
+            # only what we re-encode is stored, and we re-encode photos only.
+            raise Refusal(
+                lambda _document: _(
+                    "File PDF tidak bisa kami terima. Foto dokumennya dengan kamera ponsel, "
+                    "lalu kirim fotonya (JPEG atau PNG)."
+                )
+            )
+        if content_type is None:
+            raise Refusal(lambda _document: _("File ini bukan foto JPEG/PNG. Kirim foto dokumen."))
+        return _clean_photo(data, content_type, rules, budget)
+    except Refusal as refusal:
+        return refusal
+
+
+def clean_document(
+    data: bytes, rules: ImageRules, document: str | None = None, budget: MemoryBudget | None = None
+) -> CleanDocument:
     """Check an upload and return it cleaned, or raise Invalid with how to retake it."""
-    if len(data) > rules.max_bytes:
-        _refuse_size(len(data), rules)
-    content_type = sniff_type(data)
-    if content_type is None:
-        raise Invalid(_("File ini bukan foto JPEG/PNG atau PDF. Kirim foto dokumen."))
-    if content_type == PDF:
-        return _check_pdf(data)
-    return _clean_photo(data, content_type, rules, document or _("dokumen"))
-
-
-def _check_pdf(data: bytes) -> CleanDocument:
-    # PDFs are kept as sent (rewriting one safely needs a full PDF library); the structural
-    # check only catches files cut short in transit. The spec puts %%EOF in the last 1024 bytes.
-    if not data.startswith(b"%PDF-") or b"%%EOF" not in data[-1024:]:
-        raise Invalid(_("File PDF rusak atau tidak lengkap. Kirim ulang PDF atau foto dokumen."))
-    return CleanDocument(data=data, content_type=PDF, width=None, height=None)
+    checked = check_upload(data, rules, budget=budget)
+    if isinstance(checked, Refusal):
+        raise Invalid(checked.reason(document))
+    return checked
 
 
 def _refuse_pixels(width: int, height: int, rules: ImageRules) -> NoReturn:
-    raise Invalid(
-        _(
+    raise Refusal(
+        lambda _document: _(
             "Gambar terlalu besar ({width}×{height} piksel). Batasnya {limit} megapiksel; "
             "kirim foto biasa dari kamera ponsel."
         ).format(width=width, height=height, limit=rules.max_pixels // 1_000_000)
     )
 
 
-def _refuse_damaged() -> NoReturn:
-    raise Invalid(
-        _("File foto rusak atau tidak lengkap. Ambil ulang foto dokumen, lalu kirim lagi.")
+def _refuse_memory(width: int, height: int) -> NoReturn:
+    raise Refusal(
+        lambda _document: _(
+            "Gambar terlalu besar untuk diperiksa ({width}×{height} piksel). Kirim sebagai "
+            "foto biasa (JPEG) dari kamera ponsel, bukan file PNG atau hasil pindai beresolusi "
+            "tinggi."
+        ).format(width=width, height=height)
     )
 
 
-def _clean_photo(data: bytes, content_type: str, rules: ImageRules, document: str) -> CleanDocument:
+def _refuse_damaged() -> NoReturn:
+    raise Refusal(
+        lambda _document: _(
+            "File foto rusak atau tidak lengkap. Ambil ulang foto dokumen, lalu kirim lagi."
+        )
+    )
+
+
+# ---- memory ------------------------------------------------------------------------------
+
+# Bytes a pixel takes in Pillow's memory, which is not the file's depth: Pillow keeps RGB (and
+# YCbCr, LAB, HSV) in 4 bytes (RGBX), LA and PA in 4, a 1-bit image in 1.
+_PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+_DEFAULT_PIXEL_BYTES = 4
+
+# Decoder buffers (libjpeg, zlib), the blur measure's 1024-pixel copies and the JPEG writer's
+# own buffers: a fixed allowance on top of the images themselves.
+_OVERHEAD = 12 * 1_048_576
+
+# Output rows resized at a time (`_fit`): the resize's intermediate image stays a thin band.
+_BAND_ROWS = 128
+
+_ORIENTATION = 0x0112
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _pixel_bytes(mode: str) -> int:
+    return _PIXEL_BYTES.get(mode, _DEFAULT_PIXEL_BYTES)
+
+
+def _route(mode: str, transparent: bool) -> tuple[str, ...]:
+    """Return the conversions that turn a decoded image into L or RGB on a white page."""
+    if mode in ("L", "RGB"):
+        return ()
+    if mode == "1":
+        return ("L",)
+    if mode == "P":
+        return ("RGBA", "flatten") if transparent else ("RGB",)
+    if mode == "RGBA":
+        return ("flatten",)
+    if mode in ("LA", "La", "PA", "RGBa"):
+        return ("RGBA", "flatten")
+    if mode.startswith("I;16"):
+        return ("I", "scale16", "L")
+    if mode in ("I", "F"):
+        return ("scale16", "L")
+    return ("RGB",)  # CMYK, YCbCr, LAB, HSV
+
+
+_STEP_MODES = {"L": "L", "RGB": "RGB", "RGBA": "RGBA", "flatten": "RGB", "I": "I",
+               "scale16": "I", }  # fmt: skip
+
+
+def _convert(image: Image.Image, step: str) -> Image.Image:
+    if step == "flatten":
+        # Transparent areas become white paper, not whatever colour hides under the alpha;
+        # the image is its own mask (its alpha band), so no extra copy of the alpha is made.
+        flattened = Image.new("RGB", image.size, (255, 255, 255))
+        flattened.paste(image, mask=image)
+        return flattened
+    if step == "scale16":
+        # 16-bit grayscale: scale to 8 bits rather than clip every light pixel to white.
+        return image.point(lambda value: value / 256)
+    return image.convert(step)
+
+
+def _reduction(size: tuple[int, int], max_side: int) -> int:
+    """Return the integer factor `reduce` shrinks by before the final resize (1: none)."""
+    return max(1, max(size) // max_side)
+
+
+def _fitted(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    scale = min(1.0, max_side / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def _estimate(
+    mode: str, size: tuple[int, int], transparent: bool, rules: ImageRules, coefficients: int = 0
+) -> int:
+    """Return the most memory the pipeline holds at once for an image decoded at `size`.
+
+    Mirrors `_decode_and_fit` and the checks: each step holds its input and its output, and
+    drops the input before the next step.
+    """
+    pixels = size[0] * size[1]
+    held = peak = _pixel_bytes(mode)
+    for step in _route(mode, transparent):
+        following = _pixel_bytes(_STEP_MODES[step])
+        peak = max(peak, held + following)
+        held = following
+    peak_bytes = peak * pixels + coefficients  # libjpeg's coefficients live while decoding
+    base = held  # 1 (L) or 4 (RGB) bytes a pixel
+    factor = _reduction(size, rules.max_side)
+    reduced = (math.ceil(size[0] / factor), math.ceil(size[1] / factor))
+    reduced_bytes = reduced[0] * reduced[1] * base
+    if factor > 1:
+        peak_bytes = max(peak_bytes, pixels * base + reduced_bytes)
+    out = _fitted(reduced, rules.max_side)
+    out_bytes = out[0] * out[1] * base
+    if out != reduced:
+        ratio = reduced[1] / out[1]
+        band = out[0] * (math.ceil(_BAND_ROWS * ratio) + 8) * base
+        peak_bytes = max(peak_bytes, reduced_bytes + out_bytes + band)
+    # Turned upright (a copy), then the checks (a grayscale copy) and the encoder: the kept
+    # image, its RGB copy for a grayscale photo, the fresh copy saved, and libjpeg's
+    # coefficients for `optimize` (2 bytes a sample, 1.5 samples a pixel at 4:2:0).
+    out_pixels = out[0] * out[1]
+    peak_bytes = max(peak_bytes, 2 * out_bytes, out_bytes + out_pixels)
+    encode = out_bytes + (4 * out_pixels if base == 1 else 0) + 4 * out_pixels + 3 * out_pixels
+    return max(peak_bytes, encode) + _OVERHEAD
+
+
+def _jpeg_coefficients(opened: Image.Image, data: bytes) -> int:
+    """Return the bytes libjpeg buffers for a progressive or multi-scan JPEG (else 0).
+
+    Such files are decoded in several passes over the whole image, so libjpeg keeps every DCT
+    coefficient (2 bytes a sample, at full resolution whatever the draft scale).
+    """
+    progressive = "progressive" in opened.info
+    if not progressive and data.count(b"\xff\xda") <= 1:  # one start-of-scan: sequential
+        return 0
+    layers: list[tuple[str, int, int, int]] = getattr(opened, "layer", None) or [
+        ("", 1, 1, 0)
+    ] * len(opened.getbands())
+    h_max = max(layer[1] for layer in layers) or 1
+    v_max = max(layer[2] for layer in layers) or 1
+    width, height = opened.size
+    samples = sum(
+        math.ceil(width * layer[1] / h_max / 8) * 8 * math.ceil(height * layer[2] / v_max / 8) * 8
+        for layer in layers
+    )
+    return int(2 * samples)
+
+
+def _plan(opened: Image.Image, data: bytes, content_type: str, rules: ImageRules) -> int:
+    """Choose how to decode (a JPEG's draft scale) and return the memory that will take."""
+    transparent = "transparency" in opened.info
+    if content_type != JPEG:
+        return _estimate(opened.mode, opened.size, transparent, rules)
+    coefficients = _jpeg_coefficients(opened, data)
+    width, height = opened.size
+    # The largest scale (1/1, 1/2, 1/4, 1/8) whose result still reaches max_side keeps every
+    # pixel we store; a smaller one is taken only when that would not fit the budget.
+    scale = 1
+    while scale < 8 and max(width, height) // (scale * 2) >= rules.max_side:
+        scale *= 2
+
+    def at(scale: int) -> tuple[int, int]:
+        return math.ceil(width / scale), math.ceil(height / scale)
+
+    while scale < 8 and (
+        _estimate(opened.mode, at(scale), transparent, rules, coefficients) > rules.memory_budget
+    ):
+        scale *= 2
+    if scale > 1:
+        opened.draft(None, (width // scale, height // scale))
+    return _estimate(opened.mode, opened.size, transparent, rules, coefficients)
+
+
+# ---- the pipeline ------------------------------------------------------------------------
+
+
+def _clean_photo(
+    data: bytes, content_type: str, rules: ImageRules, budget: MemoryBudget | None
+) -> CleanDocument:
     # First guard: our own reading of the header, before Pillow parses anything.
     declared = header_size(data, content_type)
     if declared is not None and declared[0] * declared[1] > rules.max_pixels:
@@ -211,24 +501,16 @@ def _clean_photo(data: bytes, content_type: str, rules: ImageRules, document: st
         # (Image.MAX_IMAGE_PIXELS, left at its default on purpose: other modules open images
         # too) runs here as a second guard; its error is caught below. With the default rules
         # its warning cannot fire, our lower limit having refused such files above.
-        with Image.open(BytesIO(data), formats=[_PILLOW_FORMATS[content_type]]) as opened:
-            width, height = opened.size
-            # Third guard: the size Pillow would actually allocate, should it disagree with ours.
-            if width * height > rules.max_pixels:
-                _refuse_pixels(width, height, rules)
-            # Checked before decoding, on the header size: the rule looks at the longer and
-            # the shorter side, so the EXIF orientation cannot change its outcome.
-            _check_resolution(width, height, rules)
-            # A JPEG much larger than we keep can be decoded at 1/2, 1/4 or 1/8 scale straight
-            # from the DCT data, which saves most of the memory and time. The requested size
-            # keeps the longer side at least max_side, so nothing we store is lost.
-            scale = rules.max_side / max(width, height)
-            if scale < 1:
-                opened.draft(None, (int(width * scale) + 1, int(height * scale) + 1))
-            # Truncated files raise here (ImageFile.LOAD_TRUNCATED_IMAGES stays False).
-            opened.load()
-            image = _to_rgb(ImageOps.exif_transpose(opened))
-    except Invalid:
+        opened = Image.open(BytesIO(data), formats=[_PILLOW_FORMATS[content_type]])
+        width, height = opened.size
+        # Third guard: the size Pillow would actually allocate, should it disagree with ours.
+        if width * height > rules.max_pixels:
+            _refuse_pixels(width, height, rules)
+        # Checked before decoding, on the header size: the rule looks at the longer and
+        # the shorter side, so the EXIF orientation cannot change its outcome.
+        _check_resolution(width, height, rules)
+        cost = _plan(opened, data, content_type, rules)
+    except Refusal:
         raise
     except Image.DecompressionBombError:
         # Only reachable when rules.max_pixels is set above Pillow's limit, or when Pillow
@@ -242,24 +524,84 @@ def _clean_photo(data: bytes, content_type: str, rules: ImageRules, document: st
         # ValueError, struct.error, ...); each means the same to the applicant.
         log.info("refused a damaged %s upload: %r", content_type, error)
         _refuse_damaged()
+    # Fourth guard: what decoding and every copy after it would cost, before any pixel.
+    if cost > rules.memory_budget:
+        _refuse_memory(width, height)
+    # Handed over in a list so that no name here keeps the full-size pixels alive once the
+    # pipeline has moved on to a smaller copy.
+    undecoded = [opened]
+    del opened
+    with budget.hold(cost) if budget is not None else nullcontext():
+        image = _decode_and_fit(undecoded, content_type, rules)
+        gray = image if image.mode == "L" else image.convert("L")
+        if ImageStat.Stat(gray).mean[0] < rules.dark_threshold:
+            raise Refusal(
+                lambda _document: _(
+                    "Foto terlalu gelap. Ambil ulang di tempat yang terang, tanpa bayangan."
+                )
+            )
+        if blur_score(gray) < rules.blur_threshold:
+            raise Refusal(
+                lambda document: _(
+                    "Foto buram. Pegang ponsel dengan stabil, pastikan {document} terlihat "
+                    "seluruhnya dan tajam, lalu foto ulang."
+                ).format(document=document)
+            )
+        del gray
+        return _encode(image, rules)
 
-    gray = image.convert("L")
-    if ImageStat.Stat(gray).mean[0] < rules.dark_threshold:
-        raise Invalid(_("Foto terlalu gelap. Ambil ulang di tempat yang terang, tanpa bayangan."))
-    if blur_score(gray) < rules.blur_threshold:
-        raise Invalid(
-            _(
-                "Foto buram. Pegang ponsel dengan stabil, pastikan {document} terlihat "
-                "seluruhnya dan tajam, lalu foto ulang."
-            ).format(document=document)
+
+def _decode_and_fit(
+    undecoded: list[ImageFile.ImageFile], content_type: str, rules: ImageRules
+) -> Image.Image:
+    """Decode, then make the photo small (at most max_side), white-backed and upright.
+
+    Every step rebinds `image`, so each full-size copy is dropped as soon as the next exists.
+    """
+    image: Image.Image = undecoded.pop()
+    try:
+        # Truncated files raise here (ImageFile.LOAD_TRUNCATED_IMAGES stays False).
+        image.load()
+        # Read once decoded: a PNG's EXIF may follow its pixels, and Pillow would decode the
+        # whole image to find it.
+        orientation = int(image.getexif().get(_ORIENTATION, 1))
+        transparent = "transparency" in image.info
+        for step in _route(image.mode, transparent):
+            image = _convert(image, step)
+        image = _fit(image, rules.max_side)
+        transpose = _TRANSPOSE.get(orientation)
+        if transpose is not None:
+            image = image.transpose(transpose)
+    except Exception as error:
+        log.info("refused a damaged %s upload: %r", content_type, error)
+        _refuse_damaged()
+    return image
+
+
+def _fit(image: Image.Image, max_side: int) -> Image.Image:
+    """Shrink so the longer side is at most max_side: a box `reduce` by a whole factor, then a
+    Lanczos resize in bands of rows, so no full-height intermediate image is ever made."""
+    factor = _reduction(image.size, max_side)
+    if factor > 1:
+        image = image.reduce(factor)
+    size = _fitted(image.size, max_side)
+    if size == image.size:
+        return image
+    out = Image.new(image.mode, size)
+    ratio = image.height / size[1]
+    for top in range(0, size[1], _BAND_ROWS):
+        bottom = min(top + _BAND_ROWS, size[1])
+        box = (0.0, top * ratio, float(image.width), bottom * ratio)
+        out.paste(
+            image.resize((size[0], bottom - top), Image.Resampling.LANCZOS, box=box), (0, top)
         )
-    return _encode(image, rules)
+    return out
 
 
 def _check_resolution(width: int, height: int, rules: ImageRules) -> None:
     if max(width, height) < rules.min_width or min(width, height) < rules.min_height:
-        raise Invalid(
-            _(
+        raise Refusal(
+            lambda _document: _(
                 "Foto terlalu kecil ({width}×{height} piksel). Minimal {min_width}×{min_height}. "
                 "Kirim foto asli dari kamera, bukan tangkapan layar atau gambar yang diperkecil."
             ).format(
@@ -269,21 +611,6 @@ def _check_resolution(width: int, height: int, rules: ImageRules) -> None:
                 min_height=rules.min_height,
             )
         )
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        image.mode == "P" and "transparency" in image.info
-    ):
-        # Transparent areas become white paper, not whatever colour hides under the alpha.
-        rgba = image.convert("RGBA")
-        flattened = Image.new("RGB", rgba.size, (255, 255, 255))
-        flattened.paste(rgba, mask=rgba.getchannel("A"))
-        return flattened
-    if image.mode.startswith("I") or image.mode == "F":
-        # 16-bit grayscale PNGs: scale to 8 bits rather than clip every light pixel to white.
-        return image.convert("I").point(lambda value: value / 256).convert("RGB")
-    return image.convert("RGB")
 
 
 def blur_score(gray: Image.Image) -> float:
@@ -320,11 +647,11 @@ def _percentiles(histogram: list[int], low: float, high: float) -> tuple[int, in
 
 
 def _encode(image: Image.Image, rules: ImageRules) -> CleanDocument:
-    image.thumbnail((rules.max_side, rules.max_side), Image.Resampling.LANCZOS)
     # A brand-new image carries pixels only: converted images keep `info` (comment, ICC
     # profile, XMP), which Pillow's JPEG writer would copy into the output.
     fresh = Image.new("RGB", image.size)
     fresh.paste(image)
+    del image
     buffer = BytesIO()
     fresh.save(buffer, format="JPEG", quality=rules.jpeg_quality, optimize=True)
     return CleanDocument(

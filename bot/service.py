@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine as SqlEngine
@@ -16,11 +17,12 @@ from bot.core.engine import ConversationState, Engine
 from bot.core.flow import Context
 from bot.core.messages import Inbound, Outbound, merge
 from bot.crypto_store import EncryptedBlobStore, load_or_create_key
-from bot.documents import BlobStore
+from bot.documents import BlobStore, check_event, needs_check, upload_rules
 from bot.faults import failpoint
 from bot.flows import build_engine
 from bot.i18n import resolve_locale
 from bot.identity import IdentityRegistry, StructuralIdentity
+from bot.images import MemoryBudget
 from bot.seed import extend_calendars, seed_offices
 from bot.settings import Settings
 from bot.shared import SharedState, make_shared_state
@@ -85,6 +87,15 @@ class Loket:
         self.identity = identity or StructuralIdentity()
         self.clock = clock
         self.engine: Engine = build_engine()
+        self.image_rules = upload_rules(settings)
+        # One per process: every channel's photo checks run on these few threads (made on
+        # the first photo), admitted in arrival order by the shared memory budget. A thread
+        # keeps the memory its checks freed for its next ones (its malloc arena), so few
+        # long-lived threads bound what the process keeps; a thread per request would not.
+        self.image_budget = MemoryBudget(settings.image_memory_budget)
+        self.image_checks = ThreadPoolExecutor(
+            max_workers=settings.image_check_threads, thread_name_prefix="loket-image"
+        )
 
     @functools.cached_property
     def autocommit_db(self) -> SqlEngine:
@@ -167,6 +178,7 @@ class Loket:
         *,
         take_notices: bool,
     ) -> list[Outbound]:
+        event = self.check_upload(event)
         with self.sessions() as session, session.begin():
             conversation, now = self._lock(session, channel, user_ref)
             replies, _locale = self._run(
@@ -200,6 +212,7 @@ class Loket:
         crash before commit, can neither lose nor double the turn. An event taken from the
         inbox has its row marked applied in that transaction too.
         """
+        event = self.check_upload(event)
         with self.sessions() as session, session.begin():
             conversation, now = self._lock(session, channel, user_ref)
             if inbox_row is not None and not mark_applied(session, inbox_row, now):
@@ -214,6 +227,20 @@ class Loket:
                 )
             failpoint("before-commit")
         return True
+
+    def check_upload(self, event: Inbound) -> Inbound:
+        """Check and clean an event's photo before the turn's transaction opens.
+
+        Decoding a photo takes up to a second and tens of megabytes: done inside the turn, it
+        would hold the conversation's row lock (and SQLite's one write lock, so every other
+        applicant's turn) meanwhile. The check runs on one of `image_checks`' threads (this
+        thread waits for it) within the process's `image_budget`.
+        """
+        if not needs_check(event):
+            return event  # no hop to the image threads for a text or a button
+        return self.image_checks.submit(
+            check_event, event, self.image_rules, self.image_budget
+        ).result()
 
     def _lock(self, session: Session, channel: str, user_ref: str) -> tuple[Conversation, datetime]:
         """Lock (or create) the chat's conversation; return it and the turn's time."""
@@ -254,7 +281,8 @@ class Loket:
         return [Outbound.from_payload(payload) for payload in payloads]
 
     def close(self) -> None:
-        """Release database connections and shared state."""
+        """Release database connections, shared state and the image-check threads."""
+        self.image_checks.shutdown(wait=True, cancel_futures=True)
         self.shared.close()
         self.db.dispose()
         autocommit = self.__dict__.get("autocommit_db")  # made only if a webhook accepted

@@ -41,6 +41,14 @@ class Settings:
     idle_timeout: timedelta = timedelta(hours=24)
     max_applicants_per_account: int = 5
     max_upload_bytes: int = 10 * 1024 * 1024
+    # Memory the photo checks of one process may use at once (one check at most all of it).
+    image_memory_budget: int = 80 * 1024 * 1024
+    # Threads of one process that run the photo checks; every channel's thread hands its photo
+    # to them and waits. The budget still decides how many decode at once. One by default:
+    # each thread keeps what its checks freed for its next one (its malloc arena), so two
+    # threads can keep twice one photo's memory, while the worst accepted photo takes the
+    # whole default budget and would run alone anyway.
+    image_check_threads: int = 1
     walk_in_daily_quota: int = 50  # priority walk-ins one office serves a day
     auto_migrate: bool = True
     log_level: str = "INFO"
@@ -89,6 +97,8 @@ class Settings:
             idle_timeout=timedelta(hours=float(env.get("LOKET_IDLE_TIMEOUT_HOURS", "24"))),
             max_applicants_per_account=int(env.get("LOKET_MAX_APPLICANTS_PER_ACCOUNT", "5")),
             max_upload_bytes=int(env.get("LOKET_MAX_UPLOAD_BYTES", str(10 * 1024 * 1024))),
+            image_memory_budget=int(float(env.get("LOKET_IMAGE_MEMORY_MB", "80")) * 1024 * 1024),
+            image_check_threads=max(1, int(env.get("LOKET_IMAGE_THREADS", "1"))),
             walk_in_daily_quota=int(env.get("LOKET_WALK_IN_DAILY_QUOTA", "50")),
             auto_migrate=env.get("LOKET_AUTO_MIGRATE", auto_default) == "1",
             log_level=env.get("LOG_LEVEL", "INFO"),

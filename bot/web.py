@@ -69,7 +69,7 @@ def is_chat_turn(path: str) -> bool:
 def chat_error(code: int, max_upload_bytes: int) -> tuple[Response, int]:
     """Tell the person at a chat panel what went wrong and what to do, in their language."""
     if code == 413:
-        text = _("File terlalu besar. Kirim foto atau PDF di bawah {size} MB.").format(
+        text = _("File terlalu besar. Kirim foto di bawah {size} MB.").format(
             size=max_upload_bytes // (1024 * 1024)
         )
     elif code == 400:

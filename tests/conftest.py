@@ -178,9 +178,13 @@ def shared_state(db_engine: Engine) -> Iterator[SharedState]:
 @pytest.fixture
 def loket(
     settings: Settings, clean_db: Engine, clock: FakeClock, shared_state: SharedState
-) -> Loket:
+) -> Iterator[Loket]:
     """The real service on empty tables (SQLite + in-process, or PostgreSQL + Redis)."""
-    return Loket(settings, db=clean_db, clock=clock, shared=shared_state)
+    service = Loket(settings, db=clean_db, clock=clock, shared=shared_state)
+    yield service
+    # The database and shared state belong to their own fixtures; only the photo threads
+    # are the service's own.
+    service.image_checks.shutdown(wait=True)
 
 
 @pytest.fixture

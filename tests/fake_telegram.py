@@ -250,6 +250,14 @@ class FakeTelegram:
                   "file_size": len(data)}]  # fmt: skip
         return self._update(chat_id, {"message": {"photo": sizes}})
 
+    def document(self, chat_id: int, data: bytes, name: str, mime_type: str) -> dict[str, Any]:
+        """Queue a file sent as a document (kept here for getFile)."""
+        file_id = f"f{next(self._ids)}"
+        self.files[file_id] = data
+        document = {"file_id": file_id, "file_unique_id": file_id, "file_name": name,
+                    "mime_type": mime_type, "file_size": len(data)}  # fmt: skip
+        return self._update(chat_id, {"message": {"document": document}})
+
     def big_photo(self, chat_id: int, size: int) -> dict[str, Any]:
         """Queue a photo whose declared size is over any limit (its bytes are never served)."""
         file_id = f"f{next(self._ids)}"

@@ -17,6 +17,7 @@ from bot.core.messages import Expect
 from bot.service import Loket
 from bot.web import create_app
 from storage.models import Conversation
+from tests.test_images import minimal_pdf
 from tests.transcript import photo_bytes
 
 KEY = "api-key-for-tests"
@@ -95,7 +96,10 @@ def test_files_as_base64_or_multipart_reach_the_photo_pipeline(
     fill_until(Chat(loket, user, channel="api"), "doc_ktp")
     not_a_photo = base64.b64encode(b"MZ\x90\x00 not a photo").decode()
     refused = say(client, {"user": user, "file": {"name": "x.exe", "data": not_a_photo}})
-    assert "bukan foto JPEG/PNG atau PDF" in refused[0]["text"]
+    assert "bukan foto JPEG/PNG" in refused[0]["text"]
+    pdf = base64.b64encode(minimal_pdf()).decode()
+    refused = say(client, {"user": user, "file": {"name": "ktp.pdf", "data": pdf}})
+    assert "File PDF tidak bisa kami terima" in refused[0]["text"]
     accepted = client.post(
         "/api/v1/chat",
         data={"user": user, "file": (io.BytesIO(photo_bytes("api")), "ktp.jpg")},

@@ -39,7 +39,8 @@ from storage.staff import StaffError, add_staff, deactivate
 from storage.subscriptions import subscribe
 from tests.conftest import FakeClock
 from tests.test_booking import pay
-from tests.transcript import Chat, billing_code, book, make_nik, register
+from tests.test_images import minimal_pdf
+from tests.transcript import Chat, billing_code, book, fill_until, make_nik, register
 
 PASSWORD = "kata-sandi-uji-1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -658,6 +659,20 @@ def test_bad_office_forms_get_messages_not_errors(client: FlaskClient) -> None:
     assert twin.status_code == 400 and "sudah ada" in twin.get_data(as_text=True)
     zoned = client.post("/office/simpatik", data={**form, "start": "08:00+07:00"})
     assert zoned.status_code == 400 and "Isi jam mulai" in zoned.get_data(as_text=True)
+
+
+def test_web_chat_refuses_a_pdf_and_asks_for_a_photo(client: FlaskClient, loket: Loket) -> None:
+    page = client.get("/").get_data(as_text=True)
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', page)
+    assert csrf and 'accept="image/jpeg,image/png"' in page
+    with client.session_transaction() as cookie:
+        user = cookie["web_user"]
+    fill_until(Chat(loket, user, channel="web"), "doc_ktp")
+    sent = client.post(
+        "/chat/send", data={"file": (io.BytesIO(minimal_pdf()), "ktp.pdf")},
+        headers={"X-CSRFToken": csrf.group(1)}, content_type="multipart/form-data",
+    )  # fmt: skip
+    assert "File PDF tidak bisa kami terima" in sent.get_json()["messages"][0]["text"]
 
 
 def test_chat_panel_errors_come_back_as_messages(client: FlaskClient, loket: Loket) -> None:

@@ -8,6 +8,7 @@ import os
 import random
 import stat
 import struct
+import threading
 import zlib
 from collections.abc import Iterator
 from io import BytesIO
@@ -21,8 +22,11 @@ from bot.crypto_store import EncryptedBlobStore, generate_key, load_or_create_ke
 from bot.i18n import use_locale
 from bot.images import (
     ImageRules,
+    MemoryBudget,
+    Refusal,
     blur_score,
     check_declared_size,
+    check_upload,
     clean_document,
     header_size,
 )
@@ -219,13 +223,16 @@ def test_sixteen_bit_png_is_scaled_not_clipped() -> None:
         assert low < 80 and high > 200
 
 
-def test_pdf_is_kept_as_sent() -> None:
-    pdf = minimal_pdf()
-    with use_locale("id"):
-        clean = clean_document(pdf, RULES)
-    assert clean.data == pdf
-    assert clean.content_type == "application/pdf"
-    assert clean.width is None and clean.height is None
+def test_pdf_is_refused_with_a_request_for_a_photo() -> None:
+    # A PDF cannot be re-encoded here, and what is stored must have been re-encoded: a PDF's
+    # scripts, forms and metadata (a NIK, a position) would be kept byte for byte.
+    pdf = minimal_pdf().replace(b"trailer", b"<</JS (app.alert(1))>> /Author (3273011501900001)\n"
+                                b"trailer")  # fmt: skip
+    assert refusal(pdf) == (
+        "File PDF tidak bisa kami terima. Foto dokumennya dengan kamera ponsel, lalu kirim "
+        "fotonya (JPEG atau PNG)."
+    )
+    assert refusal(pdf[: len(pdf) - 10]).startswith("File PDF tidak bisa kami terima.")
 
 
 # ---- refusals ------------------------------------------------------------------------------
@@ -330,7 +337,7 @@ def test_jpeg_header_size_is_read_without_decoding(no_decoding: None) -> None:
     ids=["exe", "gif", "text", "empty"],
 )
 def test_wrong_type_is_refused(data: bytes) -> None:
-    assert refusal(data) == "File ini bukan foto JPEG/PNG atau PDF. Kirim foto dokumen."
+    assert refusal(data) == "File ini bukan foto JPEG/PNG. Kirim foto dokumen."
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
@@ -344,11 +351,6 @@ def test_garbage_after_magic_bytes_is_refused() -> None:
     # bytes sometimes contain a frame header declaring a huge size: refused as too large.)
     garbage = bytes(random.Random(3).randrange(0, 255) for _ in range(4000))
     assert "File foto rusak atau tidak lengkap." in refusal(b"\xff\xd8\xff" + garbage)
-
-
-def test_damaged_pdf_is_refused() -> None:
-    pdf = minimal_pdf()
-    assert "File PDF rusak atau tidak lengkap." in refusal(pdf[: len(pdf) - 10])
 
 
 def test_oversized_upload_is_refused() -> None:
@@ -368,6 +370,112 @@ def test_declared_size_is_checked_before_download() -> None:
         with pytest.raises(Invalid) as refused:
             check_declared_size(RULES.max_bytes + 600_000, RULES)
     assert "Ukuran file 10,6 MB, melebihi batas 10 MB." in refused.value.reason
+
+
+# ---- memory ------------------------------------------------------------------------------
+
+
+def test_png_too_costly_to_decode_is_refused_before_decoding(no_decoding: None) -> None:
+    # The reported attack: 166 KB of all-white RGBA PNG, 6300×6300 (under the 40-megapixel
+    # limit), which decoded to 160 MB and, with the pipeline's copies, took 600 MB.
+    buffer = BytesIO()
+    Image.new("RGBA", (6300, 6300), "white").save(buffer, format="PNG")
+    data = buffer.getvalue()
+    assert len(data) < 200_000
+    assert refusal(data) == (
+        "Gambar terlalu besar untuk diperiksa (6300×6300 piksel). Kirim sebagai foto biasa "
+        "(JPEG) dari kamera ponsel, bukan file PNG atau hasil pindai beresolusi tinggi."
+    )
+
+
+def test_png_within_the_budget_is_accepted_and_the_budget_is_what_decides() -> None:
+    data = encode(document_page(1600, 1200).convert("RGBA"), "PNG")
+    with use_locale("id"):
+        assert clean_document(data, RULES).width == 1600
+    # The same photo under a budget smaller than its decoded pixels and copies.
+    assert "terlalu besar untuk diperiksa (1600×1200 piksel)" in refusal(
+        data, ImageRules(memory_budget=12 * 1_048_576)
+    )
+
+
+def test_large_jpeg_is_decoded_at_a_smaller_scale_when_the_budget_asks() -> None:
+    data = encode(document_page(3200, 2400), "JPEG", quality=90)
+    with use_locale("id"):
+        full = clean_document(data, RULES)
+        small = clean_document(data, ImageRules(memory_budget=48 * 1_048_576))
+    assert (full.width, full.height) == (2400, 1800)
+    # Decoded straight from the DCT data at half scale, never at full size.
+    assert (small.width, small.height) == (1600, 1200)
+
+
+def queued(budget: MemoryBudget, count: int) -> None:
+    """Wait, without polling, until `count` checks wait for their share of `budget`."""
+    with budget._changed:  # notified whenever a check joins or leaves the queue
+        assert budget._changed.wait_for(lambda: budget.waiting >= count, timeout=10)
+
+
+def test_checks_share_the_process_budget() -> None:
+    budget = MemoryBudget(100)
+    order: list[str] = []
+
+    def second() -> None:
+        with budget.hold(70):
+            order.append("second runs")
+
+    with budget.hold(70):
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        queued(budget, 1)  # the second check is queued behind the first
+        assert budget.used == 70
+        order.append("first done")
+    waiter.join()
+    assert order == ["first done", "second runs"]
+    assert budget.used == 0
+    with budget.hold(10**9):  # a cost above the whole budget takes all of it, no more
+        assert budget.used == 100
+
+
+def test_budget_admits_checks_in_arrival_order_so_a_large_photo_is_not_starved() -> None:
+    budget = MemoryBudget(100)
+    order: list[str] = []
+    large_runs, large_may_finish = threading.Event(), threading.Event()
+
+    def large() -> None:
+        with budget.hold(100):
+            order.append("large")
+            large_runs.set()
+            large_may_finish.wait(timeout=10)
+
+    def small() -> None:
+        with budget.hold(30):
+            order.append("small")
+
+    with budget.hold(60):
+        first = threading.Thread(target=large)
+        first.start()
+        queued(budget, 1)
+        second = threading.Thread(target=small)
+        second.start()
+        # 60 + 30 would fit, but the large photo came first: the small one waits behind it.
+        queued(budget, 2)
+        assert order == []
+    assert large_runs.wait(timeout=10)
+    assert order == ["large"]
+    assert budget.waiting == 1  # still behind the large photo, which holds the whole budget
+    large_may_finish.set()
+    first.join()
+    second.join()
+    assert order == ["large", "small"]
+    assert budget.used == 0
+
+
+def test_refusal_is_worded_when_shown_in_the_applicants_language() -> None:
+    blurred = encode(document_page().filter(ImageFilter.GaussianBlur(6)))
+    checked = check_upload(blurred, RULES)  # no language chosen yet
+    assert isinstance(checked, Refusal)
+    with use_locale("en"):
+        assert "e-KTP" in checked.reason("e-KTP")
+        assert checked.reason("e-KTP").startswith("The photo is blurry")
 
 
 # ---- encryption at rest --------------------------------------------------------------------

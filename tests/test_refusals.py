@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import io
+import threading
 from datetime import date
+from typing import cast
 
 import pytest
 from PIL import Image, ImageFilter
+from sqlalchemy.pool import QueuePool
 
+from bot import images
 from bot.service import Loket
+from tests.test_images import minimal_pdf
 from tests.transcript import ADULT_NEW, Chat, fill_until, make_nik, photo_bytes, register
 
 # (step, answers that lead there, what the applicant types, what the bot must say)
@@ -112,8 +117,70 @@ def test_stale_button_is_refused(chat: Chat) -> None:
 def test_upload_that_is_not_an_image_is_refused(chat: Chat) -> None:
     fill_until(chat, "doc_ktp")
     reply = chat.photo(b"MZ\x90\x00 this is an executable, not a photo")
-    assert "bukan foto JPEG/PNG atau PDF" in reply
+    assert "bukan foto JPEG/PNG" in reply
     assert chat.step() == "doc_ktp"
+
+
+def test_pdf_is_refused_with_a_request_for_a_photo_and_nothing_is_stored(
+    chat: Chat, loket: Loket
+) -> None:
+    fill_until(chat, "doc_ktp")
+    reply = chat.photo(minimal_pdf(), tag="ktp.pdf")
+    assert "File PDF tidak bisa kami terima. Foto dokumennya dengan kamera ponsel" in reply
+    assert chat.step() == "doc_ktp"
+    stored = loket.settings.data_dir / "documents"
+    assert not stored.exists() or not any(path.is_file() for path in stored.rglob("*"))
+
+
+def test_photo_is_checked_before_the_turns_transaction(
+    chat: Chat, loket: Loket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A decode inside the turn would hold the conversation's lock and, on SQLite, the one
+    # write lock every other applicant's turn needs.
+    fill_until(chat, "doc_ktp")
+    measure = images.blur_score
+    during_check: list[object] = []
+
+    def spy(gray: Image.Image) -> float:
+        during_check.append(cast(QueuePool, loket.db.pool).checkedout())
+        # Another applicant's turn goes through while the photo is being checked.
+        during_check.append(bool(Chat(loket, "someone-else").say("/mulai").messages))
+        return measure(gray)
+
+    monkeypatch.setattr(images, "blur_score", spy)
+    chat.photo()
+    assert during_check == [0, True]
+    assert chat.step() == "doc_kk"
+
+
+def test_photos_are_checked_on_the_services_image_thread(
+    chat: Chat, loket: Loket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every channel's request thread hands its photo to the service's few image threads, so
+    # the memory a check frees is reused by the next check instead of kept by each caller.
+    fill_until(chat, "doc_ktp")
+    measure = images.blur_score
+    threads: list[threading.Thread] = []
+
+    def spy(gray: Image.Image) -> float:
+        threads.append(threading.current_thread())
+        return measure(gray)
+
+    monkeypatch.setattr(images, "blur_score", spy)
+    chat.photo()
+    other = Chat(loket, "someone-else")
+    fill_until(other, "doc_ktp")
+    caller = threading.Thread(target=other.photo)  # another request thread
+    caller.start()
+    caller.join()
+    assert chat.step() == "doc_kk"
+    assert other.step() == "doc_kk"
+    assert len(threads) == 2
+    assert threads[0] is threads[1]  # one image thread (the default) did both
+    assert threads[0] not in (threading.current_thread(), caller)
+    assert threads[0].name.startswith("loket-image")
+    loket.image_checks.shutdown(wait=True)
+    assert not threads[0].is_alive()
 
 
 def test_upload_over_the_size_limit_is_refused(chat: Chat, loket: Loket) -> None:

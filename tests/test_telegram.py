@@ -42,6 +42,7 @@ from storage.outbox import delivery_figures
 from storage.subscriptions import announce, subscribe
 from tests.conftest import FakeClock
 from tests.fake_telegram import TOKEN, FakeTelegram
+from tests.test_images import minimal_pdf
 from tests.transcript import ADULT_NEW, photo_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -382,6 +383,15 @@ def test_a_file_telegram_no_longer_serves_is_asked_for_again(
     assert deliver(webhook, update) == 200
     assert current_step(telegram, CHAT) == "doc_ktp"  # applied, and the same question again
     assert "Foto e-KTP" in fake.last(CHAT).text
+
+
+def test_a_pdf_sent_as_a_document_is_refused_with_a_request_for_a_photo(
+    fake: FakeTelegram, telegram: TelegramChannel, webhook: str
+) -> None:
+    to_documents(fake, telegram, webhook)
+    deliver(webhook, fake.document(CHAT, minimal_pdf(), "ktp.pdf", "application/pdf"))
+    assert current_step(telegram, CHAT) == "doc_ktp"
+    assert "File PDF tidak bisa kami terima" in "\n".join(fake.texts(CHAT)[-2:])
 
 
 def test_photo_through_the_webhook(

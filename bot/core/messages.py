@@ -87,6 +87,9 @@ class Upload:
     filename: str | None = None
     declared_type: str | None = None
     declared_size: int | None = None  # what the channel says before download (may be absent)
+    # The photo pipeline's verdict (`bot.images.CleanDocument` or `Refusal`), set by the
+    # service before the turn's transaction opens, so no lock is held while a photo decodes.
+    checked: object | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -334,7 +334,7 @@ def read_document(requirement: Requirement) -> Any:
         if event.kind is not EventKind.FILE or event.upload is None:
             raise Invalid(_("Di langkah ini kami perlu foto dokumen, bukan teks. Kirim fotonya."))
         document = document_label(requirement, ctx.answers)
-        return accept_upload(event.upload, ctx.blobs, ctx.settings.max_upload_bytes, document)
+        return accept_upload(event.upload, ctx.blobs, document)
 
     return parse
 
@@ -357,7 +357,7 @@ def document_step(requirement: Requirement) -> Step:
         show=show_document,
         help=N_(
             "Foto dokumen asli di tempat terang, tanpa lampu kilat, seluruh dokumen masuk "
-            "bingkai dan tulisan terbaca. Format JPEG, PNG, atau PDF, maksimal 10 MB."
+            "bingkai dan tulisan terbaca. Kirim foto JPEG atau PNG (bukan PDF), maksimal 10 MB."
         ),
     )
 
