@@ -189,6 +189,27 @@ def test_reschedule_before_7_wib_does_not_offer_today(
     assert chat.step() == "day"
 
 
+def test_reschedule_says_so_when_only_today_has_seats(
+    chat: Chat, loket: Loket, clock: FakeClock
+) -> None:
+    register(chat)
+    pay(loket, billing_code(book(chat, day="3")))  # Wednesday 25 November, Bandung
+    clock.advance(hours=44)  # Tuesday 24 November, 06:00 WIB
+    today = date(2026, 11, 24)
+    with loket.sessions() as session, session.begin():
+        bandung = session.execute(select(Office.id).where(Office.code == "bandung")).scalar_one()
+        session.execute(
+            update(Slot)
+            .where(Slot.office_id == bandung, Slot.day > today)
+            .values(taken=Slot.capacity)
+        )
+    chat.say("/ubahjadwal")
+    reply = chat.say("1")
+    assert "Belum ada tanggal lain dengan kursi kosong" in reply.text
+    assert "Pilih tanggal" not in reply.text
+    assert reply.labels == ["Kembali ke menu"]
+
+
 def test_age_uses_the_date_in_indonesia(chat: Chat, clock: FakeClock) -> None:
     clock.now = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)  # Monday 23 November, 06:30 WIB
     born = date(2009, 11, 23)  # 17 today in Indonesia, still 16 by the UTC date

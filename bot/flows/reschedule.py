@@ -136,6 +136,16 @@ def later_days(ctx: Context) -> list[DayFree]:
     return [free for free in booking_flow.available_days(ctx) if free.day > today]
 
 
+def day_prompt(ctx: Context) -> str:
+    """Ask for a later date, or say plainly that the office has none (today is not a move)."""
+    if not later_days(ctx) and booking_flow.available_days(ctx):
+        return _(
+            "Belum ada tanggal lain dengan kursi kosong di {office}. Jadwal Anda yang sekarang "
+            "tetap berlaku; silakan coba lagi nanti."
+        ).format(office=booking_flow.chosen_office(ctx).name)
+    return booking_flow.day_prompt(ctx)
+
+
 def day_options(ctx: Context) -> list[Option]:
     """Offer later dates at the same office, a page at a time, and a way back to the menu."""
     options = booking_flow.page_of_days(ctx, later_days(ctx))
@@ -159,7 +169,7 @@ FLOW = Flow(
         ),
         Step(
             key="day",
-            prompt=booking_flow.day_prompt,
+            prompt=day_prompt,
             options=day_options,
             parse=booking_flow.day_reader(later_days, day_options, from_tomorrow=True),
             after=booking_flow.after_day,
