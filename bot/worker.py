@@ -14,6 +14,7 @@ from bot.logsafe import log_failure
 from bot.payments import sweep
 from bot.seed import extend_calendars
 from bot.service import Loket
+from bot.waiting_room import admit_everywhere
 from storage.booking import mark_no_shows
 from storage.inbox import purge_applied
 from storage.outbox import delivery_figures, purge_outbox
@@ -34,6 +35,9 @@ def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str,
         no_shows = mark_no_shows(session, now.astimezone(WESTERNMOST).date())
         purged = purge_applied(session, now - KEEP_APPLIED)
         purged_outbox = purge_outbox(session, now - KEEP_DELIVERED)
+    with loket.sessions() as session, session.begin():
+        # Waiting rooms admit on time even when nobody taps; the admitted are told.
+        admit_everywhere(session, loket.now(session))
     figures = {"expired": expired, "slots_made": made, "no_shows": no_shows, "purged": purged,
                "outbox_purged": purged_outbox}  # fmt: skip
     if telegram is not None:

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from storage import waiting_room
 from storage.applications import REG_ALPHABET
 from storage.models import (
     Application,
@@ -29,6 +30,7 @@ from storage.models import (
     BillingStatus,
     Booking,
     BookingStatus,
+    Office,
     OutboxMessage,
     Payment,
     PaymentOutcome,
@@ -77,6 +79,12 @@ class HoldRefusal(StrEnum):
     NOT_ELIGIBLE = "not_eligible"  # e.g. simpatik for a lost passport
     NOT_OPEN = "not_open"  # the application is cancelled or completed
     PAST = "past"
+    NOT_ADMITTED = "not_admitted"  # waiting room: no running turn for this NIK
+    WALK_IN = "walk_in"  # the office serves walk-ins only for now
+
+
+class TurnPassed(Exception):
+    """A waiting-room turn ran out between the check and the hold."""
 
 
 @dataclass(frozen=True)
@@ -152,11 +160,22 @@ def hold_seat(
         return HoldResult(refusal=HoldRefusal.SOLD_OUT)
     if slot.kind == SlotKind.SIMPATIK and not simpatik_allowed(application):
         return HoldResult(refusal=HoldRefusal.NOT_ELIGIBLE)
+    office = session.get(Office, slot.office_id)
+    assert office is not None
+    if office.walk_in_only:
+        return HoldResult(refusal=HoldRefusal.WALK_IN)
+    queued = waiting_room.gated(office)
+    if queued and waiting_room.admitted_now(session, office.id, application.nik, now) is None:
+        return HoldResult(refusal=HoldRefusal.NOT_ADMITTED)
     try:
         with session.begin_nested():
             if not take_seat(session, slot_id, now):
                 session.refresh(slot)
                 return HoldResult(refusal=_refusal_for(slot, now))
+            if queued and not waiting_room.claim_admission(
+                session, office.id, application.nik, now
+            ):
+                raise TurnPassed  # the turn ran out meanwhile: the savepoint gives the seat back
             booking = Booking(
                 code=new_booking_code(),
                 application_id=application.id,
@@ -168,6 +187,8 @@ def hold_seat(
             )
             session.add(booking)
             session.flush()
+    except TurnPassed:
+        return HoldResult(refusal=HoldRefusal.NOT_ADMITTED)
     except IntegrityError:
         # Another channel of the same NIK won the race: the savepoint undid our seat too.
         return HoldResult(refusal=HoldRefusal.ACTIVE_BOOKING)

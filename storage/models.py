@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -183,6 +184,13 @@ class BookingStatus(StrEnum):
 ACTIVE_BOOKING_SQL = "status IN ('held', 'confirmed')"
 
 
+class ReleaseMode(StrEnum):
+    """How an office's released seats are handed out (ballot comes next, beside these)."""
+
+    FIRST_COME = "first_come"  # whoever holds first
+    WAITING_ROOM = "waiting_room"  # queue numbers at release, admitted in arrival order
+
+
 class Office(Base):
     """A Kantor Imigrasi with its time zone and quota release rule."""
 
@@ -203,6 +211,17 @@ class Office(Base):
     release_day: Mapped[int] = mapped_column(default=1)
     release_time: Mapped[time] = mapped_column(default=time(8, 0))
     release_months_before: Mapped[int] = mapped_column(default=1)
+    # How released seats are handed out (ReleaseMode); the waiting room admits
+    # `admit_per_minute` people a minute from the release, each with `admit_minutes` to hold.
+    release_mode: Mapped[str] = mapped_column(
+        String(16), default=ReleaseMode.FIRST_COME, server_default=ReleaseMode.FIRST_COME
+    )
+    admit_per_minute: Mapped[int] = mapped_column(default=60, server_default="60")
+    admit_minutes: Mapped[int] = mapped_column(default=5, server_default="5")
+    # Walk-in only (an outage, or policy): no seats are offered, whatever the release mode,
+    # which is kept as it was for when seats come back. Bookings already made stay valid.
+    walk_in_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    walk_in_quota: Mapped[int | None]  # walk-ins a day; None: LOKET_WALK_IN_DAILY_QUOTA
 
 
 class SlotTemplate(Base):
@@ -521,3 +540,52 @@ class WalkIn(Base):
     category: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime]
     called_at: Mapped[datetime | None]
+
+
+class QueueStatus(StrEnum):
+    """Where a waiting-room entry stands."""
+
+    WAITING = "waiting"
+    ADMITTED = "admitted"  # may hold a seat until `expires_at`
+    BOOKED = "booked"  # held a seat in time
+    EXPIRED = "expired"  # did not hold in time: the turn passed to the next
+
+
+class ReleaseQueue(Base):
+    """One office release's waiting room: the counter that numbers arrivals (its row lock
+    orders joins and admissions on PostgreSQL; SQLite serialises writers anyway)."""
+
+    __tablename__ = "release_queues"
+
+    office_id: Mapped[int] = mapped_column(
+        ForeignKey("offices.id", ondelete="CASCADE"), primary_key=True
+    )
+    release_at: Mapped[datetime] = mapped_column(primary_key=True)
+    issued: Mapped[int] = mapped_column(default=0)
+
+
+class QueueEntry(Base):
+    """A durable queue number for one NIK at one office release; `attempt` counts re-joins
+    after a turn passed, so a NIK has one number per attempt whatever it taps."""
+
+    __tablename__ = "queue_entries"
+    __table_args__ = (
+        UniqueConstraint("office_id", "release_at", "number"),
+        UniqueConstraint("office_id", "release_at", "nik", "attempt"),
+        Index("ix_queue_entries_office_status", "office_id", "release_at", "status", "number"),
+        Index("ix_queue_entries_account", "channel", "account_ref"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id", ondelete="CASCADE"))
+    release_at: Mapped[datetime]
+    number: Mapped[int]
+    nik: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(default=1)
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"))
+    channel: Mapped[str] = mapped_column(String(32))
+    account_ref: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default=QueueStatus.WAITING)
+    joined_at: Mapped[datetime]
+    admitted_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]

@@ -111,6 +111,13 @@ def _empty_tables(engine: Engine) -> None:
         connection.execute(
             text("UPDATE slots SET taken = 0, closed = false WHERE taken > 0 OR closed")
         )
+        # Release modes and walk-in days a test chose go back to the seeded first come.
+        connection.execute(
+            text(
+                "UPDATE offices SET release_mode = 'first_come', walk_in_only = false, "
+                "walk_in_quota = NULL, admit_per_minute = 60, admit_minutes = 5"
+            )
+        )
 
 
 class FakeClock:

@@ -84,6 +84,7 @@ COMMANDS = (
     ("daftar", N_("Daftar paspor")),
     ("status", N_("Status permohonan dan pembayaran")),
     ("jadwal", N_("Pilih jadwal dan kode billing")),
+    ("antrean", N_("Nomor antrean dan giliran")),
     ("langganan", N_("Kabar kuota dan paspor simpatik")),
     ("berhenti", N_("Berhenti berlangganan kabar kuota")),
     ("batal", N_("Batalkan")),

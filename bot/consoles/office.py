@@ -18,10 +18,12 @@ from bot.consoles.notify import day_closed, status_changed
 from bot.flows.subscription import announcement_payload
 from bot.i18n import _, format_date
 from bot.timezones import format_window, local
+from bot.waiting_room import walk_in_quota
 from storage.applications import normalize_booking_code
 from storage.models import (
     OFFICE_MOVES,
     Office,
+    ReleaseMode,
     SlotTemplate,
     StaffRole,
     WalkInCategory,
@@ -400,7 +402,7 @@ def walk_in() -> ResponseReturnValue:
         flash(_("Pilih kategori prioritas."), "error")
         return _back()
     with office_work() as (db, office, now, today):
-        quota = loket().settings.walk_in_daily_quota
+        quota = walk_in_quota(office, loket().settings)
         entry = add_walk_in(db, office.id, today, category, now, quota)
         if entry is None:
             flash(
@@ -439,3 +441,101 @@ def walk_in_next() -> ResponseReturnValue:
     else:
         flash(_("Dipanggil: P-{number:03d}.").format(number=number), "success")
     return _back()
+
+
+RATE_MAX, TURN_MINUTES_MAX, WALK_IN_MAX = 10_000, 60, 5_000
+
+
+def release_mode_label(mode: str) -> str:
+    """Name a release mode for staff."""
+    labels: dict[str, str] = {
+        ReleaseMode.FIRST_COME: _("Siapa cepat dia dapat"),
+        ReleaseMode.WAITING_ROOM: _("Antrean (ruang tunggu)"),
+    }
+    return labels.get(mode, mode)
+
+
+def _whole(text: str, low: int, high: int) -> int | None:
+    """A whole number typed in a form, within bounds; None for anything else."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        return None
+    return value if low <= value <= high else None
+
+
+@blueprint.route("/release", methods=["GET", "POST"])
+@staff_required(*ADMINS)
+def release() -> ResponseReturnValue:
+    """Choose how released seats are handed out (first come or the waiting room, its rate and
+    turn length) and switch walk-in only on or off; every change is audited."""
+    with office_work() as (db, office, now, _today):
+        error = None
+        if request.method == "POST":
+            mode = request.form.get("release_mode", "")
+            rate = _whole(request.form.get("admit_per_minute", ""), 1, RATE_MAX)
+            minutes = _whole(request.form.get("admit_minutes", ""), 1, TURN_MINUTES_MAX)
+            typed_quota = request.form.get("walk_in_quota", "").strip()
+            quota = _whole(typed_quota, 0, WALK_IN_MAX) if typed_quota else None
+            if mode not in set(ReleaseMode):
+                error = _("Pilih cara pembagian kuota.")
+            elif rate is None:
+                error = _("Isi jumlah orang per menit dengan angka 1 sampai {high}.").format(
+                    high=RATE_MAX
+                )
+            elif minutes is None:
+                error = _("Isi waktu memilih dengan angka 1 sampai {high} menit.").format(
+                    high=TURN_MINUTES_MAX
+                )
+            elif typed_quota and quota is None:
+                error = _("Isi kuota walk-in dengan angka 0 sampai {high}, atau kosongkan.").format(
+                    high=WALK_IN_MAX
+                )
+            else:
+                walk_in_only = request.form.get("walk_in_only") == "1"
+                office.release_mode = mode
+                office.admit_per_minute = rate
+                office.admit_minutes = minutes
+                office.walk_in_only = walk_in_only
+                office.walk_in_quota = quota
+                audit(
+                    db,
+                    current_staff_id(),
+                    "office.release_mode",
+                    mode,
+                    {
+                        "admit_per_minute": rate,
+                        "admit_minutes": minutes,
+                        "walk_in_only": walk_in_only,
+                        "walk_in_quota": quota,
+                    },
+                    now,
+                    office.id,
+                )
+                if walk_in_only:
+                    flash(
+                        _(
+                            "Kantor melayani walk-in saja: pemohon diberi tahu jam layanan, "
+                            "dokumen yang dibawa dan kuota walk-in. Jadwal yang sudah dipesan "
+                            "tetap berlaku."
+                        ),
+                        "success",
+                    )
+                else:
+                    flash(
+                        _("Kuota dibagikan dengan cara: {mode}.").format(
+                            mode=release_mode_label(mode)
+                        ),
+                        "success",
+                    )
+                return redirect(url_for("office.release", office=request.values.get("office")))
+        default_quota = loket().settings.walk_in_daily_quota
+        db.expunge_all()
+    return render_template(
+        "office_release.html",
+        office=office,
+        modes=list(ReleaseMode),
+        mode_label=release_mode_label,
+        default_quota=default_quota,
+        error=error,
+    ), (400 if error else 200)

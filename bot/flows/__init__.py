@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.core.engine import Engine
 from bot.flows import booking, cancellation, menu, registration, reschedule, subscription
 from bot.i18n import N_
+from bot.waiting_room import queue_status
 
 WELCOME = N_(
     "Selamat datang di Loket, layanan pendaftaran paspor lewat chat. Kami bantu Anda mengisi "
@@ -20,6 +21,7 @@ GENERAL_HELP = N_(
     "• /daftar: daftar paspor\n"
     "• /jadwal: pilih jadwal dan dapatkan kode billing\n"
     "• /status: status permohonan dan pembayaran\n"
+    "• /antrean: nomor antrean dan giliran Anda (kantor yang membagikan kuota lewat antrean)\n"
     "• /ubahjadwal: ubah jadwal (sekali, setelah bayar, paling lambat H-1)\n"
     "• /batalkan: batalkan permohonan\n"
     "• /langganan: terima kabar kuota baru dan sesi paspor simpatik dari kantor imigrasi\n"
@@ -44,6 +46,7 @@ def build_engine() -> Engine:
             "/daftar": menu.register,
             "/status": menu.status,
             "/jadwal": booking.start_booking,
+            "/antrean": queue_status,
             "/ubahjadwal": reschedule.start_reschedule,
             "/batalkan": cancellation.start_cancellation,
             "/langganan": subscription.start_subscription,

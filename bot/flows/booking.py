@@ -33,6 +33,7 @@ from bot.core.messages import EventKind, Expect, Inbound, Outbound, excerpt
 from bot.i18n import N_, _, current_locale, format_date, format_money
 from bot.timezones import format_moment, format_window, local
 from bot.validators import age_on, parse_coming_date
+from bot.waiting_room import Place, place_text, release_words, take_place, turn_text, walk_in_text
 from storage.applications import applications_for_account
 from storage.booking import (
     DayFree,
@@ -384,24 +385,77 @@ def why_not_bookable(ctx: Context, day: date, *, from_tomorrow: bool = False) ->
     waiting = [aware(slot.release_at) for slot in open_slots if aware(slot.release_at) > ctx.now]
     if waiting:
         return _("Kuota {date} belum dibuka. Kuota dibuka {moment}.").format(
-            date=shown, moment=format_moment(min(waiting), office.timezone)
+            date=shown, moment=release_words(office, min(waiting))
         )
     if day == today:
         return _("Jam layanan hari ini sudah dimulai atau penuh. Pilih tanggal lain.")
     return _("Kuota {date} sudah penuh. Pilih tanggal lain.").format(date=shown)
 
 
-def day_prompt(ctx: Context) -> str:
-    """Ask for a date, or say exactly when quota opens when none is free."""
+# ---- release modes: walk-in days and the waiting room --------------------------------------
+
+REFRESH = "queue:refresh"
+
+
+def queue_place(ctx: Context) -> Place | None:
+    """Return the applicant's place in the office's waiting room (numbered on first ask)."""
+    place: Place | None = ctx.remember(
+        "queue_place", lambda: take_place(ctx, chosen_office(ctx), booking_application(ctx))
+    )
+    return place
+
+
+def seats_barred(ctx: Context) -> str | None:
+    """Say why no dates are offered now: walk-in only, or still waiting for a turn."""
     office = chosen_office(ctx)
+    if office.walk_in_only:
+        return walk_in_text(ctx, office, booking_application(ctx))
+    if not available_days(ctx):
+        return None  # not released or sold out: answered as always
+    place = queue_place(ctx)
+    if place is not None and not place.admitted:
+        return place_text(office, place)
+    return None
+
+
+def gated_day_reader(read: Any) -> Any:
+    """Read a date only when seats are offered; otherwise only the buttons shown count."""
+
+    def gate(ctx: Context, event: Inbound) -> str:
+        barred = seats_barred(ctx)
+        if barred is None:
+            value: str = read(ctx, event)
+            return value
+        offered = booking_day_options(ctx)
+        if event.kind is EventKind.CHOICE and any(o.value == event.text for o in offered):
+            return event.text
+        if event.kind is EventKind.TEXT:
+            chosen = match_typed(offered, event.text)
+            if chosen is not None:
+                return chosen
+        raise Invalid(barred)
+
+    return gate
+
+
+def day_prompt(ctx: Context) -> str:
+    """Ask for a date, or say exactly when (and how) quota opens when none is free."""
+    office = chosen_office(ctx)
+    barred = seats_barred(ctx)
+    if barred is not None:
+        return barred
     if available_days(ctx):
-        return _("Pilih tanggal di {office}:").format(office=office.name)
+        question = _("Pilih tanggal di {office}:").format(office=office.name)
+        place = queue_place(ctx)
+        if place is not None:
+            return turn_text(office, place.entry) + "\n\n" + question
+        return question
     opens = release_time(ctx)
     if opens is not None:
         return _(
             "Kuota di {office} belum dibuka. Kuota berikutnya dibuka {moment}. Silakan kembali "
             "pada waktu itu, atau pilih kantor lain."
-        ).format(office=office.name, moment=format_moment(opens, office.timezone))
+        ).format(office=office.name, moment=release_words(office, opens))
     return _(
         "Maaf, kuota di {office} sudah habis untuk semua tanggal yang dibuka. Silakan pilih "
         "kantor lain."
@@ -434,7 +488,15 @@ def sold_out(ctx: Context) -> bool:
 
 
 def booking_day_options(ctx: Context) -> list[Option]:
-    """Offer the dates; at a sold-out office, first offer news of its next quota."""
+    """Offer the dates; at a sold-out office, first offer news of its next quota; on a
+    walk-in day or while waiting for a turn, only ways on."""
+    barred = seats_barred(ctx) is not None
+    if barred:
+        options = [Option("other_office", N_("Pilih kantor lain")),
+                   Option("menu", N_("Kembali ke menu"))]  # fmt: skip
+        if not chosen_office(ctx).walk_in_only:
+            options.insert(0, Option(REFRESH, N_("Lihat giliran saya"), ("antrean", "giliran")))
+        return options
     options = day_options(ctx)
     if not sold_out(ctx):
         return options
@@ -447,6 +509,8 @@ def booking_day_options(ctx: Context) -> list[Option]:
 
 def after_day(ctx: Context, value: Any) -> Transition | None:
     """Move on, go back to choosing an office or to the menu, or follow a sold-out office."""
+    if value == REFRESH:
+        return Stay()  # the question asked again shows the place and admits when due
     if value == SUBSCRIBE:
         office = chosen_office(ctx)
         subscribe(ctx.session, ctx.channel, ctx.user_ref, office.id, current_locale(), ctx.now)
@@ -621,6 +685,16 @@ def after_slot(ctx: Context, value: Any) -> Transition | None:
             )
         )
         return Jump("day")
+    if result_refusal is HoldRefusal.NOT_ADMITTED:
+        ctx.say(
+            _(
+                "Maaf, Anda belum mendapat giliran memilih kursi, atau waktu giliran Anda sudah "
+                "habis dan berpindah ke antrean berikutnya."
+            )
+        )
+        return Jump("day")
+    if result_refusal is HoldRefusal.WALK_IN:
+        return Jump("day")  # the date question tells the walk-in arrangements
     if result_refusal is HoldRefusal.NOT_OPEN:
         ctx.say(_("Permohonan ini sudah dibatalkan atau selesai."))
         return StartFlow("menu")
@@ -682,7 +756,7 @@ DAY = Step(
     key="day",
     prompt=day_prompt,
     options=booking_day_options,
-    parse=day_reader(available_days, booking_day_options),
+    parse=gated_day_reader(day_reader(available_days, booking_day_options)),
     after=after_day,
     help=N_(
         'Pilih tanggal dari tombol; "Tanggal lain" menampilkan tanggal berikutnya. Anda juga '

@@ -1,0 +1,236 @@
+"""What applicants read about release modes: the waiting room's numbers and turns, walk-in days.
+
+The rules live in storage (`storage/waiting_room.py`: numbering, admission, the hold's claim);
+this module runs them for a turn or a worker round and words them, sending "Giliran Anda" and
+"giliran habis" through the outbox in each recipient's language.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from babel.numbers import format_decimal
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.core.flow import Context, Transition
+from bot.core.messages import Outbound
+from bot.documents import document_label, required_documents
+from bot.i18n import _, current_locale, use_locale
+from bot.notices import chat_locale
+from bot.settings import Settings
+from bot.timezones import format_moment, local, zone_label
+from storage.booking import queue_message
+from storage.models import Application, Office, QueueEntry, QueueStatus, ReleaseMode, WalkIn
+from storage.waiting_room import (
+    account_entries,
+    admit_due,
+    current_release,
+    gated,
+    join_queue,
+    latest_entry,
+    waiting_ahead,
+    waiting_room_offices,
+)
+
+
+def count(value: int) -> str:
+    """Write a count as people read it ("1.234"; "1,234" in English)."""
+    return format_decimal(value, format="#,##0", locale=current_locale())
+
+
+def release_words(office: Office, moment: datetime) -> str:
+    """Say when and how the next quota opens: "Senin, ... pukul 08.00 WIB lewat antrean"."""
+    shown = format_moment(moment, office.timezone)
+    if office.release_mode == ReleaseMode.WAITING_ROOM:
+        return _("{moment} lewat antrean").format(moment=shown)
+    return _("{moment}, siapa cepat dia dapat").format(moment=shown)
+
+
+# ---- notices -------------------------------------------------------------------------------
+
+
+def _notify(session: Session, entry: QueueEntry, render: Outbound, now: datetime) -> None:
+    queue_message(session, entry.channel, entry.account_ref, render.to_payload(), now)
+
+
+def turn_text(office: Office, entry: QueueEntry) -> str:
+    """Tell an admitted applicant their turn and until when it lasts."""
+    assert entry.expires_at is not None
+    until = local(entry.expires_at, office.timezone)
+    return _(
+        "Giliran Anda: pilih tanggal dan jam di {office} dalam {minutes} menit (sampai pukul "
+        "{time} {zone}). Ketik /jadwal bila pilihan tanggal belum tampil."
+    ).format(
+        office=office.name,
+        minutes=office.admit_minutes,
+        time=until.strftime("%H.%M"),
+        zone=zone_label(office.timezone),
+    )
+
+
+def passed_text(office: Office) -> str:
+    """Tell an applicant their turn ran out and how to queue again."""
+    return _(
+        "Waktu giliran Anda di {office} sudah habis, jadi giliran berpindah ke antrean "
+        "berikutnya. Bila masih ingin memesan, ketik /jadwal: Anda mendapat nomor antrean baru "
+        "di urutan paling belakang."
+    ).format(office=office.name)
+
+
+def admit_and_tell(
+    session: Session,
+    office: Office,
+    release_at: datetime,
+    now: datetime,
+    skip: tuple[str, str] | None = None,
+) -> None:
+    """Run the office's admissions and tell whoever was admitted or passed over (except the
+    chat `skip`, which reads it in its own reply)."""
+    changes = admit_due(session, office, release_at, now)
+    for entries, admitted in ((changes.admitted, True), (changes.expired, False)):
+        for entry in entries:
+            if (entry.channel, entry.account_ref) == skip:
+                continue
+            with use_locale(chat_locale(session, entry.channel, entry.account_ref)):
+                text = turn_text(office, entry) if admitted else passed_text(office)
+            _notify(session, entry, Outbound(text), now)
+
+
+def admit_everywhere(session: Session, now: datetime) -> int:
+    """Run every waiting-room office's admissions (a worker round); return the offices seen."""
+    offices = waiting_room_offices(session)
+    for office in offices:
+        release_at = current_release(session, office.id, now)
+        if release_at is not None:
+            admit_and_tell(session, office, release_at, now)
+    return len(offices)
+
+
+# ---- one applicant's place -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Place:
+    """An applicant's entry after this turn's admissions; `rejoined` after a passed turn."""
+
+    entry: QueueEntry
+    ahead: int
+    rejoined: bool
+
+    @property
+    def admitted(self) -> bool:
+        """Tell whether the applicant may choose a seat now."""
+        return self.entry.status == QueueStatus.ADMITTED
+
+
+def take_place(ctx: Context, office: Office, application: Application) -> Place | None:
+    """Give the applicant their number in the office's current release (the same one on every
+    tap), run admissions, and say where they stand; None when the office has no queue."""
+    if not gated(office):
+        return None
+    release_at = current_release(ctx.session, office.id, ctx.now)
+    if release_at is None:
+        return None
+    me = (ctx.channel, ctx.user_ref)
+    admit_and_tell(ctx.session, office, release_at, ctx.now, skip=me)
+    prior = latest_entry(ctx.session, office.id, release_at, application.nik)
+    rejoined = prior is not None and prior.status == QueueStatus.EXPIRED
+    entry = join_queue(ctx.session, office, application, release_at, ctx.now)
+    if entry.status == QueueStatus.WAITING:
+        admit_and_tell(ctx.session, office, release_at, ctx.now, skip=me)
+    ahead = waiting_ahead(ctx.session, entry) if entry.status == QueueStatus.WAITING else 0
+    return Place(entry, ahead, rejoined)
+
+
+def place_text(office: Office, place: Place) -> str:
+    """Describe a waiting applicant's number, the people ahead and the estimated wait."""
+    minutes = max(1, math.ceil((place.ahead + 1) / max(1, office.admit_per_minute)))
+    lines = []
+    if place.rejoined:
+        lines.append(
+            _("Giliran Anda sebelumnya sudah habis; Anda mendapat nomor baru di belakang.")
+        )
+    lines.append(
+        _("Nomor antrean Anda {number}; di depan Anda {ahead} orang; perkiraan {minutes} menit.")
+        .format(number=count(place.entry.number), ahead=count(place.ahead), minutes=minutes)
+    )  # fmt: skip
+    lines.append(
+        _(
+            "{office} membagikan kuota lewat antrean, sesuai urutan datang. Kami akan mengabari "
+            "Anda saat giliran tiba; lalu Anda punya {window} menit untuk memilih tanggal dan "
+            "jam. Mengetuk berkali-kali tidak mengubah nomor Anda."
+        ).format(office=office.name, window=office.admit_minutes)
+    )
+    return "\n".join(lines)
+
+
+def queue_status(ctx: Context) -> Transition | None:
+    """Answer /antrean: every waiting or admitted number of this chat account."""
+    if ctx.answers.get("office") and ctx.answers.get("application"):
+        return None  # choosing a date: the question asked again shows the place
+    entries = account_entries(ctx.session, ctx.channel, ctx.user_ref)
+    lines: list[str] = []
+    for entry in entries:
+        office = ctx.session.get(Office, entry.office_id)
+        assert office is not None
+        admit_and_tell(ctx.session, office, entry.release_at, ctx.now, skip=(ctx.channel,
+                       ctx.user_ref))  # fmt: skip
+        ctx.session.refresh(entry)
+        if entry.status == QueueStatus.ADMITTED:
+            lines.append(turn_text(office, entry))
+        elif entry.status == QueueStatus.WAITING:
+            place = Place(entry, waiting_ahead(ctx.session, entry), rejoined=False)
+            lines.append(place_text(office, place))
+        elif entry.status == QueueStatus.EXPIRED:
+            lines.append(passed_text(office))
+    if not lines:
+        lines.append(
+            _(
+                "Anda tidak sedang dalam antrean. Antrean berlaku di kantor yang membagikan "
+                "kuota lewat antrean; pilih jadwal dengan /jadwal."
+            )
+        )
+    ctx.say("\n\n".join(lines))
+    return None
+
+
+# ---- walk-in -------------------------------------------------------------------------------
+
+
+def walk_in_quota(office: Office, settings: Settings) -> int:
+    """Return the walk-ins the office serves a day (its own number, else the setting)."""
+    return (
+        office.walk_in_quota if office.walk_in_quota is not None else settings.walk_in_daily_quota
+    )
+
+
+def walk_in_text(ctx: Context, office: Office, application: Application) -> str:
+    """Tell what to bring, the hours and the day's walk-in quota instead of offering seats."""
+    today = local(ctx.now, office.timezone).date()
+    given = ctx.session.execute(
+        select(func.count()).where(WalkIn.office_id == office.id, WalkIn.day == today)
+    ).scalar_one()
+    quota = walk_in_quota(office, ctx.settings)
+    documents = [
+        document_label(requirement, application.answers)
+        for requirement in required_documents(application.answers)
+    ]
+    return "\n".join(
+        [
+            _(
+                "{office} sedang melayani tanpa jadwal (walk-in), jadi untuk sementara kursi "
+                "tidak dipesan lewat chat. Jadwal yang sudah dipesan tetap berlaku."
+            ).format(office=office.name),
+            "",
+            _("Datang langsung pada jam layanan: {hours}").format(hours=office.hours),
+            _("Alamat: {address}").format(address=office.address),
+            _(
+                "Kuota walk-in hari ini: {quota} orang (tersisa {left}), dilayani sesuai urutan "
+                "kedatangan."
+            ).format(quota=quota, left=max(0, quota - given)),
+            _("Bawa dokumen asli: {documents}").format(documents=", ".join(documents)),
+        ]
+    )

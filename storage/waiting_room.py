@@ -1,0 +1,256 @@
+"""The waiting room: durable queue numbers at an office's release, admitted in arrival order.
+
+A release is the latest `slots.release_at` of the office that has passed. Whoever asks for a
+date there gets one number per NIK (a unique key; tapping again returns the same row). The
+number comes from one counter row per office release, incremented by a conditional UPDATE
+whose row lock orders concurrent joins on PostgreSQL (SQLite serialises writers), inside a
+savepoint with the entry, so a lost race neither burns a number nor makes a second one.
+
+Admission is computed from the clock the turn runs on (the database's): from the release on,
+`admit_per_minute` admissions are granted at each whole minute (the first at the release).
+Entries admitted or booked use a grant; an admitted entry that did not hold a seat within
+`admit_minutes` is marked expired and gives its grant back, so the next in line is admitted.
+`admit_due` does this under the counter row's lock; every turn at the office and every worker
+round call it, and `claim_admission` (in the hold's savepoint) is what lets a hold through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from storage.models import (
+    Application,
+    Office,
+    QueueEntry,
+    QueueStatus,
+    ReleaseMode,
+    ReleaseQueue,
+    Slot,
+)
+
+LIVE = (QueueStatus.ADMITTED, QueueStatus.BOOKED)  # entries that use an admission grant
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def gated(office: Office) -> bool:
+    """Tell whether holds at this office need an admission from its waiting room."""
+    return office.release_mode == ReleaseMode.WAITING_ROOM and not office.walk_in_only
+
+
+def current_release(session: Session, office_id: int, now: datetime) -> datetime | None:
+    """Return the office's latest release that has passed (the waiting room's key)."""
+    value = session.execute(
+        select(func.max(Slot.release_at)).where(Slot.office_id == office_id, Slot.release_at <= now)
+    ).scalar_one_or_none()
+    return _aware(value) if value is not None else None
+
+
+def latest_entry(
+    session: Session, office_id: int, release_at: datetime, nik: str
+) -> QueueEntry | None:
+    """Return this NIK's newest entry in one office release's queue."""
+    return session.execute(
+        select(QueueEntry)
+        .where(
+            QueueEntry.office_id == office_id,
+            QueueEntry.release_at == release_at,
+            QueueEntry.nik == nik,
+        )
+        .order_by(QueueEntry.attempt.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def _ensure_counter(session: Session, office_id: int, release_at: datetime) -> None:
+    values = {"office_id": office_id, "release_at": release_at, "issued": 0}
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(postgresql.insert(ReleaseQueue).values(values).on_conflict_do_nothing())
+    else:
+        session.execute(sqlite.insert(ReleaseQueue).values(values).on_conflict_do_nothing())
+
+
+def join_queue(
+    session: Session,
+    office: Office,
+    application: Application,
+    release_at: datetime,
+    now: datetime,
+) -> QueueEntry:
+    """Return the NIK's queue entry for this release, numbering a new one at the back when it
+    has none or its last one is over (the turn passed, or its hold lapsed later); a double tap
+    or a race returns the same entry."""
+    latest = latest_entry(session, office.id, release_at, application.nik)
+    if latest is not None and latest.status in (QueueStatus.WAITING, QueueStatus.ADMITTED):
+        return latest
+    attempt = latest.attempt + 1 if latest is not None else 1
+    _ensure_counter(session, office.id, release_at)
+    try:
+        with session.begin_nested():
+            number = session.execute(
+                update(ReleaseQueue)
+                .where(ReleaseQueue.office_id == office.id, ReleaseQueue.release_at == release_at)
+                .values(issued=ReleaseQueue.issued + 1)
+                .returning(ReleaseQueue.issued)
+            ).scalar_one()
+            entry = QueueEntry(
+                office_id=office.id,
+                release_at=release_at,
+                number=number,
+                nik=application.nik,
+                attempt=attempt,
+                application_id=application.id,
+                channel=application.channel,
+                account_ref=application.account_ref,
+                status=QueueStatus.WAITING,
+                joined_at=now,
+            )
+            session.add(entry)
+            session.flush()
+    except IntegrityError:
+        # The same NIK joined from another tap or channel at the same moment: the savepoint
+        # undid our number, and the winner's entry is the one.
+        winner = latest_entry(session, office.id, release_at, application.nik)
+        assert winner is not None
+        return winner
+    return entry
+
+
+def grants(office: Office, release_at: datetime, now: datetime) -> int:
+    """Return how many admissions the office's rate has granted since the release."""
+    if now < release_at:
+        return 0
+    minutes = int((now - release_at).total_seconds() // 60)
+    return office.admit_per_minute * (minutes + 1)
+
+
+@dataclass(frozen=True)
+class Admissions:
+    """What one `admit_due` call changed: entries newly admitted, and turns that passed."""
+
+    admitted: list[QueueEntry]
+    expired: list[QueueEntry]
+
+
+def admit_due(session: Session, office: Office, release_at: datetime, now: datetime) -> Admissions:
+    """Pass the turns that ran out and admit the next waiting entries the rate allows, in
+    number order, under the queue's lock (one admitter at a time per office release)."""
+    locked = session.execute(
+        select(ReleaseQueue)
+        .where(ReleaseQueue.office_id == office.id, ReleaseQueue.release_at == release_at)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if locked is None:
+        return Admissions([], [])
+    of_queue = (QueueEntry.office_id == office.id, QueueEntry.release_at == release_at)
+    expired = list(
+        session.execute(
+            select(QueueEntry).where(
+                *of_queue,
+                QueueEntry.status == QueueStatus.ADMITTED,
+                QueueEntry.expires_at <= now,
+            )
+        ).scalars()
+    )
+    for entry in expired:
+        entry.status = QueueStatus.EXPIRED
+    session.flush()
+    live = session.execute(
+        select(func.count()).where(*of_queue, QueueEntry.status.in_(LIVE))
+    ).scalar_one()
+    room = grants(office, release_at, now) - live
+    admitted: list[QueueEntry] = []
+    if room > 0:
+        admitted = list(
+            session.execute(
+                select(QueueEntry)
+                .where(*of_queue, QueueEntry.status == QueueStatus.WAITING)
+                .order_by(QueueEntry.number)
+                .limit(room)
+            ).scalars()
+        )
+        window = timedelta(minutes=office.admit_minutes)
+        for entry in admitted:
+            entry.status = QueueStatus.ADMITTED
+            entry.admitted_at = now
+            entry.expires_at = now + window
+        session.flush()
+    return Admissions(admitted, expired)
+
+
+def waiting_ahead(session: Session, entry: QueueEntry) -> int:
+    """Count the entries still waiting in front of this one."""
+    return session.execute(
+        select(func.count()).where(
+            QueueEntry.office_id == entry.office_id,
+            QueueEntry.release_at == entry.release_at,
+            QueueEntry.status == QueueStatus.WAITING,
+            QueueEntry.number < entry.number,
+        )
+    ).scalar_one()
+
+
+def admitted_now(session: Session, office_id: int, nik: str, now: datetime) -> QueueEntry | None:
+    """Return the NIK's admission at this office that has not run out, if any."""
+    return session.execute(
+        select(QueueEntry)
+        .where(
+            QueueEntry.office_id == office_id,
+            QueueEntry.nik == nik,
+            QueueEntry.status == QueueStatus.ADMITTED,
+            QueueEntry.expires_at > now,
+        )
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def claim_admission(session: Session, office_id: int, nik: str, now: datetime) -> bool:
+    """Use the NIK's running admission for a hold (a conditional UPDATE: a turn that ran
+    out, or was just passed on, is not claimed); True when it was."""
+    result = session.execute(
+        update(QueueEntry)
+        .where(
+            QueueEntry.office_id == office_id,
+            QueueEntry.nik == nik,
+            QueueEntry.status == QueueStatus.ADMITTED,
+            QueueEntry.expires_at > now,
+        )
+        .values(status=QueueStatus.BOOKED)
+        .execution_options(synchronize_session=False)
+    )
+    return cast("CursorResult[Any]", result).rowcount >= 1
+
+
+def account_entries(session: Session, channel: str, account_ref: str) -> list[QueueEntry]:
+    """Return this chat account's waiting or admitted entries (for /antrean)."""
+    return list(
+        session.execute(
+            select(QueueEntry)
+            .where(
+                QueueEntry.channel == channel,
+                QueueEntry.account_ref == account_ref,
+                QueueEntry.status.in_((QueueStatus.WAITING, QueueStatus.ADMITTED)),
+            )
+            .order_by(QueueEntry.joined_at, QueueEntry.id)
+        ).scalars()
+    )
+
+
+def waiting_room_offices(session: Session) -> list[Office]:
+    """Return the offices whose releases go through the waiting room."""
+    return list(
+        session.execute(
+            select(Office).where(
+                Office.release_mode == ReleaseMode.WAITING_ROOM, Office.walk_in_only.is_(False)
+            )
+        ).scalars()
+    )
