@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -29,7 +29,7 @@ from bot.shared import SharedState, make_shared_state
 from storage.booking import db_now, queue_message, record_event, take_outbox
 from storage.conversations import lock_conversation
 from storage.db import make_engine, make_session_factory, upgrade
-from storage.inbox import mark_applied
+from storage.inbox import mark_applied, mark_folded
 from storage.models import Conversation, Office
 from storage.outbox import reactivate
 from storage.staff import audit
@@ -204,6 +204,7 @@ class Loket:
         event: Inbound,
         event_key: str,
         inbox_row: int | None = None,
+        folded: Sequence[int] = (),
     ) -> bool:
         """Apply an event exactly once and queue its replies in the outbox; False if a repeat.
 
@@ -219,6 +220,7 @@ class Loket:
                 return False
             if not record_event(session, event_key):
                 return False
+            mark_folded(session, folded, now)
             reactivate(session, channel, user_ref)  # they wrote: they take messages again
             replies, locale = self._run(session, conversation, now, channel, user_ref, event)
             for reply in merge(replies):

@@ -35,7 +35,7 @@ from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
 from bot.channels.telegram_updates import Incoming, Unreadable, loads, translate
-from bot.core.messages import Expect, Inbound, Outbound
+from bot.core.messages import EventKind, Expect, Inbound, Outbound
 from bot.faults import failpoint
 from bot.i18n import N_, _, use_locale
 from bot.logsafe import log_failure
@@ -53,6 +53,7 @@ from storage.booking import (
     queue_message,
     release_claim,
 )
+from storage.inbox import Accepted
 from storage.outbox import count_failure, is_inactive, mark_inactive, set_aside, set_aside_chat
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ MAX_APPLY_ATTEMPTS = 5  # failures (not network) before an update is set aside
 MAX_SEND_ATTEMPTS = 10  # failed sends of one outbox row before it is set aside (about 2 hours)
 FIRST_RETRY = timedelta(seconds=15)
 LAST_RETRY = timedelta(hours=1)
+FOLD_LIMIT = 200  # waiting updates of one chat read at once to fold repeats of the oldest
 
 
 def send_backoff(attempts: int) -> timedelta:
@@ -90,6 +92,43 @@ COMMANDS = (
     ("bahasa", N_("Ganti bahasa")),
     ("bantuan", N_("Bantuan")),
 )
+
+
+def repeats_of(head: Incoming, backlog: list[Accepted]) -> list[tuple[int, Incoming]]:
+    """Return the waiting updates right after `head` that repeat it: taps on the same message
+    (its question is answered by the first tap; later taps there are on an answered question),
+    or the same command typed again. The run stops at the first update that is something else.
+    """
+    repeats: list[tuple[int, Incoming]] = []
+    for row in backlog:
+        try:
+            other = translate(row.payload)
+        except Unreadable:
+            break
+        if other is None or not same_turn(head, other):
+            break
+        repeats.append((row.id, other))
+    return repeats
+
+
+def same_turn(first: Incoming, second: Incoming) -> bool:
+    """Tell whether `second` asks nothing `first` has not: a tap on the same message, or the
+    same command typed again (answers, files, contacts and locations always count)."""
+    if first.event is None or second.event is None:
+        return False  # a file: each one is an answer of its own
+    if first.callback_id is not None or second.callback_id is not None:
+        if first.callback_id is None or second.callback_id is None:
+            return False
+        tapped = (first.callback_message or {}).get("message_id")
+        return tapped is not None and tapped == (second.callback_message or {}).get("message_id")
+    # Only a repeated command (/start, /jadwal): a typed answer repeated ("1", then "1") can
+    # answer two questions in a row, typed ahead before the first reply came.
+    return (
+        first.event.kind is EventKind.TEXT
+        and second.event.kind is EventKind.TEXT
+        and first.event.text.startswith("/")
+        and first.event.text == second.event.text
+    )
 
 
 def set_aside_unreadable(update: Any, error: Unreadable) -> None:
@@ -287,23 +326,31 @@ class TelegramChannel:
     def drain(self, chat_id: str) -> int:
         """Apply one chat's waiting updates in arrival order, then send its replies.
 
-        Files are fetched before the turn's transaction, so no lock waits on the network. If
-        another process applies the same row first, `Loket.process` says so and we go on.
+        A flood is answered once: the waiting repeats of the oldest update (taps on the same
+        question, the same text typed again) are folded into its turn, marked applied in the
+        same transaction without a turn or a reply of their own; every tap is still answered
+        (`answerCallbackQuery`), so no button keeps spinning. Files are fetched before the
+        turn's transaction, so no lock waits on the network. If another process applies the
+        same row first, `Loket.process` says so and we go on.
         """
         applied = 0
         while True:
             with self.loket.sessions() as session:
-                waiting = inbox.next_waiting(session, CHANNEL, chat_id)
-            if waiting is None:
+                backlog = inbox.waiting(session, CHANNEL, chat_id, FOLD_LIMIT)
+            if not backlog:
                 break
+            waiting = backlog[0]
+            incoming: Incoming | None = None
             try:
                 incoming = translate(waiting.payload)
                 if incoming is None:  # accepted by an older version that read it differently
                     raise Unreadable("not an update we handle")
+                repeats = repeats_of(incoming, backlog[1:])
                 event = incoming.event or self._download(incoming)
                 done = self.loket.process(
-                    CHANNEL, chat_id, event, waiting.key, inbox_row=waiting.id
-                )
+                    CHANNEL, chat_id, event, waiting.key, inbox_row=waiting.id,
+                    folded=[row_id for row_id, _repeat in repeats],
+                )  # fmt: skip
             except TelegramError:
                 raise  # the network or Telegram: the update waits and is tried again
             except Exception as error:
@@ -311,12 +358,17 @@ class TelegramChannel:
                 if not self._set_aside(waiting.id, chat_id, give_up_now):
                     raise
                 log_failure(log, f"inbox row {waiting.id} set aside after repeated failures", error)
+                if incoming is not None and incoming.callback_id is not None:
+                    self._answer_tap(incoming.callback_id)  # the apology comes as a message
                 continue
             if done:
                 applied += 1
                 failpoint("after-commit")
                 if incoming.callback_id is not None:
                     self._acknowledge(incoming)
+                for _row_id, repeat in repeats:
+                    if repeat.callback_id is not None:
+                        self._answer_tap(repeat.callback_id)
         self.flush(chat_id)
         return applied
 
@@ -381,6 +433,15 @@ class TelegramChannel:
             log.warning("file not available: %s", type(error).__name__)
             data = b""
         return Inbound.file(data, incoming.filename, declared_size=incoming.file_size)
+
+    def _answer_tap(self, callback_id: str, text: str | None = None, alert: bool = False) -> None:
+        """Answer a button press (stops its spinner); with a text, as a notice or an alert."""
+        try:
+            self.runner.call(
+                self.runner.bot.answer_callback_query(callback_id, text=text, show_alert=alert)
+            )
+        except TelegramError as error:  # too old, or answered already: nothing to stop
+            log.info("tap answer skipped: %s", type(error).__name__)
 
     def _acknowledge(self, incoming: Incoming) -> None:
         """Answer the button press and fold the question, keeping the chosen answer visible."""
