@@ -23,6 +23,7 @@ from bot.flows import build_engine
 from bot.i18n import resolve_locale
 from bot.identity import IdentityRegistry, StructuralIdentity
 from bot.images import MemoryBudget
+from bot.metrics import timed_turn
 from bot.seed import extend_calendars, seed_offices
 from bot.settings import Settings
 from bot.shared import SharedState, make_shared_state
@@ -179,7 +180,7 @@ class Loket:
         take_notices: bool,
     ) -> list[Outbound]:
         event = self.check_upload(event)
-        with self.sessions() as session, session.begin():
+        with timed_turn(channel), self.sessions() as session, session.begin():
             conversation, now = self._lock(session, channel, user_ref)
             replies, _locale = self._run(
                 session, conversation, now, channel, user_ref, event, actor
@@ -214,7 +215,7 @@ class Loket:
         inbox has its row marked applied in that transaction too.
         """
         event = self.check_upload(event)
-        with self.sessions() as session, session.begin():
+        with timed_turn(channel), self.sessions() as session, session.begin():
             conversation, now = self._lock(session, channel, user_ref)
             if inbox_row is not None and not mark_applied(session, inbox_row, now):
                 return False

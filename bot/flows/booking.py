@@ -31,6 +31,7 @@ from bot.core.flow import (
 )
 from bot.core.messages import EventKind, Expect, Inbound, Outbound, excerpt
 from bot.i18n import N_, _, current_locale, format_date, format_money
+from bot.metrics import refused
 from bot.timezones import format_moment, format_window, local
 from bot.validators import age_on, parse_coming_date
 from storage.applications import applications_for_account
@@ -595,6 +596,8 @@ def after_slot(ctx: Context, value: Any) -> Transition | None:
         # The code is what the applicant needs next: one tap copies it where the channel can.
         ctx.notes.append(Outbound(text, copy=billing.code))
         return StartFlow("menu")
+    if result_refusal is not None:
+        refused(result_refusal.value)  # sold_out, active_booking, not_released, ...
     if result_refusal is HoldRefusal.SOLD_OUT:
         if not known_sold_out:
             ctx.shared.set(sold_out_key(slot_id), "1", SOLD_OUT_HINT_SECONDS)
