@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine as SqlEngine
 from sqlalchemy import select
@@ -206,13 +207,17 @@ class Loket:
         event_key: str,
         inbox_row: int | None = None,
         folded: Sequence[int] = (),
+        shape: Callable[[list[Outbound]], list[Outbound | dict[str, Any]]] | None = None,
     ) -> bool:
         """Apply an event exactly once and queue its replies in the outbox; False if a repeat.
 
         The event's key (a Telegram update_id, ...) is recorded in the same transaction as the
         conversation change and the outgoing messages, so a retried or doubled delivery, or a
         crash before commit, can neither lose nor double the turn. An event taken from the
-        inbox has its row marked applied in that transaction too.
+        inbox has its row marked applied in that transaction too, with `folded`: the chat's
+        waiting repeats of the same tap or command, answered by this one turn. `shape` lets a
+        channel turn the replies into its own outbox payloads (Telegram: a notice as the tap's
+        alert, the question after it as an edit of the tapped message).
         """
         event = self.check_upload(event)
         with timed_turn(channel), self.sessions() as session, session.begin():
@@ -224,10 +229,10 @@ class Loket:
             mark_folded(session, folded, now)
             reactivate(session, channel, user_ref)  # they wrote: they take messages again
             replies, locale = self._run(session, conversation, now, channel, user_ref, event)
-            for reply in merge(replies):
-                queue_message(
-                    session, channel, user_ref, {**reply.to_payload(), "locale": locale}, now
-                )
+            shaped = merge(replies) if shape is None else shape(replies)
+            for reply in shaped:
+                payload = reply.to_payload() if isinstance(reply, Outbound) else reply
+                queue_message(session, channel, user_ref, {**payload, "locale": locale}, now)
             failpoint("before-commit")
         return True
 

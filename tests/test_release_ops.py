@@ -239,3 +239,38 @@ def test_a_sold_out_hold_is_counted_by_reason(loket: Loket) -> None:
     before = REFUSALS.labels("sold_out")._value.get()
     assert "baru saja" in chat.say("1").text
     assert REFUSALS.labels("sold_out")._value.get() == before + 1
+
+
+# ---- Telegram at release: taps answered in place ---------------------------------------------
+
+
+def test_a_seat_gone_at_the_tap_is_an_alert_and_the_tapped_question_is_refreshed(
+    fake: FakeTelegram,  # noqa: F811
+    telegram: TelegramChannel,  # noqa: F811
+) -> None:
+    chat = Chat(telegram.loket, str(CHAT), channel="telegram")
+    register(chat)
+    for said in ("Bandung", "1"):  # up to the windows of the first date
+        chat.say(said)
+    windows = chat.say("1").question
+    # The windows question as the applicant sees it in Telegram.
+    telegram.loket.pending_messages("telegram", str(CHAT))
+    shown = fake.message(str(CHAT), 777, windows.text)
+    with telegram.loket.sessions() as session, session.begin():
+        first = int(windows.choices[0].value)
+        session.execute(update(Slot).where(Slot.id == first).values(taken=Slot.capacity))
+    rows = [[{"text": c.label, "callback_data": c.value}] for c in windows.choices]
+    tap = fake._update(CHAT, {"callback_query": {
+        "id": "tap-1", "chat_instance": "1", "data": windows.choices[0].value,
+        "message": {**shown, "reply_markup": {"inline_keyboard": rows}}}})  # fmt: skip
+    before = sends(fake)
+    telegram.handle_update(tap)
+    assert sends(fake) == before  # no new message
+    alert = fake.methods("answerCallbackQuery")[-1]
+    assert alert["callback_query_id"] == "tap-1" and alert["show_alert"] in (True, "true")
+    assert alert["text"] == "Maaf, jam itu baru saja penuh. Silakan pilih jam lain."
+    edit = fake.methods("editMessageText")[-1]
+    assert int(edit["message_id"]) == 777
+    labels = [b["text"] for row in edit["reply_markup"]["inline_keyboard"] for b in row]
+    assert windows.choices[0].label not in labels and labels  # the question, refreshed
+    assert fake.answered == ["tap-1"]  # answered once

@@ -35,7 +35,7 @@ from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
 from bot.channels.telegram_updates import Incoming, Unreadable, loads, translate
-from bot.core.messages import EventKind, Expect, Inbound, Outbound
+from bot.core.messages import EventKind, Expect, Inbound, Outbound, merge
 from bot.faults import failpoint
 from bot.i18n import N_, _, use_locale
 from bot.logsafe import log_failure
@@ -65,6 +65,7 @@ logging.getLogger("telegram").setLevel(logging.INFO)
 CHANNEL = "telegram"
 CALLBACK_LIMIT = 64  # bytes Telegram allows in callback_data
 TEXT_LIMIT = 4096
+ALERT_LIMIT = 200  # characters an answerCallbackQuery alert shows
 CLAIM_FOR = timedelta(seconds=30)
 T = TypeVar("T")
 
@@ -129,6 +130,40 @@ def same_turn(first: Incoming, second: Incoming) -> bool:
         and first.event.text.startswith("/")
         and first.event.text == second.event.text
     )
+
+
+class TapShaper:
+    """Shape a turn's replies for Telegram: when a tap's turn begins with short notices (the
+    seat just went, a queue position), they answer the tap as its alert and the question after
+    them replaces the tapped message, so the answer sends no new message and does not wait
+    behind the 30-a-second limit. Anything else is merged into one message as usual."""
+
+    def __init__(self, incoming: Incoming) -> None:
+        self.incoming = incoming
+        self.answers_tap = False
+
+    def __call__(self, replies: list[Outbound]) -> list[Outbound | dict[str, Any]]:
+        """Return the outbox payloads of one turn's replies."""
+        callback_id = self.incoming.callback_id
+        tapped = (self.incoming.callback_message or {}).get("message_id")
+        notices = [reply for reply in replies if reply.notice]
+        if callback_id is None or not notices or replies[: len(notices)] != notices:
+            return list(merge(replies))
+        notice = "\n\n".join(reply.text for reply in notices)
+        if len(notice) > ALERT_LIMIT:
+            return list(merge(replies))
+        self.answers_tap = True
+        shaped: list[Outbound | dict[str, Any]] = [
+            {**Outbound(notice).to_payload(), "answer_tap": callback_id}
+        ]
+        rest = merge(replies[len(notices) :])
+        for number, reply in enumerate(rest):
+            editable = number == 0 and type(tapped) is int and not reply.qr and not reply.copy
+            editable = (
+                editable and reply.expects is not Expect.CONTACT and len(reply.text) <= TEXT_LIMIT
+            )
+            shaped.append({**reply.to_payload(), "edit": tapped} if editable else reply)
+        return shaped
 
 
 def set_aside_unreadable(update: Any, error: Unreadable) -> None:
@@ -347,9 +382,10 @@ class TelegramChannel:
                     raise Unreadable("not an update we handle")
                 repeats = repeats_of(incoming, backlog[1:])
                 event = incoming.event or self._download(incoming)
+                shaper = TapShaper(incoming)
                 done = self.loket.process(
                     CHANNEL, chat_id, event, waiting.key, inbox_row=waiting.id,
-                    folded=[row_id for row_id, _repeat in repeats],
+                    folded=[row_id for row_id, _repeat in repeats], shape=shaper,
                 )  # fmt: skip
             except TelegramError:
                 raise  # the network or Telegram: the update waits and is tried again
@@ -364,7 +400,7 @@ class TelegramChannel:
             if done:
                 applied += 1
                 failpoint("after-commit")
-                if incoming.callback_id is not None:
+                if incoming.callback_id is not None and not shaper.answers_tap:
                     self._acknowledge(incoming)
                 for _row_id, repeat in repeats:
                     if repeat.callback_id is not None:
@@ -554,6 +590,22 @@ class TelegramChannel:
         bot = self.runner.bot
         with use_locale(str(payload.get("locale") or "id")):
             markup = keyboard(message)
+        if payload.get("answer_tap"):
+            try:  # a notice on the tap: no message, no pacing
+                self.runner.call(bot.answer_callback_query(
+                    str(payload["answer_tap"]), text=message.text, show_alert=True))  # fmt: skip
+                return 0
+            except BadRequest:  # the tap is too old to answer: say it in a message instead
+                log.info("tap too old for its notice; sent as a message")
+        elif payload.get("edit") and (markup is None or isinstance(markup, InlineKeyboardMarkup)):
+            self.pacer.wait(chat_id)
+            try:
+                self.runner.call(bot.edit_message_text(
+                    message.text, chat_id=chat_id, message_id=int(payload["edit"]),
+                    reply_markup=markup))  # fmt: skip
+                return int(payload["edit"])
+            except BadRequest:  # the message is gone or too old to edit: send a new one
+                log.info("tapped message not editable; sent as a new message")
         parts = chunks(message.text)
         last_id = 0
         for number, part in enumerate(parts):

@@ -603,9 +603,9 @@ def after_slot(ctx: Context, value: Any) -> Transition | None:
             ctx.shared.set(sold_out_key(slot_id), "1", SOLD_OUT_HINT_SECONDS)
         day_listed = any(d.day.isoformat() == ctx.answers["day"] for d in available_days(ctx))
         if day_listed and slot_options(ctx):
-            ctx.say(_("Maaf, jam itu baru saja penuh. Silakan pilih jam lain."))
+            ctx.notice(_("Maaf, jam itu baru saja penuh. Silakan pilih jam lain."))
             return Stay()
-        ctx.say(_("Maaf, kursi di tanggal itu baru saja habis. Silakan pilih tanggal lain."))
+        ctx.notice(_("Maaf, kursi di tanggal itu baru saja habis. Silakan pilih tanggal lain."))
         forget_full_day(ctx, ctx.answers["day"])
         return Jump("day")
     if result_refusal is HoldRefusal.ACTIVE_BOOKING:
