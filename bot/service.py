@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine as SqlEngine
 from sqlalchemy import select
@@ -23,13 +24,14 @@ from bot.flows import build_engine
 from bot.i18n import resolve_locale
 from bot.identity import IdentityRegistry, StructuralIdentity
 from bot.images import MemoryBudget
+from bot.metrics import timed_turn
 from bot.seed import extend_calendars, seed_offices
 from bot.settings import Settings
 from bot.shared import SharedState, make_shared_state
 from storage.booking import db_now, queue_message, record_event, take_outbox
 from storage.conversations import lock_conversation
 from storage.db import make_engine, make_session_factory, upgrade
-from storage.inbox import mark_applied
+from storage.inbox import mark_applied, mark_folded
 from storage.models import Conversation, Office
 from storage.outbox import reactivate
 from storage.staff import audit
@@ -179,7 +181,7 @@ class Loket:
         take_notices: bool,
     ) -> list[Outbound]:
         event = self.check_upload(event)
-        with self.sessions() as session, session.begin():
+        with timed_turn(channel), self.sessions() as session, session.begin():
             conversation, now = self._lock(session, channel, user_ref)
             replies, _locale = self._run(
                 session, conversation, now, channel, user_ref, event, actor
@@ -204,27 +206,33 @@ class Loket:
         event: Inbound,
         event_key: str,
         inbox_row: int | None = None,
+        folded: Sequence[int] = (),
+        shape: Callable[[list[Outbound]], list[Outbound | dict[str, Any]]] | None = None,
     ) -> bool:
         """Apply an event exactly once and queue its replies in the outbox; False if a repeat.
 
         The event's key (a Telegram update_id, ...) is recorded in the same transaction as the
         conversation change and the outgoing messages, so a retried or doubled delivery, or a
         crash before commit, can neither lose nor double the turn. An event taken from the
-        inbox has its row marked applied in that transaction too.
+        inbox has its row marked applied in that transaction too, with `folded`: the chat's
+        waiting repeats of the same tap or command, answered by this one turn. `shape` lets a
+        channel turn the replies into its own outbox payloads (Telegram: a notice as the tap's
+        alert, the question after it as an edit of the tapped message).
         """
         event = self.check_upload(event)
-        with self.sessions() as session, session.begin():
+        with timed_turn(channel), self.sessions() as session, session.begin():
             conversation, now = self._lock(session, channel, user_ref)
             if inbox_row is not None and not mark_applied(session, inbox_row, now):
                 return False
             if not record_event(session, event_key):
                 return False
+            mark_folded(session, folded, now)
             reactivate(session, channel, user_ref)  # they wrote: they take messages again
             replies, locale = self._run(session, conversation, now, channel, user_ref, event)
-            for reply in merge(replies):
-                queue_message(
-                    session, channel, user_ref, {**reply.to_payload(), "locale": locale}, now
-                )
+            shaped = merge(replies) if shape is None else shape(replies)
+            for reply in shaped:
+                payload = reply.to_payload() if isinstance(reply, Outbound) else reply
+                queue_message(session, channel, user_ref, {**payload, "locale": locale}, now)
             failpoint("before-commit")
         return True
 

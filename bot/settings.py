@@ -50,6 +50,14 @@ class Settings:
     # whole default budget and would run alone anyway.
     image_check_threads: int = 1
     walk_in_daily_quota: int = 50  # priority walk-ins one office serves a day
+    # Overload: new turns are answered "sedang ramai" when this many updates wait in the inbox
+    # or a database query takes longer than this; the retry time said is at least this long.
+    overload_backlog: int = 2000
+    overload_db_ms: int = 1000
+    overload_retry_minutes: int = 2
+    apply_rate: int = 100  # updates applied a second, all appliers together (for the wait said)
+    ready_timeout_ms: int = 2000  # /readyz: the database must answer within this
+    metrics_key: str | None = None  # bearer key of /metrics (unset: loopback clients only)
     auto_migrate: bool = True
     log_level: str = "INFO"
 
@@ -100,6 +108,12 @@ class Settings:
             image_memory_budget=int(float(env.get("LOKET_IMAGE_MEMORY_MB", "80")) * 1024 * 1024),
             image_check_threads=max(1, int(env.get("LOKET_IMAGE_THREADS", "1"))),
             walk_in_daily_quota=int(env.get("LOKET_WALK_IN_DAILY_QUOTA", "50")),
+            overload_backlog=int(env.get("LOKET_OVERLOAD_BACKLOG", "2000")),
+            overload_db_ms=int(env.get("LOKET_OVERLOAD_DB_MS", "1000")),
+            overload_retry_minutes=int(env.get("LOKET_OVERLOAD_RETRY_MINUTES", "2")),
+            apply_rate=int(env.get("LOKET_APPLY_RATE", "100")),
+            ready_timeout_ms=int(env.get("LOKET_READY_TIMEOUT_MS", "2000")),
+            metrics_key=env.get("LOKET_METRICS_KEY") or None,
             auto_migrate=env.get("LOKET_AUTO_MIGRATE", auto_default) == "1",
             log_level=env.get("LOG_LEVEL", "INFO"),
         )

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, make_response, render_template, request
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bot.api import api
 from bot.channels.telegram import BotRunner, TelegramChannel, set_aside_unreadable
-from bot.channels.telegram_updates import Unreadable, update_id_of
+from bot.channels.telegram_updates import Unreadable, translate, update_id_of
 from bot.consoles import csrf
 from bot.consoles import install as install_consoles
-from bot.i18n import _
+from bot.i18n import _, use_locale
+from bot.load import LoadGauge, busy_text, database_measure
 from bot.logsafe import log_failure
+from bot.metrics import exposition, refused
 from bot.payments import (
     SIGNATURE_HEADER,
     BadNotice,
@@ -83,10 +87,33 @@ def chat_error(code: int, max_upload_bytes: int) -> tuple[Response, int]:
                               "offers_location": False}]), code  # fmt: skip
 
 
+def is_loopback(address: str | None) -> bool:
+    """Whether a client address is this machine's own."""
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def busy_update_answer(update: Any) -> dict[str, Any] | None:
+    """Whom to answer for an update refused under load (its tap, else its chat, and their
+    language); None when the update is nothing we answer."""
+    try:
+        incoming = translate(update)
+    except Unreadable:
+        return None
+    if incoming is None:
+        return None
+    sender = (update.get("callback_query") or update.get("message") or {}).get("from") or {}
+    return {"callback_id": incoming.callback_id, "chat_id": incoming.chat_id,
+            "language": sender.get("language_code")}  # fmt: skip
+
+
 def create_app(
     settings: Settings | None = None,
     loket: Loket | None = None,
     telegram: TelegramChannel | None = None,
+    load: LoadGauge | None = None,
 ) -> Flask:
     """Build the web app around one Loket service (made from the environment if not given)."""
     settings = settings or Settings.from_env()
@@ -99,6 +126,8 @@ def create_app(
     app.config["LOKET"] = loket or Loket(settings)
     app.config["SETTINGS"] = settings
     app.config["TELEGRAM"] = telegram
+    service: Loket = app.config["LOKET"]
+    app.config["LOAD"] = load or LoadGauge(settings, database_measure(service.sessions))
     if telegram is None and settings.telegram_token and settings.telegram_webhook_secret:
         channel = TelegramChannel(app.config["LOKET"], BotRunner(settings), background=True)
         app.config["TELEGRAM"] = channel
@@ -129,6 +158,59 @@ def create_app(
         if wants_page:
             return page_error(500)
         return jsonify(error="internal error, please retry"), 500
+
+    @app.before_request
+    def refuse_when_busy() -> tuple[Response, int] | None:
+        """Answer a new chat turn (web chat, chat API) at once with 503 and Retry-After when
+        the service is overloaded, instead of letting it time out."""
+        turn = request.method == "POST" and (
+            request.path in ("/chat/send", "/api/v1/chat") or is_chat_turn(request.path)
+        )
+        if not turn:
+            return None
+        minutes = current_app.config["LOAD"].busy_minutes()
+        if minutes is None:
+            return None
+        refused("overload")
+        text = busy_text(minutes)
+        body = {"error": "overloaded", "retry_after": minutes * 60, "message": text,
+                "messages": [{"text": text, "choices": [], "expects": "none", "qr": None,
+                              "offers_location": False}]}  # fmt: skip
+        answer = jsonify(body)
+        answer.headers["Retry-After"] = str(minutes * 60)
+        return answer, 503
+
+    @app.get("/livez")
+    def livez() -> tuple[Response, int]:
+        """Answer while the process answers (liveness: restart it when this fails)."""
+        return jsonify(status="alive"), 200
+
+    @app.get("/readyz")
+    def readyz() -> tuple[Response, int]:
+        """Answer 200 when the database answers within the timeout and the backlog is below
+        its threshold, else 503 (readiness: send no traffic here meanwhile)."""
+        reading = current_app.config["LOAD"].fresh()
+        timeout = settings.ready_timeout_ms
+        if reading.latency is None:
+            return jsonify(status="unready", reason="database not reachable"), 503
+        if reading.latency * 1000 > timeout:
+            return jsonify(status="unready", reason="database slower than the timeout"), 503
+        if reading.backlog >= settings.overload_backlog:
+            return jsonify(status="unready", reason="backlog over the threshold"), 503
+        return jsonify(status="ready", backlog=reading.backlog), 200
+
+    @app.get("/metrics")
+    def metrics() -> Response | tuple[Response, int]:
+        """Prometheus metrics: with LOKET_METRICS_KEY for its bearer, else loopback only."""
+        key = settings.metrics_key
+        if key is not None:
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            if not hmac.compare_digest(given.encode(), key.encode()):
+                return jsonify(error="metrics need the bearer key"), 401
+        elif not is_loopback(request.remote_addr):
+            return jsonify(error="metrics are served to this machine only"), 403
+        now = service.clock() if service.clock is not None else datetime.now(UTC)
+        return Response(exposition(service.sessions, now), mimetype=CONTENT_TYPE_LATEST)
 
     @app.route("/ping", methods=["GET", "POST"])
     def ping() -> tuple[str, int]:
@@ -196,12 +278,25 @@ def create_app(
             why = "nested too deeply" if isinstance(error, RecursionError) else "not JSON"
             set_aside_unreadable({"update_id": update_id_of(body)}, Unreadable(why))
             return jsonify(ok=True), 200
+        minutes = current_app.config["LOAD"].busy_minutes()
+        if minutes is not None:
+            # Overloaded: not accepted; answered in this response (Telegram makes the call).
+            refused("overload")
+            target = busy_update_answer(update)
+            if target is None:
+                return jsonify(ok=True), 200
+            with use_locale(target["language"] or "id"):
+                text = busy_text(minutes)
+            if target["callback_id"] is not None:
+                return jsonify(method="answerCallbackQuery", callback_query_id=target[
+                    "callback_id"], text=text, show_alert=True), 200  # fmt: skip
+            return jsonify(method="sendMessage", chat_id=target["chat_id"], text=text), 200
         chat_id, _new = channel.accept(update)  # an exception answers 500: Telegram retries
         if chat_id is not None:
             channel.schedule(chat_id)
         return jsonify(ok=True), 200
 
     # Machine callers prove themselves by secret or signature, not by a browser's cookie.
-    for view in (ping, payment_notify, telegram_webhook):
+    for view in (ping, payment_notify, telegram_webhook, livez, readyz, metrics):
         csrf.exempt(view)
     return app

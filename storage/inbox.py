@@ -9,11 +9,12 @@ an update is applied once however many processes try.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -83,6 +84,42 @@ def next_waiting(session: Session, channel: str, user_ref: str) -> Accepted | No
         .limit(1)
     ).first()
     return None if row is None else Accepted(row.id, row.key, row.payload)
+
+
+def waiting(session: Session, channel: str, user_ref: str, limit: int) -> list[Accepted]:
+    """Return one chat's oldest `limit` updates not yet applied, in arrival order."""
+    rows = session.execute(
+        select(InboxUpdate.id, InboxUpdate.key, InboxUpdate.payload)
+        .where(
+            InboxUpdate.channel == channel,
+            InboxUpdate.user_ref == user_ref,
+            InboxUpdate.applied_at.is_(None),
+        )
+        .order_by(InboxUpdate.id)
+        .limit(limit)
+    ).all()
+    return [Accepted(row.id, row.key, row.payload) for row in rows]
+
+
+def mark_folded(session: Session, row_ids: Sequence[int], now: datetime) -> None:
+    """Mark repeats of a turn applied without a turn of their own (a flood answered once), in
+    the caller's transaction, under the chat's conversation lock."""
+    if row_ids:
+        session.execute(
+            update(InboxUpdate)
+            .where(InboxUpdate.id.in_(row_ids), InboxUpdate.applied_at.is_(None))
+            .values(applied_at=now, payload={})
+            .execution_options(synchronize_session=False)
+        )
+
+
+def count_waiting(session: Session) -> int:
+    """Count the updates accepted and not yet applied, every chat together (the backlog)."""
+    return int(
+        session.execute(
+            select(func.count(InboxUpdate.id)).where(InboxUpdate.applied_at.is_(None))
+        ).scalar_one()
+    )
 
 
 def mark_applied(session: Session, row_id: int, now: datetime) -> bool:

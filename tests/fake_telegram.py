@@ -61,6 +61,7 @@ class FakeTelegram:
     sent: list[Sent] = field(default_factory=list)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)
+    answered: list[str] = field(default_factory=list)  # callback query ids answered, in order
     fail_next_sends: int = 0
     flood_next_sends: int = 0  # answer 429 with retry_after
     blocked: set[str] = field(default_factory=set)  # chats that blocked the bot (403)
@@ -191,14 +192,23 @@ class FakeTelegram:
                 self.sent.append(sent)
             return True, self.message(sent.chat_id, sent.message_id, sent.text)
         if method == "editMessageText":
+            with self.lock:  # the tapped message now reads (and offers) what the edit says
+                for sent in self.sent:
+                    if sent.message_id == int(params["message_id"]):
+                        sent.text = params["text"]
+                        sent.reply_markup = params.get("reply_markup")
             return True, self.message(str(params["chat_id"]), int(params["message_id"]),
                                       params["text"])  # fmt: skip
+        if method == "answerCallbackQuery":
+            with self.lock:  # every tap must be answered once: the test reads who was
+                self.answered.append(str(params["callback_query_id"]))
+            return True, True
         if method == "getFile":
             file_id = params["file_id"]
             return True, {"file_id": file_id, "file_unique_id": file_id,
                           "file_size": len(self.files.get(file_id, b"")),
                           "file_path": f"photos/{file_id}.jpg"}  # fmt: skip
-        if method in ("answerCallbackQuery", "setWebhook", "deleteWebhook", "setMyCommands"):
+        if method in ("setWebhook", "deleteWebhook", "setMyCommands"):
             return True, True
         return False, f"method {method} not faked"
 

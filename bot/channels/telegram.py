@@ -35,7 +35,7 @@ from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
 from bot.channels.telegram_updates import Incoming, Unreadable, loads, translate
-from bot.core.messages import Expect, Inbound, Outbound
+from bot.core.messages import EventKind, Expect, Inbound, Outbound, merge
 from bot.faults import failpoint
 from bot.i18n import N_, _, use_locale
 from bot.logsafe import log_failure
@@ -53,6 +53,7 @@ from storage.booking import (
     queue_message,
     release_claim,
 )
+from storage.inbox import Accepted
 from storage.outbox import count_failure, is_inactive, mark_inactive, set_aside, set_aside_chat
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ logging.getLogger("telegram").setLevel(logging.INFO)
 CHANNEL = "telegram"
 CALLBACK_LIMIT = 64  # bytes Telegram allows in callback_data
 TEXT_LIMIT = 4096
+ALERT_LIMIT = 200  # characters an answerCallbackQuery alert shows
 CLAIM_FOR = timedelta(seconds=30)
 T = TypeVar("T")
 
@@ -71,6 +73,7 @@ MAX_APPLY_ATTEMPTS = 5  # failures (not network) before an update is set aside
 MAX_SEND_ATTEMPTS = 10  # failed sends of one outbox row before it is set aside (about 2 hours)
 FIRST_RETRY = timedelta(seconds=15)
 LAST_RETRY = timedelta(hours=1)
+FOLD_LIMIT = 200  # waiting updates of one chat read at once to fold repeats of the oldest
 
 
 def send_backoff(attempts: int) -> timedelta:
@@ -91,6 +94,77 @@ COMMANDS = (
     ("bahasa", N_("Ganti bahasa")),
     ("bantuan", N_("Bantuan")),
 )
+
+
+def repeats_of(head: Incoming, backlog: list[Accepted]) -> list[tuple[int, Incoming]]:
+    """Return the waiting updates right after `head` that repeat it: taps on the same message
+    (its question is answered by the first tap; later taps there are on an answered question),
+    or the same command typed again. The run stops at the first update that is something else.
+    """
+    repeats: list[tuple[int, Incoming]] = []
+    for row in backlog:
+        try:
+            other = translate(row.payload)
+        except Unreadable:
+            break
+        if other is None or not same_turn(head, other):
+            break
+        repeats.append((row.id, other))
+    return repeats
+
+
+def same_turn(first: Incoming, second: Incoming) -> bool:
+    """Tell whether `second` asks nothing `first` has not: a tap on the same message, or the
+    same command typed again (answers, files, contacts and locations always count)."""
+    if first.event is None or second.event is None:
+        return False  # a file: each one is an answer of its own
+    if first.callback_id is not None or second.callback_id is not None:
+        if first.callback_id is None or second.callback_id is None:
+            return False
+        tapped = (first.callback_message or {}).get("message_id")
+        return tapped is not None and tapped == (second.callback_message or {}).get("message_id")
+    # Only a repeated command (/start, /jadwal): a typed answer repeated ("1", then "1") can
+    # answer two questions in a row, typed ahead before the first reply came.
+    return (
+        first.event.kind is EventKind.TEXT
+        and second.event.kind is EventKind.TEXT
+        and first.event.text.startswith("/")
+        and first.event.text == second.event.text
+    )
+
+
+class TapShaper:
+    """Shape a turn's replies for Telegram: when a tap's turn begins with short notices (the
+    seat just went, a queue position), they answer the tap as its alert and the question after
+    them replaces the tapped message, so the answer sends no new message and does not wait
+    behind the 30-a-second limit. Anything else is merged into one message as usual."""
+
+    def __init__(self, incoming: Incoming) -> None:
+        self.incoming = incoming
+        self.answers_tap = False
+
+    def __call__(self, replies: list[Outbound]) -> list[Outbound | dict[str, Any]]:
+        """Return the outbox payloads of one turn's replies."""
+        callback_id = self.incoming.callback_id
+        tapped = (self.incoming.callback_message or {}).get("message_id")
+        notices = [reply for reply in replies if reply.notice]
+        if callback_id is None or not notices or replies[: len(notices)] != notices:
+            return list(merge(replies))
+        notice = "\n\n".join(reply.text for reply in notices)
+        if len(notice) > ALERT_LIMIT:
+            return list(merge(replies))
+        self.answers_tap = True
+        shaped: list[Outbound | dict[str, Any]] = [
+            {**Outbound(notice).to_payload(), "answer_tap": callback_id}
+        ]
+        rest = merge(replies[len(notices) :])
+        for number, reply in enumerate(rest):
+            editable = number == 0 and type(tapped) is int and not reply.qr and not reply.copy
+            editable = (
+                editable and reply.expects is not Expect.CONTACT and len(reply.text) <= TEXT_LIMIT
+            )
+            shaped.append({**reply.to_payload(), "edit": tapped} if editable else reply)
+        return shaped
 
 
 def set_aside_unreadable(update: Any, error: Unreadable) -> None:
@@ -288,23 +362,32 @@ class TelegramChannel:
     def drain(self, chat_id: str) -> int:
         """Apply one chat's waiting updates in arrival order, then send its replies.
 
-        Files are fetched before the turn's transaction, so no lock waits on the network. If
-        another process applies the same row first, `Loket.process` says so and we go on.
+        A flood is answered once: the waiting repeats of the oldest update (taps on the same
+        question, the same text typed again) are folded into its turn, marked applied in the
+        same transaction without a turn or a reply of their own; every tap is still answered
+        (`answerCallbackQuery`), so no button keeps spinning. Files are fetched before the
+        turn's transaction, so no lock waits on the network. If another process applies the
+        same row first, `Loket.process` says so and we go on.
         """
         applied = 0
         while True:
             with self.loket.sessions() as session:
-                waiting = inbox.next_waiting(session, CHANNEL, chat_id)
-            if waiting is None:
+                backlog = inbox.waiting(session, CHANNEL, chat_id, FOLD_LIMIT)
+            if not backlog:
                 break
+            waiting = backlog[0]
+            incoming: Incoming | None = None
             try:
                 incoming = translate(waiting.payload)
                 if incoming is None:  # accepted by an older version that read it differently
                     raise Unreadable("not an update we handle")
+                repeats = repeats_of(incoming, backlog[1:])
                 event = incoming.event or self._download(incoming)
+                shaper = TapShaper(incoming)
                 done = self.loket.process(
-                    CHANNEL, chat_id, event, waiting.key, inbox_row=waiting.id
-                )
+                    CHANNEL, chat_id, event, waiting.key, inbox_row=waiting.id,
+                    folded=[row_id for row_id, _repeat in repeats], shape=shaper,
+                )  # fmt: skip
             except TelegramError:
                 raise  # the network or Telegram: the update waits and is tried again
             except Exception as error:
@@ -312,12 +395,17 @@ class TelegramChannel:
                 if not self._set_aside(waiting.id, chat_id, give_up_now):
                     raise
                 log_failure(log, f"inbox row {waiting.id} set aside after repeated failures", error)
+                if incoming is not None and incoming.callback_id is not None:
+                    self._answer_tap(incoming.callback_id)  # the apology comes as a message
                 continue
             if done:
                 applied += 1
                 failpoint("after-commit")
-                if incoming.callback_id is not None:
+                if incoming.callback_id is not None and not shaper.answers_tap:
                     self._acknowledge(incoming)
+                for _row_id, repeat in repeats:
+                    if repeat.callback_id is not None:
+                        self._answer_tap(repeat.callback_id)
         self.flush(chat_id)
         return applied
 
@@ -382,6 +470,15 @@ class TelegramChannel:
             log.warning("file not available: %s", type(error).__name__)
             data = b""
         return Inbound.file(data, incoming.filename, declared_size=incoming.file_size)
+
+    def _answer_tap(self, callback_id: str, text: str | None = None, alert: bool = False) -> None:
+        """Answer a button press (stops its spinner); with a text, as a notice or an alert."""
+        try:
+            self.runner.call(
+                self.runner.bot.answer_callback_query(callback_id, text=text, show_alert=alert)
+            )
+        except TelegramError as error:  # too old, or answered already: nothing to stop
+            log.info("tap answer skipped: %s", type(error).__name__)
 
     def _acknowledge(self, incoming: Incoming) -> None:
         """Answer the button press and fold the question, keeping the chosen answer visible."""
@@ -494,6 +591,22 @@ class TelegramChannel:
         bot = self.runner.bot
         with use_locale(str(payload.get("locale") or "id")):
             markup = keyboard(message)
+        if payload.get("answer_tap"):
+            try:  # a notice on the tap: no message, no pacing
+                self.runner.call(bot.answer_callback_query(
+                    str(payload["answer_tap"]), text=message.text, show_alert=True))  # fmt: skip
+                return 0
+            except BadRequest:  # the tap is too old to answer: say it in a message instead
+                log.info("tap too old for its notice; sent as a message")
+        elif payload.get("edit") and (markup is None or isinstance(markup, InlineKeyboardMarkup)):
+            self.pacer.wait(chat_id)
+            try:
+                self.runner.call(bot.edit_message_text(
+                    message.text, chat_id=chat_id, message_id=int(payload["edit"]),
+                    reply_markup=markup))  # fmt: skip
+                return int(payload["edit"])
+            except BadRequest:  # the message is gone or too old to edit: send a new one
+                log.info("tapped message not editable; sent as a new message")
         parts = chunks(message.text)
         last_id = 0
         for number, part in enumerate(parts):

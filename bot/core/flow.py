@@ -105,6 +105,11 @@ class Context:
         """Queue a message to send before the next question."""
         self.notes.append(Outbound(text))
 
+    def notice(self, text: str) -> None:
+        """Queue a short notice about the answer just given, shown before the next question
+        (where the channel can, as a notice on the tap itself)."""
+        self.notes.append(Outbound(text, notice=True))
+
     def remember(self, key: str, load: Callable[[], Any]) -> Any:
         """Return `load()` once per turn and key."""
         if key not in self.memo:

@@ -35,6 +35,9 @@ class Outbound:
     qr: str | None = None  # content for a QR image the channel renders under the text
     offers_location: bool = False  # a shared location is a welcome answer (nearest office)
     copy: str | None = None  # a code in the text worth copying in one tap (the billing code)
+    # A short notice about the answer just given ("jam itu baru saja penuh"): a channel that
+    # can shows it where the tap was (Telegram: the tap's alert) instead of a new message.
+    notice: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Render in the shape shared by the terminal's --jsonl mode and the chat API."""
@@ -53,6 +56,7 @@ class Outbound:
             "qr": self.qr,
             "offers_location": self.offers_location,
             "copy": self.copy,
+            "notice": self.notice,
         }
 
     @classmethod
@@ -65,6 +69,7 @@ class Outbound:
             qr=data.get("qr"),
             offers_location=bool(data.get("offers_location", False)),
             copy=data.get("copy"),
+            notice=bool(data.get("notice", False)),
         )
 
 

@@ -31,6 +31,7 @@ from bot.core.flow import (
 )
 from bot.core.messages import EventKind, Expect, Inbound, Outbound, excerpt
 from bot.i18n import N_, _, current_locale, format_date, format_money
+from bot.metrics import refused
 from bot.timezones import format_moment, format_window, local
 from bot.validators import age_on, parse_coming_date
 from bot.waiting_room import Place, place_text, release_words, take_place, turn_text, walk_in_text
@@ -659,14 +660,16 @@ def after_slot(ctx: Context, value: Any) -> Transition | None:
         # The code is what the applicant needs next: one tap copies it where the channel can.
         ctx.notes.append(Outbound(text, copy=billing.code))
         return StartFlow("menu")
+    if result_refusal is not None:
+        refused(result_refusal.value)  # sold_out, active_booking, not_released, ...
     if result_refusal is HoldRefusal.SOLD_OUT:
         if not known_sold_out:
             ctx.shared.set(sold_out_key(slot_id), "1", SOLD_OUT_HINT_SECONDS)
         day_listed = any(d.day.isoformat() == ctx.answers["day"] for d in available_days(ctx))
         if day_listed and slot_options(ctx):
-            ctx.say(_("Maaf, jam itu baru saja penuh. Silakan pilih jam lain."))
+            ctx.notice(_("Maaf, jam itu baru saja penuh. Silakan pilih jam lain."))
             return Stay()
-        ctx.say(_("Maaf, kursi di tanggal itu baru saja habis. Silakan pilih tanggal lain."))
+        ctx.notice(_("Maaf, kursi di tanggal itu baru saja habis. Silakan pilih tanggal lain."))
         forget_full_day(ctx, ctx.answers["day"])
         return Jump("day")
     if result_refusal is HoldRefusal.ACTIVE_BOOKING:
