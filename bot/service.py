@@ -23,6 +23,7 @@ from bot.flows import build_engine
 from bot.i18n import resolve_locale
 from bot.identity import IdentityRegistry, StructuralIdentity
 from bot.images import MemoryBudget
+from bot.phone_sender import PhoneSender, TerminalSender
 from bot.seed import extend_calendars, seed_offices
 from bot.settings import Settings
 from bot.shared import SharedState, make_shared_state
@@ -32,6 +33,7 @@ from storage.db import make_engine, make_session_factory, upgrade
 from storage.inbox import mark_applied
 from storage.models import Conversation, Office
 from storage.outbox import reactivate
+from storage.phones import record_verification, verified_phone
 from storage.staff import audit
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ class Loket:
         billing: BillingProvider | None = None,
         identity: IdentityRegistry | None = None,
         clock: Clock | None = None,
+        phone_sender: PhoneSender | None = None,
     ) -> None:
         self.settings = settings
         if db is None:
@@ -85,6 +88,8 @@ class Loket:
         self.shared = shared or make_shared_state(settings.redis_url, settings.redis_prefix)
         self.billing = billing or LocalBilling()
         self.identity = identity or StructuralIdentity()
+        log.info("identity checks: %s", self.identity.describe())
+        self.phone_sender: PhoneSender = phone_sender or TerminalSender()
         self.clock = clock
         self.engine: Engine = build_engine()
         self.image_rules = upload_rules(settings)
@@ -146,6 +151,7 @@ class Loket:
             now=now,
             answers={},
             actor=actor,
+            phone_sender=self.phone_sender,
         )
 
     def handle(
@@ -273,6 +279,12 @@ class Loket:
             len(replies),
         )
         return replies, resolve_locale(state.locale, state.channel_language)
+
+    def vouch_phone(self, channel: str, user_ref: str, phone: str, method: str) -> None:
+        """Record a number a trusted door verified (a gateway's word), unless already known."""
+        with self.sessions() as session, session.begin():
+            if verified_phone(session, channel, user_ref) != phone:
+                record_verification(session, channel, user_ref, phone, method, self.now(session))
 
     def pending_messages(self, channel: str, user_ref: str) -> list[Outbound]:
         """Take the outbox messages waiting for one chat (pull channels show them first)."""

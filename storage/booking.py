@@ -36,6 +36,7 @@ from storage.models import (
     Slot,
     SlotKind,
 )
+from storage.phones import PHONE_SEAT_LIMIT, lock_phone, seats_held_by_phone
 
 ACTIVE = (BookingStatus.HELD, BookingStatus.CONFIRMED)
 
@@ -77,6 +78,7 @@ class HoldRefusal(StrEnum):
     NOT_ELIGIBLE = "not_eligible"  # e.g. simpatik for a lost passport
     NOT_OPEN = "not_open"  # the application is cancelled or completed
     PAST = "past"
+    PHONE_LIMIT = "phone_limit"  # this phone number already holds seats for 5 people
 
 
 @dataclass(frozen=True)
@@ -141,8 +143,14 @@ def hold_seat(
     slot_id: int,
     now: datetime,
     hold_for: timedelta,
+    phone: str | None = None,
+    phone_limit: int = PHONE_SEAT_LIMIT,
 ) -> HoldResult:
-    """Hold one seat for an application until `now + hold_for`, or say why not."""
+    """Hold one seat for an application until `now + hold_for`, or say why not.
+
+    `phone` is the verified number holding the seat: it may hold seats for at most
+    `phone_limit` people, counted under the number's lock row in this transaction.
+    """
     if application.status in (ApplicationStatus.CANCELLED, ApplicationStatus.COMPLETED):
         return HoldResult(refusal=HoldRefusal.NOT_OPEN)
     if active_booking(session, application.nik) is not None:
@@ -152,6 +160,10 @@ def hold_seat(
         return HoldResult(refusal=HoldRefusal.SOLD_OUT)
     if slot.kind == SlotKind.SIMPATIK and not simpatik_allowed(application):
         return HoldResult(refusal=HoldRefusal.NOT_ELIGIBLE)
+    if phone is not None:
+        lock_phone(session, phone, now)
+        if seats_held_by_phone(session, phone) >= phone_limit:
+            return HoldResult(refusal=HoldRefusal.PHONE_LIMIT)
     try:
         with session.begin_nested():
             if not take_seat(session, slot_id, now):
@@ -165,6 +177,7 @@ def hold_seat(
                 status=BookingStatus.HELD,
                 held_until=now + hold_for,
                 created_at=now,
+                phone=phone,
             )
             session.add(booking)
             session.flush()

@@ -136,7 +136,14 @@ def clock() -> FakeClock:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     """Settings pointing at the backend under test and a private data folder."""
-    return Settings(data_dir=tmp_path / "data", database_url=database_url, auto_migrate=False)
+    # Tests of other behaviour book without proving a phone number first; the hoarding tests
+    # (tests/test_hoard.py) turn the requirement back on.
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        auto_migrate=False,
+        require_verified_phone=False,
+    )
 
 
 @pytest.fixture
