@@ -6,6 +6,7 @@ import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine as SqlEngine
@@ -22,11 +23,12 @@ from bot.faults import failpoint
 from bot.flows import build_engine
 from bot.i18n import resolve_locale
 from bot.identity import IdentityRegistry, StructuralIdentity
-from bot.images import MemoryBudget
+from bot.images import NEAR_DISTANCE, CleanDocument, MemoryBudget
 from bot.phone_sender import PhoneSender, TerminalSender
 from bot.seed import extend_calendars, seed_offices
 from bot.settings import Settings
 from bot.shared import SharedState, make_shared_state
+from storage.applications import photo_twins
 from storage.booking import db_now, queue_message, record_event, take_outbox
 from storage.conversations import lock_conversation
 from storage.db import make_engine, make_session_factory, upgrade
@@ -244,9 +246,26 @@ class Loket:
         """
         if not needs_check(event):
             return event  # no hop to the image threads for a text or a button
-        return self.image_checks.submit(
+        checked = self.image_checks.submit(
             check_event, event, self.image_rules, self.image_budget
         ).result()
+        return self.find_twins(checked)
+
+    def find_twins(self, event: Inbound) -> Inbound:
+        """Attach the NIKs whose applications hold a near copy of the event's photo.
+
+        One indexed read in its own short transaction, before the turn's: the turn (which
+        holds the conversation's lock, and SQLite's write lock) only compares NIKs.
+        """
+        upload = event.upload
+        clean = upload.checked if upload is not None else None
+        if upload is None or not isinstance(clean, CleanDocument) or clean.phash is None:
+            return event
+        with self.sessions() as session, session.begin():
+            twins = photo_twins(session, clean.phash, NEAR_DISTANCE)
+        if not twins:
+            return event
+        return replace(event, upload=replace(upload, checked=replace(clean, twins=tuple(twins))))
 
     def _lock(self, session: Session, channel: str, user_ref: str) -> tuple[Conversation, datetime]:
         """Lock (or create) the chat's conversation; return it and the turn's time."""

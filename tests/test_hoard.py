@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
+from PIL import Image, ImageEnhance
 from sqlalchemy import Engine, select
 
 from bot.phone_sender import RecordingSender
@@ -17,12 +19,19 @@ from bot.settings import Settings
 from bot.shared import SharedState
 from storage.booking import HoldRefusal, hold_seat
 from storage.db import make_engine, make_session_factory
-from storage.models import Application, AuditEntry, Booking, PhoneCode, PhoneVerification
+from storage.models import (
+    Application,
+    AuditEntry,
+    Booking,
+    Document,
+    PhoneCode,
+    PhoneVerification,
+)
 from storage.phones import record_verification
 from storage.staff import add_staff
 from tests.conftest import FakeClock
 from tests.seats_helpers import NOW, make_applications, make_slot
-from tests.transcript import Chat, book, register
+from tests.transcript import ADULT_NEW, Chat, book, fill_until, make_nik, photo_bytes, register
 
 PHONE = "+6281234567890"
 
@@ -190,3 +199,49 @@ def test_eight_threads_racing_for_the_fifth_place_of_one_number_get_one(loket: L
     with loket.sessions() as session:
         active = session.execute(select(Booking).where(Booking.phone == PHONE)).scalars().all()
     assert len(active) == 5
+
+
+# ---- one photo on many NIKs' applications -------------------------------------------------
+
+
+def _variant(data: bytes, quality: int, trim: float, brighter: float) -> bytes:
+    """The same photo re-encoded, trimmed by `trim` of each side, and brightened."""
+    image = Image.open(io.BytesIO(data))
+    width, height = image.size
+    dx, dy = int(width * trim), int(height * trim)
+    image = ImageEnhance.Brightness(image.crop((dx, dy, width - dx, height - dy))).enhance(brighter)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+OTHER_NIK = make_nik(date(1992, 3, 5), serial=2)
+
+
+def test_a_ktp_photo_reused_for_another_nik_is_refused_and_asked_again(hoard: Loket) -> None:
+    first = Chat(hoard, "first", channel="web")
+    register(first)
+    ktp = photo_bytes(f"doc_ktp:{ADULT_NEW['nik']}")  # the photo the first applicant sent
+    second = Chat(hoard, "second", channel="web")
+    fill_until(second, "doc_ktp", {"nik": OTHER_NIK, "birth_date": "05-03-1992"})
+    # Re-encoded at another quality, 3% trimmed off (1.5% of each side), 20% brighter.
+    reply = second.photo(_variant(ktp, quality=60, trim=0.015, brighter=1.2))
+    assert "Foto e-KTP ini sudah dipakai dalam permohonan atas NIK lain" in reply
+    assert second.step() == "doc_ktp"  # the application goes on: the photo is asked again
+    assert "Dokumen 2 dari 3: Kartu Keluarga" in second.photo(tag="own-ktp")
+
+
+def test_family_documents_and_different_photos_are_accepted(hoard: Loket) -> None:
+    first = Chat(hoard, "first", channel="web")
+    register(first)
+    kk = photo_bytes(f"doc_kk:{ADULT_NEW['nik']}")
+    second = Chat(hoard, "second", channel="web")
+    fill_until(second, "doc_ktp", {"nik": OTHER_NIK, "birth_date": "05-03-1992"})
+    assert "Dokumen 2 dari 3: Kartu Keluarga" in second.photo(tag="own-ktp")
+    # The same Kartu Keluarga (a spouse registering from their own phone) is welcome.
+    assert "Dokumen 3 dari 3" in second.photo(_variant(kk, quality=70, trim=0.01, brighter=1.1))
+    second.photo(tag="own-diploma")
+    assert "Pendaftaran berhasil dikirim" in second.say("benar, kirim")
+    with hoard.sessions() as session:
+        stored = session.scalars(select(Document).where(Document.kind == "ktp")).all()
+        assert len(stored) == 2 and all(document.phash for document in stored)
