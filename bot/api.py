@@ -26,6 +26,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from bot.core.flow import Invalid
 from bot.core.messages import Inbound
+from bot.limits import too_many, turn_wait
 from bot.service import Loket
 from bot.validators import parse_phone
 
@@ -152,6 +153,10 @@ def chat() -> tuple[Response, int]:
     except BadRequest as error:
         return jsonify(error=str(error)), 400
     service: Loket = current_app.config["LOKET"]
+    # No address bucket: every user of a gateway comes from the gateway's address.
+    wait = turn_wait(service, CHANNEL, user, None, vouched)
+    if wait is not None:
+        return too_many(wait)
     if vouched is not None:
         service.vouch_phone(CHANNEL, user, vouched, "gateway")
     if given_id is not None:

@@ -125,7 +125,7 @@ def test_the_openapi_file_describes_what_the_api_answers(client: FlaskClient) ->
         "verified_phone",
     }
     assert kinds == {"text", "choice", "contact", "location", "file"}
-    assert {"200", "400", "401", "403", "503"} <= set(operation["responses"])
+    assert {"200", "400", "401", "403", "429", "503"} <= set(operation["responses"])
 
 
 def test_the_gateway_vouches_for_a_number_and_a_typed_one_is_refused(
