@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -245,3 +247,23 @@ def test_family_documents_and_different_photos_are_accepted(hoard: Loket) -> Non
     with hoard.sessions() as session:
         stored = session.scalars(select(Document).where(Document.kind == "ktp")).all()
         assert len(stored) == 2 and all(document.phash for document in stored)
+
+
+# ---- the identity stand-in says what it is ------------------------------------------------
+
+
+def test_the_identity_stand_in_says_at_start_up_that_it_checks_structure_only(
+    settings: Settings, clean_db: Engine, clock: FakeClock, shared_state: SharedState,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="bot.service"):
+        service = Loket(settings, db=clean_db, clock=clock, shared=shared_state)
+    service.image_checks.shutdown(wait=True)
+    lines = [record.getMessage() for record in caplog.records if record.name == "bot.service"]
+    said = [line for line in lines if line.startswith("identity checks: ")]
+    assert said == [
+        "identity checks: local stand-in: NIK structure only (region, birth date, sex), "
+        "not checked against the population registry"
+    ]
+    # Only what the registry verifies: no NIK, name or number in the line.
+    assert not re.search(r"\d{6,}|\+62", said[0])
