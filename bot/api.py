@@ -8,7 +8,10 @@ bot's messages in the terminal channel's shape. Requests carry `Authorization: B
 In (JSON): {"user": ID, "text": "..."} or "choice" (a button's label or number), "contact"
 (a shared phone number), "location" ({"latitude", "longitude"}) or "file" ({"name", "data":
 base64}); optional "language" ("id" or "en"). A file may also come as multipart/form-data
-(fields `user`, `file`). Out: {"messages": [{"text", "choices", "expects"}, ...]}.
+(fields `user`, `file`). Optional "verified_phone": the number the gateway itself verified
+for this user (WhatsApp: the sender's number), which the bot takes as proof before holding a
+seat; never send a number the user merely typed.
+Out: {"messages": [{"text", "choices", "expects"}, ...]}.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from bot.core.flow import Invalid
 from bot.core.messages import Inbound
+from bot.limits import too_many, turn_wait
 from bot.service import Loket
+from bot.validators import parse_phone
 
 CHANNEL = "api"
 USER_LIMIT = 128
@@ -50,6 +56,19 @@ def _language(value: Any) -> str | None:
     if value not in ("id", "en"):
         raise BadRequest("'language' must be 'id' or 'en'")
     return str(value)
+
+
+def verified_phone_of(body: Any) -> str | None:
+    """The number the gateway vouches for (it verified it itself), normalised to E.164."""
+    value = body.get("verified_phone") if isinstance(body, dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest("'verified_phone' must be a string")
+    try:
+        return parse_phone(value)
+    except Invalid as error:
+        raise BadRequest("'verified_phone' is not an Indonesian mobile number") from error
 
 
 def event_id(body: Any) -> str | None:
@@ -125,13 +144,21 @@ def chat() -> tuple[Response, int]:
         if request.mimetype == "multipart/form-data":
             user, event = read_form()
             given_id = event_id(dict(request.form))
+            vouched = verified_phone_of(dict(request.form))
         else:
             body = request.get_json(silent=True)
             user, event = read_json(body)
             given_id = event_id(body)
+            vouched = verified_phone_of(body)
     except BadRequest as error:
         return jsonify(error=str(error)), 400
     service: Loket = current_app.config["LOKET"]
+    # No address bucket: every user of a gateway comes from the gateway's address.
+    wait = turn_wait(service, CHANNEL, user, None, vouched)
+    if wait is not None:
+        return too_many(wait)
+    if vouched is not None:
+        service.vouch_phone(CHANNEL, user, vouched, "gateway")
     if given_id is not None:
         # Exactly once: the key is recorded with the turn's effects and its replies go to the
         # outbox in the same transaction; a retry of a delivered event changes nothing.

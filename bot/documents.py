@@ -125,6 +125,22 @@ def required_documents(answers: Answers) -> list[Requirement]:
     return [r for r in REQUIREMENTS if r.applies(answers)]
 
 
+# Documents shared within a family: a parent's KTP is on each child's application, spouses
+# register from their own phones with the same Kartu Keluarga and marriage book. A near copy
+# of any other document on another NIK's application is refused (one photo, many "people").
+FAMILY_DOCUMENTS = frozenset(
+    {"kk", "father_ktp", "mother_ktp", "parents_marriage", "parents_statement",
+     "parents_passport"}
+)  # fmt: skip
+
+
+def is_personal(key: str, answers: Answers) -> bool:
+    """Tell whether a document belongs to the applicant alone (a marriage book does not)."""
+    if key == "supporting":
+        return answers.get("supporting_kind") != "marriage"
+    return key not in FAMILY_DOCUMENTS
+
+
 def document_label(requirement: Requirement, answers: Answers) -> str:
     """Return the translated name of a document (the supporting one names its chosen kind)."""
     label = requirement.label
@@ -202,17 +218,38 @@ def check_event(event: Inbound, rules: ImageRules, budget: MemoryBudget | None) 
     return replace(event, upload=replace(upload, data=b"", checked=checked))
 
 
-def accept_upload(upload: Upload, blobs: BlobStore, document: str | None = None) -> dict[str, Any]:
+def accept_upload(
+    upload: Upload,
+    blobs: BlobStore,
+    document: str | None = None,
+    *,
+    personal: bool = False,
+    owner: str | None = None,
+) -> dict[str, Any]:
     """Store an upload the pipeline accepted and return its record, or raise its refusal.
 
     `document` names the document in the refusals that are about its content (a blurry
     photo). The upload must have been through `check_event` (the service does it for every
-    inbound event).
+    inbound event). A `personal` document (the applicant's own, see `is_personal`) is
+    refused when a near copy of its photo is on the application of a NIK other than `owner`.
     """
     checked = upload.checked
     if isinstance(checked, Refusal):
         raise Invalid(checked.reason(document))
     if not isinstance(checked, CleanDocument):
         raise RuntimeError("an upload reached a turn unchecked (see check_event)")
-    return {"sha256": blobs.put(checked.data), "content_type": checked.content_type,
-            "size": len(checked.data)}  # fmt: skip
+    if personal and any(nik != owner for nik in checked.twins):
+        raise Invalid(
+            _(
+                "Foto {document} ini sudah dipakai dalam permohonan atas NIK lain. Kirim foto "
+                "{document} milik pemohon sendiri."
+            ).format(document=document or _("dokumen"))
+        )
+    record: dict[str, Any] = {
+        "sha256": blobs.put(checked.data),
+        "content_type": checked.content_type,
+        "size": len(checked.data),
+    }
+    if checked.phash is not None:
+        record["phash"] = f"{checked.phash:016x}"
+    return record

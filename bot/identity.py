@@ -1,7 +1,11 @@
 """Identity checks behind an interface: structural now, the population registry later.
 
-Real verification against Dukcapil needs a formal agreement; until then `StructuralIdentity`
-checks what the NIK itself encodes (region, birth date, sex) against what the applicant says.
+Real verification against Dukcapil (the population registry) needs a formal agreement; until
+then `StructuralIdentity` checks only what the NIK itself encodes (region code, birth date,
+sex) against what the applicant says. It cannot tell an invented NIK of valid structure from a
+real one: the defences against invented identities are the verified phone number, the limit of
+seats per number, and refusing one photo on several NIKs (README, "What each defence stops").
+A deployment with registry access passes its own `IdentityRegistry` to `Loket`.
 """
 
 from __future__ import annotations
@@ -21,9 +25,16 @@ class IdentityRegistry(Protocol):
     def check_person(self, nik: str, birth_date: date, sex: str) -> None:
         """Refuse when the NIK and the person's details disagree."""
 
+    def describe(self) -> str:
+        """Say in one line, without personal data, what this registry really verifies."""
+
 
 class StructuralIdentity:
-    """The NIK's own structure (python-stdnum) cross-checked with birth date and sex."""
+    """The NIK's own structure (python-stdnum) cross-checked with birth date and sex.
+
+    A local stand-in: it does NOT ask the population registry whether the NIK exists or
+    belongs to this person, and says so at start-up.
+    """
 
     def read_nik(self, text: str) -> str:
         """Return the 16-digit NIK typed, or refuse it."""
@@ -32,3 +43,10 @@ class StructuralIdentity:
     def check_person(self, nik: str, birth_date: date, sex: str) -> None:
         """Refuse when the NIK's encoded birth date or sex disagrees."""
         check_nik_matches(nik, birth_date, sex)
+
+    def describe(self) -> str:
+        """Say that only the NIK's structure is checked."""
+        return (
+            "local stand-in: NIK structure only (region, birth date, sex), "
+            "not checked against the population registry"
+        )

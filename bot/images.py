@@ -28,7 +28,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from io import BytesIO
 from typing import NoReturn
 
@@ -113,6 +113,11 @@ class CleanDocument:
     content_type: str
     width: int | None
     height: int | None
+    # 64-bit difference hash of the cleaned photo (see `difference_hash`), for near-copies.
+    phash: int | None = None
+    # NIKs of other applications holding a personal document photo near this one; filled by
+    # the service before the turn (a read, outside the turn's transaction).
+    twins: tuple[str, ...] = ()
 
 
 class Refusal(Exception):
@@ -547,8 +552,9 @@ def _clean_photo(
                     "seluruhnya dan tajam, lalu foto ulang."
                 ).format(document=document)
             )
+        phash = difference_hash(gray)
         del gray
-        return _encode(image, rules)
+        return replace(_encode(image, rules), phash=phash)
 
 
 def _decode_and_fit(
@@ -631,6 +637,26 @@ def blur_score(gray: Image.Image) -> float:
     low, high = _percentiles(work.histogram(), 0.01, 0.99)
     gain = min(255 / max(high - low, 1), _MAX_CONTRAST_GAIN)
     return float(variance * gain * gain)
+
+
+# Photos whose hashes differ in at most this many bits are the same photo: then they share one
+# of the hash's 8 bands of 8 bits exactly (pigeonhole), which storage looks up by index.
+NEAR_DISTANCE = 7
+
+
+def difference_hash(gray: Image.Image) -> int:
+    """Return the 64-bit difference hash (dHash) of a grayscale image.
+
+    The image is averaged down to 9x8 cells; each bit tells whether a cell is brighter than
+    its right-hand neighbour. Re-encoding, brightening and trimming a few percent of the
+    edges change few bits; a different page changes about half of them.
+    """
+    cells = gray.resize((9, 8), Image.Resampling.BOX).tobytes()
+    bits = 0
+    for row in range(8):
+        for column in range(8):
+            bits = bits << 1 | (cells[row * 9 + column] > cells[row * 9 + column + 1])
+    return bits
 
 
 def _percentiles(histogram: list[int], low: float, high: float) -> tuple[int, int]:

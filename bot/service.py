@@ -6,6 +6,7 @@ import functools
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,17 +24,20 @@ from bot.faults import failpoint
 from bot.flows import build_engine
 from bot.i18n import resolve_locale
 from bot.identity import IdentityRegistry, StructuralIdentity
-from bot.images import MemoryBudget
+from bot.images import NEAR_DISTANCE, CleanDocument, MemoryBudget
 from bot.metrics import timed_turn
+from bot.phone_sender import PhoneSender, TerminalSender
 from bot.seed import extend_calendars, seed_offices
 from bot.settings import Settings
 from bot.shared import SharedState, make_shared_state
+from storage.applications import photo_twins
 from storage.booking import db_now, queue_message, record_event, take_outbox
 from storage.conversations import lock_conversation
 from storage.db import make_engine, make_session_factory, upgrade
 from storage.inbox import mark_applied, mark_folded
 from storage.models import Conversation, Office
 from storage.outbox import reactivate
+from storage.phones import record_verification, verified_phone
 from storage.staff import audit
 
 log = logging.getLogger(__name__)
@@ -72,6 +76,7 @@ class Loket:
         billing: BillingProvider | None = None,
         identity: IdentityRegistry | None = None,
         clock: Clock | None = None,
+        phone_sender: PhoneSender | None = None,
     ) -> None:
         self.settings = settings
         if db is None:
@@ -87,6 +92,8 @@ class Loket:
         self.shared = shared or make_shared_state(settings.redis_url, settings.redis_prefix)
         self.billing = billing or LocalBilling()
         self.identity = identity or StructuralIdentity()
+        log.info("identity checks: %s", self.identity.describe())
+        self.phone_sender: PhoneSender = phone_sender or TerminalSender()
         self.clock = clock
         self.engine: Engine = build_engine()
         self.image_rules = upload_rules(settings)
@@ -148,6 +155,7 @@ class Loket:
             now=now,
             answers={},
             actor=actor,
+            phone_sender=self.phone_sender,
         )
 
     def handle(
@@ -246,9 +254,26 @@ class Loket:
         """
         if not needs_check(event):
             return event  # no hop to the image threads for a text or a button
-        return self.image_checks.submit(
+        checked = self.image_checks.submit(
             check_event, event, self.image_rules, self.image_budget
         ).result()
+        return self.find_twins(checked)
+
+    def find_twins(self, event: Inbound) -> Inbound:
+        """Attach the NIKs whose applications hold a near copy of the event's photo.
+
+        One indexed read in its own short transaction, before the turn's: the turn (which
+        holds the conversation's lock, and SQLite's write lock) only compares NIKs.
+        """
+        upload = event.upload
+        clean = upload.checked if upload is not None else None
+        if upload is None or not isinstance(clean, CleanDocument) or clean.phash is None:
+            return event
+        with self.sessions() as session, session.begin():
+            twins = photo_twins(session, clean.phash, NEAR_DISTANCE)
+        if not twins:
+            return event
+        return replace(event, upload=replace(upload, checked=replace(clean, twins=tuple(twins))))
 
     def _lock(self, session: Session, channel: str, user_ref: str) -> tuple[Conversation, datetime]:
         """Lock (or create) the chat's conversation; return it and the turn's time."""
@@ -281,6 +306,12 @@ class Loket:
             len(replies),
         )
         return replies, resolve_locale(state.locale, state.channel_language)
+
+    def vouch_phone(self, channel: str, user_ref: str, phone: str, method: str) -> None:
+        """Record a number a trusted door verified (a gateway's word), unless already known."""
+        with self.sessions() as session, session.begin():
+            if verified_phone(session, channel, user_ref) != phone:
+                record_verification(session, channel, user_ref, phone, method, self.now(session))
 
     def pending_messages(self, channel: str, user_ref: str) -> list[Outbound]:
         """Take the outbox messages waiting for one chat (pull channels show them first)."""

@@ -40,6 +40,16 @@ class Settings:
     port: int = 8000
     idle_timeout: timedelta = timedelta(hours=24)
     max_applicants_per_account: int = 5
+    max_seats_per_phone: int = 5  # people one verified phone number may hold seats for
+    require_verified_phone: bool = True  # a seat is held only by a verified phone number
+    # Token buckets of the web chat and the chat API (turns a second, and the burst): per
+    # account, per verified phone number, and per source address (generous: carrier-grade NAT).
+    rate_account_per_second: float = 1.0
+    rate_account_burst: int = 10
+    rate_phone_per_second: float = 2.0
+    rate_phone_burst: int = 20
+    rate_address_per_second: float = 50.0
+    rate_address_burst: int = 200
     max_upload_bytes: int = 10 * 1024 * 1024
     # Memory the photo checks of one process may use at once (one check at most all of it).
     image_memory_budget: int = 80 * 1024 * 1024
@@ -104,6 +114,14 @@ class Settings:
             port=int(env.get("PORT", "8000")),
             idle_timeout=timedelta(hours=float(env.get("LOKET_IDLE_TIMEOUT_HOURS", "24"))),
             max_applicants_per_account=int(env.get("LOKET_MAX_APPLICANTS_PER_ACCOUNT", "5")),
+            max_seats_per_phone=int(env.get("LOKET_MAX_SEATS_PER_PHONE", "5")),
+            require_verified_phone=env.get("LOKET_REQUIRE_VERIFIED_PHONE", "1") == "1",
+            rate_account_per_second=float(env.get("LOKET_RATE_ACCOUNT_PER_SECOND", "1")),
+            rate_account_burst=int(env.get("LOKET_RATE_ACCOUNT_BURST", "10")),
+            rate_phone_per_second=float(env.get("LOKET_RATE_PHONE_PER_SECOND", "2")),
+            rate_phone_burst=int(env.get("LOKET_RATE_PHONE_BURST", "20")),
+            rate_address_per_second=float(env.get("LOKET_RATE_ADDRESS_PER_SECOND", "50")),
+            rate_address_burst=int(env.get("LOKET_RATE_ADDRESS_BURST", "200")),
             max_upload_bytes=int(env.get("LOKET_MAX_UPLOAD_BYTES", str(10 * 1024 * 1024))),
             image_memory_budget=int(float(env.get("LOKET_IMAGE_MEMORY_MB", "80")) * 1024 * 1024),
             image_check_threads=max(1, int(env.get("LOKET_IMAGE_THREADS", "1"))),

@@ -6,6 +6,7 @@ anything that must be true: seats live in the database.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -29,8 +30,23 @@ class SharedState(Protocol):
     def incr(self, key: str, ttl_seconds: float) -> int:
         """Add one to a counter that disappears `ttl_seconds` after its first use; return it."""
 
+    def take(self, key: str, rate: float, burst: int) -> tuple[bool, float]:
+        """Take one token from a bucket refilled at `rate` a second, holding at most `burst`.
+
+        Atomic; returns (allowed, seconds to wait before a token is there when refused).
+        """
+
     def close(self) -> None:
         """Release connections."""
+
+
+def _bucket(rate: float, burst: int) -> tuple[int, int]:
+    """A token bucket as a debt in milliseconds (GCRA): one token costs `interval`, and a
+    take is allowed while the debt after it stays within `limit`; the debt pays itself off
+    as time passes. The debt is the key's remaining lifetime, so the stores' own expiry keeps
+    the time and a full bucket is simply an absent key."""
+    interval = max(1, math.ceil(1000 / rate))
+    return interval, interval * max(1, burst)
 
 
 class InProcessState:
@@ -74,8 +90,31 @@ class InProcessState:
             self._values[key] = (str(count), expires)
             return count
 
+    def take(self, key: str, rate: float, burst: int) -> tuple[bool, float]:
+        """Take one token from a bucket refilled at `rate` a second, holding at most `burst`."""
+        interval, limit = _bucket(rate, burst)
+        with self._lock:
+            now = self._clock()
+            _value, expires = self._values.get(key, ("", now))
+            debt = max(0.0, (expires - now) * 1000) + interval
+            if debt > limit:
+                return False, (debt - limit) / 1000
+            self._values[key] = ("1", now + debt / 1000)
+            return True, 0.0
+
     def close(self) -> None:
         """Nothing to release."""
+
+
+# KEYS[1] the bucket, ARGV[1] a token's cost and ARGV[2] the largest debt, in milliseconds.
+TAKE_SCRIPT = """
+local debt = redis.call('PTTL', KEYS[1])
+if debt < 0 then debt = 0 end
+debt = debt + tonumber(ARGV[1])
+if debt > tonumber(ARGV[2]) then return debt - tonumber(ARGV[2]) end
+redis.call('SET', KEYS[1], '1', 'PX', debt)
+return 0
+"""
 
 
 class RedisState:
@@ -84,6 +123,7 @@ class RedisState:
     def __init__(self, url: str, prefix: str) -> None:
         self.client = redis.Redis.from_url(url, socket_timeout=1.0, decode_responses=True)
         self.prefix = prefix
+        self._take = self.client.register_script(TAKE_SCRIPT)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}:{key}"
@@ -109,6 +149,15 @@ class RedisState:
         pipeline.pexpire(name, max(1, int(ttl_seconds * 1000)), nx=True)
         count, _expiry = pipeline.execute()
         return int(count)
+
+    def take(self, key: str, rate: float, burst: int) -> tuple[bool, float]:
+        """Take one token from a bucket refilled at `rate` a second, holding at most `burst`.
+
+        One Lua script, so concurrent takes from every worker are serialised by Redis.
+        """
+        interval, limit = _bucket(rate, burst)
+        wait = int(self._take(keys=[self._key(key)], args=[interval, limit]))
+        return wait == 0, wait / 1000
 
     def close(self) -> None:
         """Close the connection pool."""

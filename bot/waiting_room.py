@@ -19,6 +19,7 @@ from bot.core.flow import Context, Transition
 from bot.core.messages import Outbound
 from bot.documents import document_label, required_documents
 from bot.i18n import _, current_locale, use_locale
+from bot.metrics import ADMISSION_RATE
 from bot.notices import chat_locale
 from bot.settings import Settings
 from bot.timezones import format_moment, local, zone_label
@@ -90,6 +91,7 @@ def admit_and_tell(
     """Run the office's admissions and tell whoever was admitted or passed over (except the
     chat `skip`, which reads it in its own reply)."""
     changes = admit_due(session, office, release_at, now)
+    ADMISSION_RATE.labels(office.code).set(office.admit_per_minute / 60)
     for entries, admitted in ((changes.admitted, True), (changes.expired, False)):
         for entry in entries:
             if (entry.channel, entry.account_ref) == skip:

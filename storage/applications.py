@@ -6,11 +6,13 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from storage.models import CLOSED_STATUSES, Application, Document
+from storage.models import CLOSED_STATUSES, Application, Document, PhotoMark
+
+HASH_BANDS = 8  # a 64-bit photo hash in 8 bands of 8 bits (bot.images.hash_bands)
 
 # Crockford's base32: no I, L, O or U, so a number read over the phone is unambiguous.
 REG_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -108,6 +110,32 @@ class DocumentRecord:
     sha256: str
     content_type: str
     size: int
+    phash: int | None = None  # 64-bit perceptual hash of the cleaned photo
+    personal: bool = False  # the applicant's own document: indexed for reuse by other NIKs
+
+
+def _bands(phash: int) -> list[int]:
+    return [(phash >> (8 * (HASH_BANDS - 1 - band))) & 0xFF for band in range(HASH_BANDS)]
+
+
+def photo_twins(session: Session, phash: int, within: int) -> list[str]:
+    """Return the NIKs of applications with a personal document photo near this hash.
+
+    Two 64-bit hashes within Hamming distance 7 share at least one 8-bit band exactly, so
+    the candidates come from the (band, value) index; the exact distance is checked here.
+    """
+    match = or_(*(and_(PhotoMark.band == band, PhotoMark.value == value)
+                  for band, value in enumerate(_bands(phash))))  # fmt: skip
+    rows = session.execute(
+        select(Application.nik, Document.phash)
+        .select_from(PhotoMark)
+        .join(Document, Document.id == PhotoMark.document_id)
+        .join(Application, Application.id == Document.application_id)
+        .where(match)
+        .distinct()
+    ).all()
+    near = {nik for nik, other in rows if other and (int(other, 16) ^ phash).bit_count() <= within}
+    return sorted(near)
 
 
 def create_application(
@@ -125,6 +153,7 @@ def create_application(
                 sha256=document.sha256,
                 content_type=document.content_type,
                 size=document.size,
+                phash=None if document.phash is None else f"{document.phash:016x}",
             )
         )
     if open_application_for_nik(session, application.nik) is not None:
@@ -135,9 +164,22 @@ def create_application(
             with session.begin_nested():
                 session.add(application)
                 session.flush()
+            _mark_photos(session, application, documents)
             return application
         except IntegrityError as error:
             if open_application_for_nik(session, application.nik) is not None:
                 raise NikAlreadyOpen(application.reg_number) from error
             # Otherwise a registration-number collision (1 in 10^12): draw again.
     raise RuntimeError("could not draw a unique registration number")
+
+
+def _mark_photos(
+    session: Session, application: Application, documents: Sequence[DocumentRecord]
+) -> None:
+    """Index the bands of the personal documents' photo hashes (family ones are shared)."""
+    for stored, record in zip(application.documents, documents, strict=True):
+        if record.personal and record.phash is not None:
+            session.add_all(
+                PhotoMark(document_id=stored.id, band=band, value=value)
+                for band, value in enumerate(_bands(record.phash))
+            )

@@ -38,6 +38,7 @@ from storage.models import (
     Slot,
     SlotKind,
 )
+from storage.phones import PHONE_SEAT_LIMIT, lock_phone, seats_held_by_phone
 
 ACTIVE = (BookingStatus.HELD, BookingStatus.CONFIRMED)
 
@@ -81,6 +82,7 @@ class HoldRefusal(StrEnum):
     PAST = "past"
     NOT_ADMITTED = "not_admitted"  # waiting room: no running turn for this NIK
     WALK_IN = "walk_in"  # the office serves walk-ins only for now
+    PHONE_LIMIT = "phone_limit"  # this phone number already holds seats for 5 people
 
 
 class TurnPassed(Exception):
@@ -149,8 +151,14 @@ def hold_seat(
     slot_id: int,
     now: datetime,
     hold_for: timedelta,
+    phone: str | None = None,
+    phone_limit: int = PHONE_SEAT_LIMIT,
 ) -> HoldResult:
-    """Hold one seat for an application until `now + hold_for`, or say why not."""
+    """Hold one seat for an application until `now + hold_for`, or say why not.
+
+    `phone` is the verified number holding the seat: it may hold seats for at most
+    `phone_limit` people, counted under the number's lock row in this transaction.
+    """
     if application.status in (ApplicationStatus.CANCELLED, ApplicationStatus.COMPLETED):
         return HoldResult(refusal=HoldRefusal.NOT_OPEN)
     if active_booking(session, application.nik) is not None:
@@ -167,6 +175,10 @@ def hold_seat(
     queued = waiting_room.gated(office)
     if queued and waiting_room.admitted_now(session, office.id, application.nik, now) is None:
         return HoldResult(refusal=HoldRefusal.NOT_ADMITTED)
+    if phone is not None:
+        lock_phone(session, phone, now)
+        if seats_held_by_phone(session, phone) >= phone_limit:
+            return HoldResult(refusal=HoldRefusal.PHONE_LIMIT)
     try:
         with session.begin_nested():
             if not take_seat(session, slot_id, now):
@@ -184,6 +196,7 @@ def hold_seat(
                 status=BookingStatus.HELD,
                 held_until=now + hold_for,
                 created_at=now,
+                phone=phone,
             )
             session.add(booking)
             session.flush()

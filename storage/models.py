@@ -154,8 +154,64 @@ class Document(Base):
     content_type: Mapped[str] = mapped_column(String(40))
     size: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # 64-bit difference hash of the cleaned photo (hex), for near-duplicates (bot.images).
+    phash: Mapped[str | None] = mapped_column(String(16))
 
     application: Mapped[Application] = relationship(back_populates="documents")
+
+
+class PhotoMark(Base):
+    """One 8-bit band of a document photo's perceptual hash, indexed for lookups.
+
+    Two hashes within Hamming distance 7 share at least one of their 8 bands exactly
+    (pigeonhole), so the near-duplicates of a photo are found by index, not by a scan.
+    """
+
+    __tablename__ = "photo_marks"
+    __table_args__ = (Index("ix_photo_marks_band_value", "band", "value"),)
+
+    document_id: Mapped[int] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True
+    )
+    band: Mapped[int] = mapped_column(primary_key=True)
+    value: Mapped[int]
+
+
+class PhoneVerification(Base):
+    """A chat account's phone number, verified once: by Telegram's own contact, a gateway's
+    word, a one-time code, or an agent on the phone with the caller."""
+
+    __tablename__ = "phone_verifications"
+
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_ref: Mapped[str] = mapped_column(String(128), primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), index=True)  # E.164: +628...
+    method: Mapped[str] = mapped_column(String(16))  # contact, gateway, code, agent
+    verified_at: Mapped[datetime]
+    verified_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))  # the agent
+
+
+class PhoneCode(Base):
+    """A one-time code sent to a number a chat account claims; only its hash is kept."""
+
+    __tablename__ = "phone_codes"
+
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_ref: Mapped[str] = mapped_column(String(128), primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime]
+    tries: Mapped[int] = mapped_column(default=0)
+
+
+class PhoneLock(Base):
+    """One row per phone number that holds seats: the hold transaction locks it, so the
+    count of that number's active bookings cannot be raced past the limit."""
+
+    __tablename__ = "phone_locks"
+
+    phone: Mapped[str] = mapped_column(String(20), primary_key=True)
+    touched_at: Mapped[datetime]
 
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -278,6 +334,7 @@ class Booking(Base):
         ),
         Index("ix_bookings_status_held_until", "status", "held_until"),
         Index("ix_bookings_application", "application_id"),
+        Index("ix_bookings_phone_status", "phone", "status"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -293,6 +350,8 @@ class Booking(Base):
     cancel_reason: Mapped[str | None] = mapped_column(String(200))
     booked_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))  # agent, if any
     checked_in_at: Mapped[datetime | None]
+    # The verified number that held the seat: one number holds seats for at most 5 people.
+    phone: Mapped[str | None] = mapped_column(String(20))
 
     slot: Mapped[Slot] = relationship()
     application: Mapped[Application] = relationship()

@@ -143,7 +143,21 @@ def clock() -> FakeClock:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     """Settings pointing at the backend under test and a private data folder."""
-    return Settings(data_dir=tmp_path / "data", database_url=database_url, auto_migrate=False)
+    # Tests of other behaviour book without proving a phone number first; the hoarding tests
+    # (tests/test_hoard.py) turn the requirement back on. Tests answer faster than a person
+    # types, on the real clock of the rate limits: those tests set their own limits.
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        auto_migrate=False,
+        require_verified_phone=False,
+        rate_account_per_second=1000,
+        rate_account_burst=100_000,
+        rate_phone_per_second=1000,
+        rate_phone_burst=100_000,
+        rate_address_per_second=1000,
+        rate_address_burst=100_000,
+    )
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from bot.core.messages import Expect
 from bot.service import Loket
 from bot.web import create_app
-from storage.models import Conversation
+from storage.models import Conversation, PhoneVerification
 from tests.test_images import minimal_pdf
 from tests.transcript import photo_bytes
 
@@ -122,9 +122,25 @@ def test_the_openapi_file_describes_what_the_api_answers(client: FlaskClient) ->
         "user",
         "language",
         "event_id",
+        "verified_phone",
     }
     assert kinds == {"text", "choice", "contact", "location", "file"}
-    assert {"200", "400", "401", "403", "503"} <= set(operation["responses"])
+    assert {"200", "400", "401", "403", "429", "503"} <= set(operation["responses"])
+
+
+def test_the_gateway_vouches_for_a_number_and_a_typed_one_is_refused(
+    client: FlaskClient, loket: Loket
+) -> None:
+    say(client, {"user": "wa-vouch", "text": "/start", "verified_phone": "0812 3456 7890"})
+    with loket.sessions() as session:
+        proof = session.get(PhoneVerification, ("api", "wa-vouch"))
+        assert proof is not None and (proof.phone, proof.method) == ("+6281234567890", "gateway")
+    answer = client.post(
+        "/api/v1/chat",
+        json={"user": "wa-vouch", "text": "halo", "verified_phone": "12"},
+        headers={"Authorization": f"Bearer {KEY}"},
+    )
+    assert answer.status_code == 400 and "verified_phone" in answer.get_json()["error"]
 
 
 def test_an_event_id_makes_a_retried_turn_a_no_op(client: FlaskClient, loket: Loket) -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select, update
 
 from bot.service import Loket
@@ -131,6 +132,9 @@ def test_waiting_room_numbers_once_and_admits_in_arrival_order(
     clock.advance(minutes=1)
     run_once(loket)
     assert [s for _n, s in statuses(loket)] == ["admitted"] * 4 + ["waiting"]
+    # /metrics shows the office's admission rate, in people a second.
+    rate = REGISTRY.get_sample_value("loket_waiting_room_admission_rate", {"office": "bandung"})
+    assert rate == 2 / 60
     for chat in chats[2:4]:
         assert any(
             text.startswith("Giliran Anda: pilih tanggal dan jam di Kantor Imigrasi Kelas I TPI "

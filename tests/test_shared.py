@@ -97,3 +97,28 @@ def test_counters_count_and_expire(clocked: Clocked) -> None:
     clocked.elapse(15)
     assert shared.incr("pace", 30) == 1  # a new window
     assert shared.incr("other", 30) == 2
+
+
+def test_token_bucket_allows_the_burst_then_refills_at_the_rate(clocked: Clocked) -> None:
+    shared = clocked.state
+    for _turn in range(10):
+        assert shared.take("rate:a", 1, 10) == (True, 0.0)
+    allowed, retry_after = shared.take("rate:a", 1, 10)
+    assert not allowed
+    assert 0 < retry_after <= 1.0
+    assert shared.take("rate:b", 1, 10)[0]  # another bucket is untouched
+    clocked.elapse(1.0)
+    assert shared.take("rate:a", 1, 10)[0]  # one token came back in one second
+    assert not shared.take("rate:a", 1, 10)[0]
+    clocked.elapse(60)  # a full bucket again, never more than the burst
+    assert all(shared.take("rate:a", 1, 10)[0] for _turn in range(10))
+    assert not shared.take("rate:a", 1, 10)[0]
+
+
+def test_refused_takes_do_not_deepen_the_wait(clocked: Clocked) -> None:
+    shared = clocked.state
+    assert shared.take("rate:c", 2, 1)[0]
+    waits = [shared.take("rate:c", 2, 1)[1] for _turn in range(5)]
+    assert all(0 < wait <= 0.5 for wait in waits)
+    clocked.elapse(0.5)
+    assert shared.take("rate:c", 2, 1)[0]

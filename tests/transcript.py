@@ -170,7 +170,9 @@ def fill_until(chat: Chat, stop: str, answers: dict[str, str] | None = None) -> 
         assert step is not None
         if step.startswith("doc_"):
             skip = plan.get(step) == "lewati"
-            reply = chat.say("lewati") if skip else chat.photo(tag=step)
+            # Each person's own photos: one photo on several NIKs' applications is refused.
+            tag = f"{step}:{plan['nik']}"
+            reply = chat.say("lewati") if skip else chat.photo(tag=tag)
         else:
             assert step in plan, f"no planned answer for {step}\n{chat.transcript()}"
             reply = chat.say(plan[step])

@@ -27,6 +27,7 @@ from bot.consoles import LANGUAGE_COOKIE, loket
 from bot.core.engine import ConversationState
 from bot.core.messages import Inbound, Outbound
 from bot.i18n import SUPPORTED_LOCALES, _, reset_locale, set_locale
+from bot.limits import too_many, turn_wait
 from bot.qr import qr_png
 from storage.conversations import lock_conversation
 from storage.models import Conversation
@@ -172,6 +173,9 @@ def send() -> tuple[Response, int]:
     """One turn of this browser's conversation; when the chat changed language (/bahasa),
     the answer says so and the page follows."""
     user = web_user()
+    wait = turn_wait(loket(), CHANNEL, user, request.remote_addr)
+    if wait is not None:
+        return too_many(wait)
     response, status = chat_turn(CHANNEL, user)
     chosen = conversation_language(user)
     if chosen in SUPPORTED_LOCALES and chosen != g.locale and status == 200:

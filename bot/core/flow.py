@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from bot.billing import BillingProvider
     from bot.documents import BlobStore
     from bot.identity import IdentityRegistry
+    from bot.phone_sender import PhoneSender
     from bot.settings import Settings
     from bot.shared import SharedState
 
@@ -95,6 +96,7 @@ class Context:
     now: datetime
     answers: Answers
     actor: int | None = None  # the staff member acting for the applicant (agent console)
+    phone_sender: PhoneSender | None = None  # sends one-time codes (SMS/WhatsApp)
     notes: list[Outbound] = field(default_factory=list)
     shown: tuple[str, ...] = ()  # values of the buttons the user was last shown
     # Lookups memoised for this turn only (the session's identity map holds objects weakly,

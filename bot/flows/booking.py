@@ -33,7 +33,7 @@ from bot.core.messages import EventKind, Expect, Inbound, Outbound, excerpt
 from bot.i18n import N_, _, current_locale, format_date, format_money
 from bot.metrics import refused
 from bot.timezones import format_moment, format_window, local
-from bot.validators import age_on, parse_coming_date
+from bot.validators import age_on, parse_coming_date, parse_phone
 from bot.waiting_room import Place, place_text, release_words, take_place, turn_text, walk_in_text
 from storage.applications import applications_for_account
 from storage.booking import (
@@ -50,11 +50,20 @@ from storage.booking import (
 )
 from storage.calendars import holiday_name, office_today
 from storage.models import Application, ApplicationStatus, Office, Slot, SlotKind
+from storage.phones import (
+    CodeCheck,
+    check_code,
+    issue_code,
+    record_verification,
+    verified_phone,
+)
+from storage.staff import audit
 from storage.subscriptions import subscribe, subscriptions_for
 
 NAME = "booking"
 SOLD_OUT_HINT_SECONDS = 15.0
 NEAREST = 3
+PENDING_SLOT = "pending_slot"  # the window chosen while the phone number is being verified
 
 # ---- who may sit where ---------------------------------------------------------------------
 
@@ -635,16 +644,29 @@ def billing_message(ctx: Context, application: Application, office: Office, slot
 
 
 def after_slot(ctx: Context, value: Any) -> Transition | None:
+    """Hold the seat once the account's phone number is verified, else verify it first."""
+    needs_proof = ctx.settings.require_verified_phone
+    if needs_proof and verified_phone(ctx.session, ctx.channel, ctx.user_ref) is None:
+        ctx.answers[PENDING_SLOT] = int(value)
+        return Jump("verify_phone")
+    return hold_chosen(ctx, int(value), from_slot_step=True)
+
+
+def hold_chosen(ctx: Context, slot_id: int, *, from_slot_step: bool) -> Transition | None:
     """Hold the seat and issue the billing code, or explain why not."""
+    ctx.answers.pop(PENDING_SLOT, None)
     application = booking_application(ctx)
     office = chosen_office(ctx)
-    slot_id = int(value)
+    phone = verified_phone(ctx.session, ctx.channel, ctx.user_ref)
     known_sold_out = ctx.shared.get(sold_out_key(slot_id)) is not None
     if known_sold_out:
         result_refusal: HoldRefusal | None = HoldRefusal.SOLD_OUT
         booking = None
     else:
-        result = hold_seat(ctx.session, application, slot_id, ctx.now, ctx.settings.payment_window)
+        result = hold_seat(
+            ctx.session, application, slot_id, ctx.now, ctx.settings.payment_window,
+            phone=phone, phone_limit=ctx.settings.max_seats_per_phone,
+        )  # fmt: skip
         booking, result_refusal = result.booking, result.refusal
         # Seats changed: read the windows again before offering them.
         ctx.forget(f"slots:{office.id}:{ctx.answers['day']}")
@@ -668,7 +690,7 @@ def after_slot(ctx: Context, value: Any) -> Transition | None:
         day_listed = any(d.day.isoformat() == ctx.answers["day"] for d in available_days(ctx))
         if day_listed and slot_options(ctx):
             ctx.notice(_("Maaf, jam itu baru saja penuh. Silakan pilih jam lain."))
-            return Stay()
+            return Stay() if from_slot_step else Jump("slot")
         ctx.notice(_("Maaf, kursi di tanggal itu baru saja habis. Silakan pilih tanggal lain."))
         forget_full_day(ctx, ctx.answers["day"])
         return Jump("day")
@@ -678,6 +700,16 @@ def after_slot(ctx: Context, value: Any) -> Transition | None:
                 "NIK ini sudah memegang satu jadwal (dari akun atau saluran mana pun). Satu NIK "
                 "hanya boleh punya satu jadwal aktif. Ketik /status untuk melihatnya."
             )
+        )
+        return StartFlow("menu")
+    if result_refusal is HoldRefusal.PHONE_LIMIT:
+        ctx.say(
+            _(
+                "Nomor HP Anda sudah memegang jadwal untuk {limit} orang (dari akun atau saluran "
+                "mana pun). Satu nomor HP hanya boleh memegang jadwal untuk {limit} orang, "
+                "misalnya satu keluarga. Jadwal baru bisa dipilih setelah salah satunya selesai, "
+                "dibatalkan (/batalkan), atau tidak dibayar sampai batas waktu."
+            ).format(limit=ctx.settings.max_seats_per_phone)
         )
         return StartFlow("menu")
     if result_refusal is HoldRefusal.NOT_ELIGIBLE:
@@ -703,6 +735,138 @@ def after_slot(ctx: Context, value: Any) -> Transition | None:
         return StartFlow("menu")
     ctx.say(_("Jam itu belum dibuka atau sedang ditutup. Silakan pilih jam lain."))
     return Jump("day")
+
+
+# ---- a verified phone number before the hold ------------------------------------------------
+#
+# Asked at the moment of holding, not at registration: registering costs nothing scarce, a
+# seat does. Each channel proves the number its own way (see README, "What each defence
+# stops"): Telegram's own contact, the gateway's word (chat API), a one-time code (web chat,
+# terminal), the agent on the phone with the caller (audited).
+
+
+def verify_mode(channel: str) -> str:
+    """Return how this channel proves a phone number: contact, gateway, agent or code."""
+    return {"telegram": "contact", "api": "gateway", "agent": "agent"}.get(channel, "code")
+
+
+def verify_prompt(ctx: Context) -> str:
+    """Ask for the proof of the phone number this channel can give."""
+    mode = verify_mode(ctx.channel)
+    if mode == "contact":
+        return _(
+            "Sebelum kursi ditahan, kami perlu memastikan nomor HP Anda. Tekan tombol "
+            '"Bagikan nomor HP saya" di bawah. Hanya nomor milik akun Telegram ini yang '
+            "diterima; nomor yang diketik atau kontak orang lain tidak bisa dipakai."
+        )
+    if mode == "gateway":
+        return _(
+            "Sebelum kursi ditahan, nomor HP Anda perlu terverifikasi, tetapi aplikasi yang "
+            "Anda pakai belum mengirim nomor terverifikasi. Silakan pilih jadwal lewat "
+            "Telegram atau web chat, atau hubungi layanan pelanggan."
+        )
+    if mode == "agent":
+        return _(
+            "Sebelum kursi ditahan: ketik nomor HP penelepon yang sudah Anda pastikan "
+            "(misalnya nomor yang sedang menelepon). Pernyataan ini dicatat atas nama Anda."
+        )
+    return _(
+        "Sebelum kursi ditahan, kami perlu memastikan nomor HP Anda. Ketik nomor HP Anda "
+        "(contoh: 0812 3456 7890); kami kirim kode 6 angka lewat SMS/WhatsApp."
+    )
+
+
+def read_verification(ctx: Context, event: Inbound) -> str:
+    """Take this channel's proof of the number; return what to do next ("hold" or "code")."""
+    mode = verify_mode(ctx.channel)
+    if mode == "gateway":
+        # The chat API records the gateway's verified number before the turn (bot/api.py).
+        if verified_phone(ctx.session, ctx.channel, ctx.user_ref) is not None:
+            return "hold"
+        raise Invalid(
+            _(
+                "Nomor HP Anda belum terverifikasi oleh aplikasi ini. Silakan pilih jadwal lewat "
+                "Telegram atau web chat, atau hubungi layanan pelanggan."
+            )
+        )
+    if mode == "contact":
+        # The Telegram adapter turns only the account's own contact into a CONTACT event;
+        # someone else's card arrives as typed text.
+        if event.kind is not EventKind.CONTACT:
+            raise Invalid(
+                _(
+                    'Tekan tombol "Bagikan nomor HP saya" di bawah. Nomor yang diketik atau '
+                    "kontak orang lain tidak bisa dipakai untuk verifikasi."
+                )
+            )
+        phone = parse_phone(event.text)
+        record_verification(ctx.session, ctx.channel, ctx.user_ref, phone, "contact", ctx.now)
+        return "hold"
+    if event.kind is not EventKind.TEXT:
+        raise Invalid(_("Ketik nomor HP, contoh: 0812 3456 7890."))
+    phone = parse_phone(event.text)
+    if mode == "agent":
+        record_verification(
+            ctx.session, ctx.channel, ctx.user_ref, phone, "agent", ctx.now, verified_by=ctx.actor
+        )
+        audit(ctx.session, ctx.actor, "phone.vouch", mask_phone(phone), {}, ctx.now)
+        return "hold"
+    if ctx.phone_sender is None:
+        raise RuntimeError("no phone sender configured for one-time codes")
+    code = issue_code(ctx.session, ctx.channel, ctx.user_ref, phone, ctx.now)
+    ctx.phone_sender.send(
+        phone, _("Kode Loket Anda: {code}. Berlaku 10 menit. Jangan berikan kepada siapa pun.")
+        .format(code=code),
+    )  # fmt: skip
+    ctx.answers["code_phone"] = mask_phone(phone)
+    return "code"
+
+
+def mask_phone(phone: str) -> str:
+    """Show enough of a number to recognise it, not to dial it: +62812****7890."""
+    return phone[:6] + "*" * max(len(phone) - 10, 0) + phone[-4:]
+
+
+def after_verification(ctx: Context, value: Any) -> Transition | None:
+    """Hold the window chosen before verifying, or ask for the code that was sent."""
+    if value == "code":
+        return Jump("phone_code")
+    return hold_pending(ctx)
+
+
+def hold_pending(ctx: Context) -> Transition | None:
+    """Hold the window the applicant chose before verifying their number."""
+    pending = ctx.answers.get(PENDING_SLOT)
+    if pending is None:
+        return Jump("slot")
+    return hold_chosen(ctx, int(pending), from_slot_step=False)
+
+
+def code_prompt(ctx: Context) -> str:
+    """Ask for the one-time code."""
+    return _(
+        "Ketik kode 6 angka yang kami kirim ke {phone}. Kode berlaku 10 menit. Belum menerima "
+        'kode? Ketik "kembali" untuk memasukkan nomor lagi.'
+    ).format(phone=ctx.answers.get("code_phone", "-"))
+
+
+def read_code(ctx: Context, event: Inbound) -> str:
+    """Check the typed code; 5 wrong tries or 10 minutes and a new code is needed."""
+    typed = "".join(event.text.split()) if event.kind is EventKind.TEXT else ""
+    if not (typed.isdigit() and len(typed) == 6):
+        raise Invalid(_("Kode terdiri dari 6 angka. Ketik kode dari SMS/WhatsApp kami."))
+    result = check_code(ctx.session, ctx.channel, ctx.user_ref, typed, ctx.now)
+    if result.verdict is CodeCheck.WRONG:
+        raise Invalid(_("Kode salah. Sisa percobaan: {tries}.").format(tries=result.tries_left))
+    if result.verdict is not CodeCheck.OK or result.phone is None:
+        raise Invalid(
+            _(
+                "Kode sudah tidak berlaku (lewat 10 menit atau 5 kali salah). Ketik "
+                '"kembali" lalu masukkan nomor HP Anda untuk menerima kode baru.'
+            )
+        )
+    record_verification(ctx.session, ctx.channel, ctx.user_ref, result.phone, "code", ctx.now)
+    return "hold"
 
 
 # ---- which application ---------------------------------------------------------------------
@@ -796,6 +960,28 @@ FLOW = Flow(
                 "Kursi ditahan setelah Anda memilih jam, lalu Anda menerima kode billing. "
                 "Bayar sebelum batas waktu agar jadwal menjadi pasti."
             ),
+        ),
+        Step(
+            key="verify_phone",
+            prompt=verify_prompt,
+            expects=Expect.CONTACT,
+            parse=read_verification,
+            after=after_verification,
+            when=lambda answers: PENDING_SLOT in answers,
+            store=False,
+            help=N_(
+                "Satu nomor HP boleh memegang jadwal untuk paling banyak 5 orang, dari akun atau "
+                "saluran mana pun. Karena itu kursi baru ditahan setelah nomor HP terverifikasi."
+            ),
+        ),
+        Step(
+            key="phone_code",
+            prompt=code_prompt,
+            parse=read_code,
+            after=lambda ctx, _value: hold_pending(ctx),
+            when=lambda answers: PENDING_SLOT in answers,
+            store=False,
+            help=N_("Kode dikirim lewat SMS/WhatsApp ke nomor yang Anda ketik, berlaku 10 menit."),
         ),
     ),
 )

@@ -29,6 +29,7 @@ from bot.documents import (
     Requirement,
     accept_upload,
     document_label,
+    is_personal,
     required_documents,
 )
 from bot.fees import FeeQuote, quote, schedule_on
@@ -334,7 +335,10 @@ def read_document(requirement: Requirement) -> Any:
         if event.kind is not EventKind.FILE or event.upload is None:
             raise Invalid(_("Di langkah ini kami perlu foto dokumen, bukan teks. Kirim fotonya."))
         document = document_label(requirement, ctx.answers)
-        return accept_upload(event.upload, ctx.blobs, document)
+        personal = is_personal(requirement.key, ctx.answers)
+        return accept_upload(
+            event.upload, ctx.blobs, document, personal=personal, owner=ctx.answers.get("nik")
+        )
 
     return parse
 
@@ -342,6 +346,11 @@ def read_document(requirement: Requirement) -> Any:
 def show_document(value: Any) -> str:
     """Show an uploaded document as received (never its contents)."""
     return _("diterima") if value else _("tidak ada")
+
+
+def _phash(record: dict[str, Any]) -> int | None:
+    value = record.get("phash")
+    return None if value is None else int(value, 16)
 
 
 def document_step(requirement: Requirement) -> Step:
@@ -486,6 +495,8 @@ def submit(ctx: Context) -> Transition | None:
             sha256=a[f"doc_{requirement.key}"]["sha256"],
             content_type=a[f"doc_{requirement.key}"]["content_type"],
             size=a[f"doc_{requirement.key}"]["size"],
+            phash=_phash(a[f"doc_{requirement.key}"]),
+            personal=is_personal(requirement.key, a),
         )
         for requirement in required_documents(a)
         if a.get(f"doc_{requirement.key}")
