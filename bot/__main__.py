@@ -146,6 +146,7 @@ def run_poll(settings: Settings, rounds: int | None) -> int:
         print("TELEGRAM_BOT_TOKEN is not set", file=sys.stderr)
         return 2
     loket = Loket(settings)
+    loket.log_start()
     if settings.embedded:
         loket.prepare_demo()
     runner = BotRunner(settings)
@@ -168,6 +169,7 @@ def run_apply(settings: Settings, seconds: float | None, threads: int) -> int:
         print("TELEGRAM_BOT_TOKEN is not set", file=sys.stderr)
         return 2
     loket = Loket(settings)
+    loket.log_start()
     runner = BotRunner(settings)
     try:
         applied = TelegramChannel(loket, runner).apply_forever(seconds, threads)
@@ -191,6 +193,7 @@ def run_serve(settings: Settings, out: TextIO = sys.stdout) -> int:
     from bot.web import create_app, resume_waiting
 
     loket = Loket(settings)
+    loket.log_start()
     webhook = bool(settings.telegram_webhook_secret)
     telegram = None
     if settings.telegram_token and (webhook or settings.embedded):  # else nobody would use it
@@ -348,6 +351,7 @@ def run_service_command(args: argparse.Namespace, loket: Loket) -> int:
                 print(json.dumps(delivery_figures(session)))
         elif args.command == "worker":
             worker.check_database(loket)  # down at start: one line and a non-zero exit
+            loket.log_start()
             failed = worker.run(loket, args.interval, args.rounds)
             if failed and args.rounds is not None:
                 print(f"worker: {failed} of {args.rounds} rounds failed", file=sys.stderr)

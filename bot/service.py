@@ -92,7 +92,6 @@ class Loket:
         self.shared = shared or make_shared_state(settings.redis_url, settings.redis_prefix)
         self.billing = billing or LocalBilling()
         self.identity = identity or StructuralIdentity()
-        log.info("identity checks: %s", self.identity.describe())
         self.phone_sender: PhoneSender = phone_sender or TerminalSender()
         self.clock = clock
         self.engine: Engine = build_engine()
@@ -126,6 +125,10 @@ class Loket:
     def now(self, session: Session) -> datetime:
         """Return the time of this unit of work."""
         return self.clock() if self.clock is not None else db_now(session)
+
+    def log_start(self) -> None:
+        """Say once, when a long-running process starts, what identity checks really verify."""
+        log.info("identity checks: %s", self.identity.describe())
 
     def prepare_demo(self) -> None:
         """On the embedded default: create the demo offices once and extend their calendars."""

@@ -10,6 +10,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageEnhance
@@ -33,6 +34,7 @@ from storage.phones import record_verification
 from storage.staff import add_staff
 from tests.conftest import FakeClock
 from tests.seats_helpers import NOW, make_applications, make_slot
+from tests.test_delivery import serve_embedded
 from tests.transcript import ADULT_NEW, Chat, book, fill_until, make_nik, photo_bytes, register
 
 PHONE = "+6281234567890"
@@ -253,12 +255,12 @@ def test_family_documents_and_different_photos_are_accepted(hoard: Loket) -> Non
 
 
 def test_the_identity_stand_in_says_at_start_up_that_it_checks_structure_only(
-    settings: Settings, clean_db: Engine, clock: FakeClock, shared_state: SharedState,
-    caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Said by the long-running commands as they start (here `serve`), not by every short
+    # command, so a command that fails still prints one line (tests/test_delivery.py).
     with caplog.at_level(logging.INFO, logger="bot.service"):
-        service = Loket(settings, db=clean_db, clock=clock, shared=shared_state)
-    service.image_checks.shutdown(wait=True)
+        serve_embedded(tmp_path, monkeypatch, io.StringIO())
     lines = [record.getMessage() for record in caplog.records if record.name == "bot.service"]
     said = [line for line in lines if line.startswith("identity checks: ")]
     assert said == [
