@@ -149,7 +149,7 @@ def offer_waitlists(
     """Hold seats freed at drawn ballots' dates for the next on each waitlist, in order, and
     tell them; return the seats offered."""
     offered = 0
-    for ballot in drawn_ballots(session):
+    for ballot in drawn_ballots(session, now):
         office = session.get(Office, ballot.office_id)
         assert office is not None
         for entry in offer_freed(session, ballot, now, _hold(session, now, settings)):

@@ -25,7 +25,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
@@ -174,7 +174,7 @@ def _free_slots(session: Session, ballot: Ballot, now: datetime) -> list[Slot]:
             select(Slot)
             .where(
                 Slot.office_id == ballot.office_id,
-                Slot.day >= ballot.first_day,
+                Slot.day >= max(ballot.first_day, now.date() + timedelta(days=1)),
                 Slot.day <= ballot.last_day,
                 Slot.kind == SlotKind.REGULER,
                 Slot.closed.is_(False),
@@ -240,13 +240,18 @@ def run_draw(
     return [entries[entry_id] for entry_id in order]
 
 
-def drawn_ballots(session: Session) -> list[Ballot]:
-    """Return the drawn ballots of offices still in ballot mode (their waitlists may move)."""
+def drawn_ballots(session: Session, now: datetime) -> list[Ballot]:
+    """Return the drawn ballots of offices still in ballot mode whose dates are not over
+    (their waitlists may still move); seats from tomorrow on are offered."""
     return list(
         session.execute(
             select(Ballot)
             .join(Office, Office.id == Ballot.office_id)
-            .where(Ballot.drawn_at.is_not(None), Office.release_mode == ReleaseMode.BALLOT)
+            .where(
+                Ballot.drawn_at.is_not(None),
+                Ballot.last_day > now.date(),
+                Office.release_mode == ReleaseMode.BALLOT,
+            )
             .order_by(Ballot.id)
         ).scalars()
     )
