@@ -47,6 +47,8 @@ def release_words(office: Office, moment: datetime) -> str:
     shown = format_moment(moment, office.timezone)
     if office.release_mode == ReleaseMode.WAITING_ROOM:
         return _("{moment} lewat antrean").format(moment=shown)
+    if office.release_mode == ReleaseMode.BALLOT:
+        return _("{moment} lewat undian").format(moment=shown)
     return _("{moment}, siapa cepat dia dapat").format(moment=shown)
 
 

@@ -34,6 +34,7 @@ from bot.payments import (
 )
 from bot.service import Loket
 from bot.settings import Settings
+from storage.ballot import public_ballot
 
 log = logging.getLogger(__name__)
 TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -211,6 +212,16 @@ def create_app(
             return jsonify(error="metrics are served to this machine only"), 403
         now = service.clock() if service.clock is not None else datetime.now(UTC)
         return Response(exposition(service.sessions, now), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.get("/ballot/<office_code>")
+    def ballot(office_code: str) -> tuple[Response, int]:
+        """The office's latest ballot, public: its commitment; after the draw the seed and
+        the entry ids in draw order with each one's outcome (no personal data)."""
+        with service.sessions() as session:
+            body = public_ballot(session, office_code)
+        if body is None:
+            return jsonify(error="no ballot at this office"), 404
+        return jsonify(body), 200
 
     @app.route("/ping", methods=["GET", "POST"])
     def ping() -> tuple[str, int]:

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
+from bot.ballot import draw_due, offer_waitlists
 from bot.channels.telegram import BotRunner, TelegramChannel
 from bot.logsafe import log_failure
 from bot.payments import sweep
@@ -38,8 +39,15 @@ def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str,
     with loket.sessions() as session, session.begin():
         # Waiting rooms admit on time even when nobody taps; the admitted are told.
         admit_everywhere(session, loket.now(session))
+    with loket.sessions() as session, session.begin():
+        # Ballots whose window closed are drawn once (a conditional UPDATE picks the drawer).
+        drawn = draw_due(session, loket.now(session), loket.settings, loket.billing)
+    with loket.sessions() as session, session.begin():
+        # Seats freed at a drawn ballot's dates go to its waitlist, in order.
+        offered = offer_waitlists(session, loket.now(session), loket.settings, loket.billing)
     figures = {"expired": expired, "slots_made": made, "no_shows": no_shows, "purged": purged,
-               "outbox_purged": purged_outbox}  # fmt: skip
+               "outbox_purged": purged_outbox, "ballots_drawn": drawn,
+               "waitlist_offered": offered}  # fmt: skip
     if telegram is not None:
         figures["telegram_sent"] = telegram.flush_pending()
     with loket.sessions() as session:

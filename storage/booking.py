@@ -35,6 +35,7 @@ from storage.models import (
     Payment,
     PaymentOutcome,
     ProcessedEvent,
+    ReleaseMode,
     Slot,
     SlotKind,
 )
@@ -82,6 +83,7 @@ class HoldRefusal(StrEnum):
     PAST = "past"
     NOT_ADMITTED = "not_admitted"  # waiting room: no running turn for this NIK
     WALK_IN = "walk_in"  # the office serves walk-ins only for now
+    BALLOT = "ballot"  # the office hands seats out by its ballot's draw only
     PHONE_LIMIT = "phone_limit"  # this phone number already holds seats for 5 people
 
 
@@ -153,11 +155,13 @@ def hold_seat(
     hold_for: timedelta,
     phone: str | None = None,
     phone_limit: int = PHONE_SEAT_LIMIT,
+    ballot_draw: bool = False,
 ) -> HoldResult:
     """Hold one seat for an application until `now + hold_for`, or say why not.
 
     `phone` is the verified number holding the seat: it may hold seats for at most
-    `phone_limit` people, counted under the number's lock row in this transaction.
+    `phone_limit` people, counted under the number's lock row in this transaction. At an
+    office in ballot mode only the draw (`ballot_draw`, storage/ballot.py) holds seats.
     """
     if application.status in (ApplicationStatus.CANCELLED, ApplicationStatus.COMPLETED):
         return HoldResult(refusal=HoldRefusal.NOT_OPEN)
@@ -172,6 +176,8 @@ def hold_seat(
     assert office is not None
     if office.walk_in_only:
         return HoldResult(refusal=HoldRefusal.WALK_IN)
+    if office.release_mode == ReleaseMode.BALLOT and not ballot_draw:
+        return HoldResult(refusal=HoldRefusal.BALLOT)
     queued = waiting_room.gated(office)
     if queued and waiting_room.admitted_now(session, office.id, application.nik, now) is None:
         return HoldResult(refusal=HoldRefusal.NOT_ADMITTED)

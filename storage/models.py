@@ -245,6 +245,7 @@ class ReleaseMode(StrEnum):
 
     FIRST_COME = "first_come"  # whoever holds first
     WAITING_ROOM = "waiting_room"  # queue numbers at release, admitted in arrival order
+    BALLOT = "ballot"  # entries in a window, a seeded draw at its close (storage/ballot.py)
 
 
 class Office(Base):
@@ -648,3 +649,59 @@ class QueueEntry(Base):
     joined_at: Mapped[datetime]
     admitted_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
+
+
+class BallotStatus(StrEnum):
+    """Where a ballot entry stands."""
+
+    ENTERED = "entered"  # before the draw
+    WON = "won"  # drawn in time for a seat: a seat was held
+    WAITLISTED = "waitlisted"  # waits for a freed seat, at `position`
+    OFFERED = "offered"  # a freed seat was held for it from the waitlist
+
+
+class Ballot(Base):
+    """One ballot (undian) of an office: the entry window, the seats' dates, the seed.
+
+    `seed` (32 random bytes, hex) is drawn when the ballot is set and kept secret until the
+    draw; `commitment` is its SHA-256, published at once. `drawn_at` is set once, by the
+    conditional UPDATE that makes one worker the drawer; `draw_order` is the entries' ids in
+    draw order (storage/ballot.py says how anyone recomputes it from the seed).
+    """
+
+    __tablename__ = "ballots"
+    __table_args__ = (Index("ix_ballots_office", "office_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id", ondelete="CASCADE"))
+    opens_at: Mapped[datetime]
+    closes_at: Mapped[datetime]
+    first_day: Mapped[date]
+    last_day: Mapped[date]
+    seed: Mapped[str] = mapped_column(String(64))
+    commitment: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    drawn_at: Mapped[datetime | None]
+    draw_order: Mapped[list[int] | None] = mapped_column(JSON)
+
+
+class BallotEntry(Base):
+    """One NIK's entry in one ballot (unique: a double tap or another channel is the same
+    entry); `position` is its place on the waitlist after the draw."""
+
+    __tablename__ = "ballot_entries"
+    __table_args__ = (
+        UniqueConstraint("ballot_id", "nik"),
+        Index("ix_ballot_entries_status", "ballot_id", "status", "position"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ballot_id: Mapped[int] = mapped_column(ForeignKey("ballots.id", ondelete="CASCADE"))
+    nik: Mapped[str] = mapped_column(String(16))
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"))
+    channel: Mapped[str] = mapped_column(String(32))
+    account_ref: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default=BallotStatus.ENTERED)
+    position: Mapped[int | None]
+    booking_id: Mapped[int | None] = mapped_column(ForeignKey("bookings.id"))
+    entered_at: Mapped[datetime]

@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.ballot import window_text
 from bot.consoles import current_staff, current_staff_id, form_id, loket, staff_required
 from bot.consoles.labels import category_label, status_label
 from bot.consoles.notify import day_closed, status_changed
@@ -20,6 +23,7 @@ from bot.i18n import _, format_date
 from bot.timezones import format_window, local
 from bot.waiting_room import walk_in_quota
 from storage.applications import normalize_booking_code
+from storage.ballot import aware, current_ballot, new_ballot
 from storage.models import (
     OFFICE_MOVES,
     Office,
@@ -451,6 +455,7 @@ def release_mode_label(mode: str) -> str:
     labels: dict[str, str] = {
         ReleaseMode.FIRST_COME: _("Siapa cepat dia dapat"),
         ReleaseMode.WAITING_ROOM: _("Antrean (ruang tunggu)"),
+        ReleaseMode.BALLOT: _("Undian"),
     }
     return labels.get(mode, mode)
 
@@ -462,6 +467,52 @@ def _whole(text: str, low: int, high: int) -> int | None:
     except ValueError:
         return None
     return value if low <= value <= high else None
+
+
+def _local_moment(text: str, timezone: str) -> datetime | None:
+    """A moment typed in a datetime-local field, read in office time; None when malformed."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        return None
+    return moment.replace(tzinfo=ZoneInfo(timezone))
+
+
+def _typed_day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        return None
+
+
+def ballot_from_form(db: Session, office: Office, now: datetime, form: Any) -> str | None:
+    """Set a new ballot from the form (a fresh secret seed, its commitment published at once)
+    unless the same window is already set and not drawn; return an error to show, if any."""
+    opens = _local_moment(form.get("ballot_opens", ""), office.timezone)
+    closes = _local_moment(form.get("ballot_closes", ""), office.timezone)
+    first = _typed_day(form.get("ballot_first_day", ""))
+    last = _typed_day(form.get("ballot_last_day", ""))
+    if opens is None or closes is None:
+        return _("Isi waktu pendaftaran undian dibuka dan ditutup (tanggal dan jam).")
+    if closes <= opens or closes <= now:
+        return _("Waktu ditutup harus sesudah waktu dibuka dan belum lewat.")
+    if first is None or last is None or last < first:
+        return _("Isi tanggal jadwal undian: dari dan sampai (sampai tidak sebelum dari).")
+    same = current_ballot(db, office.id)
+    if (
+        same is not None
+        and same.drawn_at is None
+        and (aware(same.opens_at), aware(same.closes_at), same.first_day, same.last_day)
+        == (opens, closes, first, last)
+    ):
+        return None
+    ballot = new_ballot(db, office, opens, closes, first, last, now)
+    audit(db, current_staff_id(), "office.ballot", str(ballot.id),
+          {"commitment": ballot.commitment, "first_day": first.isoformat(),
+           "last_day": last.isoformat()}, now, office.id)  # fmt: skip
+    return None
 
 
 @blueprint.route("/release", methods=["GET", "POST"])
@@ -491,6 +542,10 @@ def release() -> ResponseReturnValue:
                 error = _("Isi kuota walk-in dengan angka 0 sampai {high}, atau kosongkan.").format(
                     high=WALK_IN_MAX
                 )
+            elif mode == ReleaseMode.BALLOT and (
+                error := ballot_from_form(db, office, now, request.form)
+            ):
+                pass
             else:
                 walk_in_only = request.form.get("walk_in_only") == "1"
                 office.release_mode = mode
@@ -530,10 +585,23 @@ def release() -> ResponseReturnValue:
                     )
                 return redirect(url_for("office.release", office=request.values.get("office")))
         default_quota = loket().settings.walk_in_daily_quota
+        ballot = current_ballot(db, office.id)
+        ballot_lines = window_text(office, ballot).split("\n") if ballot is not None else []
+        ballot_fields = {"opens": "", "closes": "", "first": "", "last": ""}
+        if ballot is not None:
+            typed = "%Y-%m-%dT%H:%M"
+            ballot_fields = {
+                "opens": local(aware(ballot.opens_at), office.timezone).strftime(typed),
+                "closes": local(aware(ballot.closes_at), office.timezone).strftime(typed),
+                "first": ballot.first_day.isoformat(),
+                "last": ballot.last_day.isoformat(),
+            }
         db.expunge_all()
     return render_template(
         "office_release.html",
         office=office,
+        ballot_lines=ballot_lines,
+        ballot_fields=ballot_fields,
         modes=list(ReleaseMode),
         mode_label=release_mode_label,
         default_quota=default_quota,

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bot.ballot import ballot_text, can_enter, enter_ballot
 from bot.billing import group_code
 from bot.core.capabilities import capabilities
 from bot.core.flow import (
@@ -49,7 +50,7 @@ from storage.booking import (
     slots_on,
 )
 from storage.calendars import holiday_name, office_today
-from storage.models import Application, ApplicationStatus, Office, Slot, SlotKind
+from storage.models import Application, ApplicationStatus, Office, ReleaseMode, Slot, SlotKind
 from storage.phones import (
     CodeCheck,
     check_code,
@@ -405,6 +406,7 @@ def why_not_bookable(ctx: Context, day: date, *, from_tomorrow: bool = False) ->
 # ---- release modes: walk-in days and the waiting room --------------------------------------
 
 REFRESH = "queue:refresh"
+ENTER_BALLOT = "ballot:enter"
 
 
 def queue_place(ctx: Context) -> Place | None:
@@ -420,6 +422,8 @@ def seats_barred(ctx: Context) -> str | None:
     office = chosen_office(ctx)
     if office.walk_in_only:
         return walk_in_text(ctx, office, booking_application(ctx))
+    if office.release_mode == ReleaseMode.BALLOT:
+        return ballot_text(ctx.session, office, booking_application(ctx), ctx.now)
     if not available_days(ctx):
         return None  # not released or sold out: answered as always
     place = queue_place(ctx)
@@ -504,7 +508,11 @@ def booking_day_options(ctx: Context) -> list[Option]:
     if barred:
         options = [Option("other_office", N_("Pilih kantor lain")),
                    Option("menu", N_("Kembali ke menu"))]  # fmt: skip
-        if not chosen_office(ctx).walk_in_only:
+        office = chosen_office(ctx)
+        if office.release_mode == ReleaseMode.BALLOT and not office.walk_in_only:
+            if can_enter(ctx.session, office, booking_application(ctx), ctx.now):
+                options.insert(0, Option(ENTER_BALLOT, N_("Ikut undian"), ("undian", "daftar")))
+        elif not office.walk_in_only:
             options.insert(0, Option(REFRESH, N_("Lihat giliran saya"), ("antrean", "giliran")))
         return options
     options = day_options(ctx)
@@ -521,6 +529,11 @@ def after_day(ctx: Context, value: Any) -> Transition | None:
     """Move on, go back to choosing an office or to the menu, or follow a sold-out office."""
     if value == REFRESH:
         return Stay()  # the question asked again shows the place and admits when due
+    if value == ENTER_BALLOT:
+        # One entry per NIK (a unique key): a second tap, another channel or a race is the
+        # same entry; the question asked again says it is recorded and when the draw is.
+        enter_ballot(ctx.session, chosen_office(ctx), booking_application(ctx), ctx.now)
+        return Stay()
     if value == SUBSCRIBE:
         office = chosen_office(ctx)
         subscribe(ctx.session, ctx.channel, ctx.user_ref, office.id, current_locale(), ctx.now)
@@ -728,7 +741,7 @@ def hold_chosen(ctx: Context, slot_id: int, *, from_slot_step: bool) -> Transiti
             )
         )
         return Jump("day")
-    if result_refusal is HoldRefusal.WALK_IN:
+    if result_refusal in (HoldRefusal.WALK_IN, HoldRefusal.BALLOT):
         return Jump("day")  # the date question tells the walk-in arrangements
     if result_refusal is HoldRefusal.NOT_OPEN:
         ctx.say(_("Permohonan ini sudah dibatalkan atau selesai."))

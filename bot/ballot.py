@@ -1,0 +1,210 @@
+"""What applicants read about the ballot (undian), and the worker's draw and waitlist rounds.
+
+The rules live in `storage/ballot.py` (the seed, its commitment, the draw order, the seats);
+this module words them and tells every entrant through the outbox in their own language.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from bot.billing import BillingProvider, group_code
+from bot.core.messages import Outbound
+from bot.i18n import _, format_date, format_money, use_locale
+from bot.notices import chat_locale
+from bot.settings import Settings
+from bot.timezones import format_moment, format_window
+from storage.ballot import (
+    Hold,
+    aware,
+    ballot_hold,
+    claim_draw,
+    current_ballot,
+    drawn_ballots,
+    due_ballots,
+    enter,
+    entry_of,
+    is_open,
+    offer_freed,
+    run_draw,
+)
+from storage.booking import issue_billing, queue_message
+from storage.models import Application, Ballot, BallotEntry, BallotStatus, Booking, Office
+from storage.phones import verified_phone
+
+
+def window_text(office: Office, ballot: Ballot) -> str:
+    """Say the entry window, the dates and the commitment (the seed only after the draw)."""
+    lines = [
+        _(
+            "Undian: pendaftaran dibuka {opens}, ditutup {closes}; untuk jadwal {first} sampai "
+            "{last}; komitmen benih: {commitment}"
+        ).format(
+            opens=format_moment(aware(ballot.opens_at), office.timezone),
+            closes=format_moment(aware(ballot.closes_at), office.timezone),
+            first=format_date(ballot.first_day),
+            last=format_date(ballot.last_day),
+            commitment=ballot.commitment,
+        )
+    ]
+    if ballot.drawn_at is not None:
+        lines.append(_("Benih undian (dibuka setelah ditutup): {seed}").format(seed=ballot.seed))
+    return "\n".join(lines)
+
+
+def entered_text(office: Office, ballot: Ballot, entry: BallotEntry) -> str:
+    """Tell an entrant their entry is recorded and when the draw is."""
+    return _(
+        "Pendaftaran undian Anda di {office} tercatat (nomor pendaftaran {number}). Undian "
+        "diundi {closes}; hasilnya kami kirim ke chat ini. Mengetuk lagi tidak menambah "
+        "peluang: satu NIK satu pendaftaran."
+    ).format(
+        office=office.name,
+        number=entry.id,
+        closes=format_moment(aware(ballot.closes_at), office.timezone),
+    )
+
+
+def won_text(office: Office, booking: Booking, code: str, amount: int, deadline: datetime) -> str:
+    """Tell a winner the seat held for them and the billing code to pay."""
+    slot = booking.slot
+    return "\n".join(
+        [
+            _("Selamat, Anda terpilih dalam undian {office}. Kursi Anda ditahan.").format(
+                office=office.name
+            ),
+            _("Jadwal: {date}, {window}").format(
+                date=format_date(slot.day),
+                window=format_window(slot.start_time, slot.end_time, office.timezone),
+            ),
+            _("Kode billing: {code}").format(code=group_code(code)),
+            _("Jumlah: {amount}").format(amount=format_money(amount)),
+            _("Bayar sebelum: {deadline}").format(
+                deadline=format_moment(deadline, office.timezone)
+            ),
+        ]
+    )
+
+
+def waitlist_text(office: Office, entry: BallotEntry) -> str:
+    """Tell an entrant who was not drawn their place on the waitlist."""
+    return _(
+        "Hasil undian {office}: Anda belum mendapat kursi. Anda di daftar tunggu nomor "
+        "{position}; bila ada kursi yang dilepas (tidak dibayar atau dibatalkan), kursi itu "
+        "ditawarkan sesuai urutan dan kami kabari lewat chat ini."
+    ).format(office=office.name, position=entry.position)
+
+
+def _seat_and_tell(
+    session: Session,
+    office: Office,
+    entry: BallotEntry,
+    billing: BillingProvider,
+    now: datetime,
+) -> None:
+    with use_locale(chat_locale(session, entry.channel, entry.account_ref)):
+        if entry.booking_id is not None:
+            booking = session.get(Booking, entry.booking_id)
+            application = session.get(Application, entry.application_id)
+            assert booking is not None and application is not None
+            code = issue_billing(session, booking, application.fee_amount, billing.new_code, now)
+            text = won_text(office, booking, code.code, code.amount, code.expires_at)
+        else:
+            text = waitlist_text(office, entry)
+    payload = Outbound(text).to_payload()
+    queue_message(session, entry.channel, entry.account_ref, payload, now)
+
+
+def _hold(session: Session, now: datetime, settings: Settings) -> Hold:
+    return ballot_hold(
+        session,
+        now,
+        settings.payment_window,
+        lambda channel, ref: verified_phone(session, channel, ref),
+        settings.max_seats_per_phone,
+    )
+
+
+def draw_due(session: Session, now: datetime, settings: Settings, billing: BillingProvider) -> int:
+    """Draw every ballot whose window closed (once, whoever else tries) and tell every
+    entrant the result; return the ballots drawn."""
+    drawn = 0
+    for ballot in due_ballots(session, now):
+        if not claim_draw(session, ballot.id, now):
+            continue  # another worker drew it
+        session.refresh(ballot)
+        office = session.get(Office, ballot.office_id)
+        assert office is not None
+        for entry in run_draw(session, ballot, now, _hold(session, now, settings)):
+            _seat_and_tell(session, office, entry, billing, now)
+        drawn += 1
+    return drawn
+
+
+def offer_waitlists(
+    session: Session, now: datetime, settings: Settings, billing: BillingProvider
+) -> int:
+    """Hold seats freed at drawn ballots' dates for the next on each waitlist, in order, and
+    tell them; return the seats offered."""
+    offered = 0
+    for ballot in drawn_ballots(session, now):
+        office = session.get(Office, ballot.office_id)
+        assert office is not None
+        for entry in offer_freed(session, ballot, now, _hold(session, now, settings)):
+            _seat_and_tell(session, office, entry, billing, now)
+            offered += 1
+    return offered
+
+
+def can_enter(session: Session, office: Office, application: Application, now: datetime) -> bool:
+    """Tell whether this applicant may enter the office's ballot now (open, not entered)."""
+    ballot = current_ballot(session, office.id)
+    return (
+        ballot is not None
+        and is_open(ballot, now)
+        and entry_of(session, ballot.id, application.nik) is None
+    )
+
+
+def ballot_text(session: Session, office: Office, application: Application, now: datetime) -> str:
+    """Say where an applicant stands at a ballot office, instead of offering seats."""
+    ballot = current_ballot(session, office.id)
+    if ballot is None:
+        return _(
+            "{office} membagikan kuota lewat undian. Jadwal undian berikutnya belum "
+            "diumumkan; silakan kembali nanti atau pilih kantor lain."
+        ).format(office=office.name)
+    head = window_text(office, ballot)
+    entry = entry_of(session, ballot.id, application.nik)
+    if ballot.drawn_at is not None:
+        if entry is None:
+            tail = _("Undian ini sudah diundi; Anda tidak ikut mendaftar.")
+        elif entry.status == BallotStatus.WAITLISTED:
+            tail = waitlist_text(office, entry)
+        elif entry.booking_id is not None:
+            tail = _("Anda terpilih dan kursi sudah ditahan untuk Anda; ketik /status.")
+        else:
+            tail = _("Hasil undian Anda sudah dikirim ke chat ini; ketik /status.")
+    elif entry is not None:
+        tail = entered_text(office, ballot, entry)
+    elif now < aware(ballot.opens_at):
+        tail = _("Pendaftaran undian belum dibuka.")
+    elif now < aware(ballot.closes_at):
+        tail = _(
+            'Ketuk "Ikut undian" untuk mendaftar. Satu NIK satu pendaftaran; kursi dibagikan '
+            "lewat undian saat pendaftaran ditutup, bukan menurut siapa cepat."
+        )
+    else:
+        tail = _("Pendaftaran undian sudah ditutup; hasilnya segera diundi.")
+    return head + "\n\n" + tail
+
+
+def enter_ballot(session: Session, office: Office, application: Application, now: datetime) -> bool:
+    """Enter the applicant in the office's open ballot (once); False when it is not open."""
+    ballot = current_ballot(session, office.id)
+    if ballot is None or not is_open(ballot, now):
+        return False
+    enter(session, ballot, application, now)
+    return True
