@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
+from bot.phone_sender import RecordingSender
 from bot.seed import extend_calendars, seed_offices
 from bot.service import Loket
 from bot.settings import Settings
@@ -143,14 +144,13 @@ def clock() -> FakeClock:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     """Settings pointing at the backend under test and a private data folder."""
-    # Tests of other behaviour book without proving a phone number first; the hoarding tests
-    # (tests/test_hoard.py) turn the requirement back on. Tests answer faster than a person
-    # types, on the real clock of the rate limits: those tests set their own limits.
+    # Holds need a verified phone number, as in production (tests/transcript.py `Chat.verify`
+    # proves it per channel). Tests answer faster than a person types, on the real clock of
+    # the rate limits: those tests set their own limits.
     return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
         auto_migrate=False,
-        require_verified_phone=False,
         rate_account_per_second=1000,
         rate_account_burst=100_000,
         rate_phone_per_second=1000,
@@ -197,11 +197,21 @@ def shared_state(db_engine: Engine) -> Iterator[SharedState]:
 
 
 @pytest.fixture
+def sender() -> RecordingSender:
+    """Record the one-time codes the service sends (web chat, terminal and test channels)."""
+    return RecordingSender()
+
+
+@pytest.fixture
 def loket(
-    settings: Settings, clean_db: Engine, clock: FakeClock, shared_state: SharedState
+    settings: Settings,
+    clean_db: Engine,
+    clock: FakeClock,
+    shared_state: SharedState,
+    sender: RecordingSender,
 ) -> Iterator[Loket]:
     """The real service on empty tables (SQLite + in-process, or PostgreSQL + Redis)."""
-    service = Loket(settings, db=clean_db, clock=clock, shared=shared_state)
+    service = Loket(settings, db=clean_db, clock=clock, shared=shared_state, phone_sender=sender)
     yield service
     # The database and shared state belong to their own fixtures; only the photo threads
     # are the service's own.

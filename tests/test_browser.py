@@ -19,7 +19,10 @@ import pytest
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
+from bot.flows.booking import mask_phone
+from bot.phone_sender import RecordingSender
 from bot.service import Loket
+from bot.validators import parse_phone
 from bot.web import create_app
 from storage.models import (
     Application,
@@ -169,10 +172,26 @@ def chat_registration(page: Any, loket: Loket, channel: str, tmp_path: Path, nik
     type_answer(page, "benar, kirim")
 
 
-def book_in_page(page: Any, city: str = "Bandung") -> str:
-    """Choose city, office, first date and first window; return the page's last bot message."""
-    for answer in (city, "1", "1", "1"):
+def book_in_page(page: Any, loket: Loket, channel: str, phone: str = "0812 3456 7890") -> str:
+    """Choose Bandung, first office, date and window, proving the phone number as the page asks.
+
+    The web chat types the number and then the one-time code the service sent (read from the
+    test's recording sender, as the applicant would read their SMS); the agent console types
+    the caller's number, vouching for it. Return the page's last bot message.
+    """
+    for answer in ("Bandung", "1", "1", "1"):
         type_answer(page, answer)
+    # The first hold of this chat: the page asks for the proof first.
+    assert step_of(loket, channel) == "verify_phone", page.inner_text(".log")
+    assert "Sebelum kursi ditahan" in page.inner_text(".log li.bot:last-child")
+    type_answer(page, phone)
+    if channel == "web":
+        assert step_of(loket, channel) == "phone_code", page.inner_text(".log")
+        number = parse_phone(phone)
+        assert mask_phone(number) in page.inner_text(".log li.bot:last-child")
+        sender = loket.phone_sender
+        assert isinstance(sender, RecordingSender)
+        type_answer(page, sender.last_code(number))
     return str(page.inner_text(".log li.bot:last-child"))
 
 
@@ -185,7 +204,7 @@ def test_web_chat_registers_books_and_survives_a_reload(
     nik = make_nik(date(1990, 8, 17), serial=71)
     chat_registration(page, loket, "web", tmp_path, nik)
     assert "LK-" in page.inner_text(".log")
-    last = book_in_page(page)
+    last = book_in_page(page, loket, "web")
     assert "Kode billing" in page.inner_text(".log"), last
     with loket.sessions() as session:
         application = session.execute(select(Application)).scalar_one()
@@ -217,7 +236,7 @@ def test_agent_registers_a_caller_with_attribution(
     page.wait_for_selector(".log li.bot")
     nik = make_nik(date(1990, 8, 17), serial=72)
     chat_registration(page, loket, "agent", tmp_path, nik)
-    book_in_page(page)
+    book_in_page(page, loket, "agent", "0812 5555 0101")  # the agent vouches for the caller
     with loket.sessions() as session:
         application = session.execute(select(Application)).scalar_one()
         booking = session.execute(select(Booking)).scalar_one()

@@ -67,7 +67,7 @@ def test_billing_code_stays_in_view_copies_in_one_tap_and_reads_the_same_everywh
     page.goto(site)
     wait_for_reply(page, 0)
     chat_registration(page, loket, "web", tmp_path, make_nik(date(1990, 8, 17), serial=81))
-    book_in_page(page)
+    book_in_page(page, loket, "web")
     with loket.sessions() as session:
         code = session.execute(select(BillingCode.code)).scalar_one()
     billing = page.locator(".log li.bot", has_text="Kode billing").last

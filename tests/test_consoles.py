@@ -277,7 +277,10 @@ def test_agent_registration_equals_self_service_but_for_attribution(loket: Loket
         bookings = session.execute(select(Booking).order_by(Booking.id)).scalars().all()
         assert [b.booked_by for b in bookings] == [None, agent_id]
         actions = session.execute(select(AuditEntry.action, AuditEntry.staff_id)).all()
-        assert actions and all(row == ("agent.turn", agent_id) for row in actions)
+        # Every turn, and the agent's word for the caller's number before the hold.
+        assert ("phone.vouch", agent_id) in actions
+        assert actions and all(row in {("agent.turn", agent_id), ("phone.vouch", agent_id)}
+                               for row in actions)  # fmt: skip
 
 
 def test_agent_cancel_needs_a_reason_and_is_audited(client: FlaskClient, loket: Loket) -> None:

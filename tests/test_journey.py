@@ -113,7 +113,7 @@ def test_every_bookable_date_is_reachable_page_by_page(loket: Loket) -> None:
         reply = chat.tap("Tanggal sebelumnya")
     reply = chat.tap("Sabtu, 12 Desember 2026: Paspor Simpatik (20 kursi)")
     assert reply.labels == ["08.00–12.00 WIB, simpatik (20 kursi)"]
-    assert "Kursi Anda ditahan" in chat.say("1")
+    assert "Kursi Anda ditahan" in chat.verified(chat.say("1"))
     assert all(len(c.value.encode()) <= 64 for _, r in chat.log for c in r.question.choices)
 
 

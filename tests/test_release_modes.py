@@ -147,7 +147,7 @@ def test_waiting_room_numbers_once_and_admits_in_arrival_order(
     # The admitted choose a seat; the hold uses their turn.
     assert "Pilih tanggal di" in chats[2].tap("Lihat giliran saya")
     chats[2].say("1")
-    assert "Kode billing" in chats[2].say("1")
+    assert "Kode billing" in chats[2].verified(chats[2].say("1"))
     assert statuses(loket)[2] == (3, "booked")
 
 
@@ -170,7 +170,7 @@ def test_a_turn_not_used_in_time_passes_to_the_next(loket: Loket, clock: FakeClo
     assert any(passed in text and "nomor antrean baru" in text for text in told)
 
     # The late choice is refused; the applicant re-joins at the back, as told.
-    late = slow.say("1")
+    late = slow.verified(slow.say("1"))
     assert "waktu giliran Anda sudah habis" in late
     assert "Anda mendapat nomor baru di belakang" in late
     assert "Nomor antrean Anda 4; di depan Anda 0 orang" in late
@@ -308,7 +308,7 @@ def test_walk_in_mode_tells_what_to_bring_and_switches_back(chat: Chat, loket: L
     reply = other.say("1")
     assert "Pilih tanggal di Kantor Imigrasi Kelas I TPI Bandung:" in reply
     other.say("1")
-    assert "Kode billing" in other.say("1")
+    assert "Kode billing" in other.verified(other.say("1"))
 
 
 def test_the_office_console_sets_the_release_mode_audited(

@@ -37,7 +37,14 @@ from bot.shared import SharedState
 from bot.web import create_app
 from bot.worker import run_once
 from storage.booking import queue_message
-from storage.models import Application, InboxUpdate, Office, OutboxMessage, ProcessedEvent
+from storage.models import (
+    Application,
+    InboxUpdate,
+    Office,
+    OutboxMessage,
+    PhoneVerification,
+    ProcessedEvent,
+)
 from storage.outbox import delivery_figures
 from storage.subscriptions import announce, subscribe
 from tests.conftest import FakeClock
@@ -178,12 +185,22 @@ def test_polling_registration_with_buttons_contact_and_photos(
     poll(telegram)
     fake.press(CHAT, fake.last(CHAT).buttons[0][0])  # the first window
     poll(telegram)
+    # Before the hold, the account's own number, shared with the button (never typed).
+    assert "Sebelum kursi ditahan" in fake.last(CHAT).text
+    assert fake.last(CHAT).reply_markup == {
+        "keyboard": [[{"text": "Bagikan nomor HP saya", "request_contact": True}]],
+        "one_time_keyboard": True, "resize_keyboard": True}  # fmt: skip
+    assert not any("Kode billing:" in text for text in fake.texts(CHAT))
+    fake.contact(CHAT, "+62 812-3456-7890")
+    poll(telegram)
     billing = next(text for text in fake.texts(CHAT) if "Kode billing:" in text)
     code = billing.split("Kode billing: ")[1].split("\n")[0].replace(" ", "")
 
     with telegram.loket.sessions() as session:
         application = session.execute(select(Application)).scalar_one()
         assert [d.kind for d in application.documents] == ["ktp", "kk", "supporting"]
+        proof = session.get(PhoneVerification, ("telegram", str(CHAT)))
+        assert proof is not None and (proof.phone, proof.method) == ("+6281234567890", "contact")
         now = telegram.loket.now(session)
     apply_notice(telegram.loket, reference="TG-1", code=code, amount=950_000, paid_at=now)
     assert telegram.flush_pending() == 1

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.core.messages import Inbound, Outbound
+from bot.phone_sender import RecordingSender
 from bot.service import Loket
 from storage.models import Conversation
 from tests.test_images import document_page
@@ -114,6 +115,47 @@ class Chat:
         """Share a contact."""
         return self._send("<contact>", Inbound.contact(phone))
 
+    def phone(self) -> str:
+        """Return this identity's own phone number (E.164), the one it proves before a hold.
+
+        An agent's chat is named by the caller's number; every other identity gets a number of
+        its own, so different people in one test never share a number by accident.
+        """
+        if self.channel == "agent" and re.fullmatch(r"\+628\d{8,11}", self.user):
+            return self.user
+        digits = int(hashlib.sha256(f"{self.channel}:{self.user}".encode()).hexdigest(), 16)
+        return f"+62812{digits % 10**8:08d}"
+
+    def verify(self, phone: str | None = None) -> Reply:
+        """Prove the phone number the way this channel does, when the bot asks before a hold.
+
+        Telegram shares the account's own contact; the chat API's gateway vouches for the
+        number (what bot/api.py does with "verified_phone"); the agent types the caller's
+        number; the web chat, terminal and test channels type it and then the one-time code
+        the service's phone sender delivered (a RecordingSender in tests).
+        """
+        assert self.step() == "verify_phone", f"not asked to verify\n{self.transcript()}"
+        number = phone or self.phone()  # E.164, as the sender records it
+        if self.channel == "telegram":
+            return self.contact(number)
+        if self.channel == "api":
+            self.loket.vouch_phone(self.channel, self.user, number, "gateway")
+            return self.say("lanjut")
+        if self.channel == "agent":
+            return self.say(number)
+        sender = self.loket.phone_sender
+        assert isinstance(sender, RecordingSender), "the loket fixture records one-time codes"
+        asked = self.say(number)
+        assert self.step() == "phone_code", f"no code asked\n{self.transcript()}"
+        assert asked.messages
+        return self.say(sender.last_code(number))
+
+    def verified(self, reply: Reply) -> Reply:
+        """Return `reply`, or, where it asks to verify the phone number first, the reply after."""
+        if self.step() == "verify_phone":
+            return self.verify()
+        return reply
+
     def state(self) -> dict[str, Any]:
         """Read the stored conversation state (for drivers and assertions)."""
         with self.loket.sessions() as session:
@@ -196,11 +238,24 @@ def billing_code(reply: Reply) -> str:
     return match.group(1).replace(" ", "")
 
 
-def book(chat: Chat, city: str = "Bandung", day: str = "1", window: str = "1") -> Reply:
-    """From the office question (right after registering), choose city, office, day, window."""
+def book(
+    chat: Chat, city: str = "Bandung", day: str = "1", window: str = "1", *, verify: bool = True
+) -> Reply:
+    """From the office question (right after registering), choose city, office, day, window.
+
+    Where the bot asks to verify the phone number before holding (the first hold of an
+    identity), prove it the channel's way unless `verify` is False (then the question is
+    returned).
+    """
     if chat.step() != "office_query":
         chat.say("/jadwal")
     chat.say(city)
     chat.say("1")
     chat.say(day)
-    return chat.say(window)
+    return choose_window(chat, window, verify=verify)
+
+
+def choose_window(chat: Chat, window: str, *, verify: bool = True) -> Reply:
+    """Choose a window (typed, or a button's value), proving the phone number if asked."""
+    reply = chat.say(window)
+    return chat.verified(reply) if verify else reply
