@@ -94,7 +94,10 @@ def enter_by_chat(chats: list[Any]) -> None:
     for chat in chats:
         reply = ask_dates(chat)
         assert "Ikut undian" in reply.labels
-        entered = chat.tap("Ikut undian")
+        asked = chat.tap("Ikut undian")
+        # The number is proved before entering (the draw holds a winner's seat).
+        assert chat.step() == "verify_phone", asked.text
+        entered = chat.verify()
         assert "Pendaftaran undian Anda di Kantor Imigrasi Kelas I TPI Bandung tercatat" in entered
         assert "Undian diundi Selasa, 01 Desember 2026 pukul 08.00 WIB" in entered
 

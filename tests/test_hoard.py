@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageEnhance
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
 from bot.phone_sender import RecordingSender
 from bot.service import Loket
-from bot.settings import Settings
-from bot.shared import SharedState
 from storage.booking import HoldRefusal, hold_seat
 from storage.db import make_engine, make_session_factory
 from storage.models import (

@@ -64,7 +64,7 @@ from storage.subscriptions import subscribe, subscriptions_for
 NAME = "booking"
 SOLD_OUT_HINT_SECONDS = 15.0
 NEAREST = 3
-PENDING_SLOT = "pending_slot"  # the window chosen while the phone number is being verified
+PENDING_SLOT = "pending_slot"  # the window (or ballot entry) chosen while the number is verified
 
 # ---- who may sit where ---------------------------------------------------------------------
 
@@ -530,6 +530,11 @@ def after_day(ctx: Context, value: Any) -> Transition | None:
     if value == REFRESH:
         return Stay()  # the question asked again shows the place and admits when due
     if value == ENTER_BALLOT:
+        # A winner's seat is held by the draw, so the number is proved before entering, as
+        # before any hold: a script's invented applicants gain nothing without phones.
+        if needs_phone_proof(ctx):
+            ctx.answers[PENDING_SLOT] = ENTER_BALLOT
+            return Jump("verify_phone")
         # One entry per NIK (a unique key): a second tap, another channel or a race is the
         # same entry; the question asked again says it is recorded and when the draw is.
         enter_ballot(ctx.session, chosen_office(ctx), booking_application(ctx), ctx.now)
@@ -658,11 +663,16 @@ def billing_message(ctx: Context, application: Application, office: Office, slot
 
 def after_slot(ctx: Context, value: Any) -> Transition | None:
     """Hold the seat once the account's phone number is verified, else verify it first."""
-    needs_proof = ctx.settings.require_verified_phone
-    if needs_proof and verified_phone(ctx.session, ctx.channel, ctx.user_ref) is None:
+    if needs_phone_proof(ctx):
         ctx.answers[PENDING_SLOT] = int(value)
         return Jump("verify_phone")
     return hold_chosen(ctx, int(value), from_slot_step=True)
+
+
+def needs_phone_proof(ctx: Context) -> bool:
+    """Tell whether this account must prove its phone number before a seat can be held."""
+    required = ctx.settings.require_verified_phone
+    return required and verified_phone(ctx.session, ctx.channel, ctx.user_ref) is None
 
 
 def hold_chosen(ctx: Context, slot_id: int, *, from_slot_step: bool) -> Transition | None:
@@ -852,6 +862,10 @@ def hold_pending(ctx: Context) -> Transition | None:
     pending = ctx.answers.get(PENDING_SLOT)
     if pending is None:
         return Jump("slot")
+    if pending == ENTER_BALLOT:  # the number was proved to enter a ballot
+        ctx.answers.pop(PENDING_SLOT)
+        enter_ballot(ctx.session, chosen_office(ctx), booking_application(ctx), ctx.now)
+        return Jump("day")
     return hold_chosen(ctx, int(pending), from_slot_step=False)
 
 
