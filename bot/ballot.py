@@ -10,12 +10,12 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from bot.billing import BillingProvider, group_code
+from bot.billing import BillingProvider
 from bot.core.messages import Outbound
-from bot.i18n import _, format_date, format_money, use_locale
-from bot.notices import chat_locale
+from bot.i18n import _, format_date, use_locale
+from bot.notices import chat_locale, how_to_pay, payment_lines
 from bot.settings import Settings
-from bot.timezones import format_moment, format_window
+from bot.timezones import format_moment
 from storage.ballot import (
     Hold,
     aware,
@@ -75,15 +75,9 @@ def won_text(office: Office, booking: Booking, code: str, amount: int, deadline:
             _("Selamat, Anda terpilih dalam undian {office}. Kursi Anda ditahan.").format(
                 office=office.name
             ),
-            _("Jadwal: {date}, {window}").format(
-                date=format_date(slot.day),
-                window=format_window(slot.start_time, slot.end_time, office.timezone),
-            ),
-            _("Kode billing: {code}").format(code=group_code(code)),
-            _("Jumlah: {amount}").format(amount=format_money(amount)),
-            _("Bayar sebelum: {deadline}").format(
-                deadline=format_moment(deadline, office.timezone)
-            ),
+            *payment_lines(office, slot, code, amount, deadline),
+            "",
+            *how_to_pay(),
         ]
     )
 

@@ -13,13 +13,14 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.billing import group_code
 from bot.core.engine import ConversationState
 from bot.core.messages import Outbound
 from bot.documents import document_label, required_documents
-from bot.i18n import _, format_date, resolve_locale, use_locale
-from bot.timezones import format_window
+from bot.i18n import _, format_date, format_money, resolve_locale, use_locale
+from bot.timezones import format_moment, format_window
 from storage.booking import queue_message
-from storage.models import Booking, Conversation, PaymentOutcome
+from storage.models import Booking, Conversation, Office, PaymentOutcome, Slot
 
 
 def chat_locale(session: Session, channel: str, user_ref: str) -> str:
@@ -137,3 +138,34 @@ def notify(
     with use_locale(chat_locale(session, application.channel, application.account_ref)):
         message = render(booking)
     queue_for_applicant(session, booking, message, now)
+
+
+def payment_lines(
+    office: Office, slot: Slot, code: str, amount: int, deadline: datetime
+) -> list[str]:
+    """Say the seat, the billing code, the amount and the deadline in office time: one
+    wording for every seat held (chosen in the chat or won in a ballot)."""
+    return [
+        _("Jadwal: {date}, {window}").format(
+            date=format_date(slot.day),
+            window=format_window(slot.start_time, slot.end_time, office.timezone),
+        ),
+        _("Kode billing: {code}").format(code=group_code(code)),
+        _("Jumlah: {amount}").format(amount=format_money(amount)),
+        _("Bayar sebelum: {deadline}").format(deadline=format_moment(deadline, office.timezone)),
+    ]
+
+
+def how_to_pay() -> list[str]:
+    """Say where a billing code is paid and what happens when it is not paid in time."""
+    return [
+        _(
+            "Cara bayar: teller bank, ATM, mobile/internet banking, kantor pos, marketplace, "
+            "atau minimarket. Pilih menu Penerimaan Negara / MPN G2 / PNBP, lalu masukkan "
+            "kode billing (15 angka)."
+        ),
+        _(
+            "Jika belum dibayar sampai batas waktu, kursi dilepas untuk pemohon lain dan "
+            "Anda perlu memilih jadwal lagi. Ketik /status untuk melihat status pembayaran."
+        ),
+    ]

@@ -184,6 +184,7 @@ def test_the_draw_is_reproducible_from_its_seed(loket: Loket, clock: FakeClock) 
         assert len(texts) == 1
         if place < 2:
             assert "Selamat, Anda terpilih dalam undian" in texts[0] and "Kode billing" in texts[0]
+            assert "Cara bayar: teller bank" in texts[0]  # winners are told how to pay too
             assert "Rabu, 06 Januari 2027" in texts[0]
         else:
             assert f"Anda di daftar tunggu nomor {place - 1};" in texts[0]

@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.ballot import ballot_text, can_enter, enter_ballot
-from bot.billing import group_code
 from bot.core.capabilities import capabilities
 from bot.core.flow import (
     Context,
@@ -31,9 +30,10 @@ from bot.core.flow import (
     Transition,
 )
 from bot.core.messages import EventKind, Expect, Inbound, Outbound, excerpt
-from bot.i18n import N_, _, current_locale, format_date, format_money
+from bot.i18n import N_, _, current_locale, format_date
 from bot.metrics import refused
-from bot.timezones import format_moment, format_window, local
+from bot.notices import how_to_pay, payment_lines
+from bot.timezones import format_window, local
 from bot.validators import age_on, parse_coming_date, parse_phone
 from bot.waiting_room import Place, place_text, release_words, take_place, turn_text, walk_in_text
 from storage.applications import applications_for_account
@@ -638,25 +638,9 @@ def billing_message(ctx: Context, application: Application, office: Office, slot
             "",
             _("Nama: {name}").format(name=application.full_name),
             _("Kantor: {office}").format(office=office.name),
-            _("Jadwal: {date}, {window}").format(
-                date=format_date(slot.day),
-                window=format_window(slot.start_time, slot.end_time, office.timezone),
-            ),
-            _("Kode billing: {code}").format(code=group_code(code)),
-            _("Jumlah: {amount}").format(amount=format_money(amount)),
-            _("Bayar sebelum: {deadline}").format(
-                deadline=format_moment(deadline, office.timezone)
-            ),
+            *payment_lines(office, slot, code, amount, deadline),
             "",
-            _(
-                "Cara bayar: teller bank, ATM, mobile/internet banking, kantor pos, marketplace, "
-                "atau minimarket. Pilih menu Penerimaan Negara / MPN G2 / PNBP, lalu masukkan "
-                "kode billing (15 angka)."
-            ),
-            _(
-                "Jika belum dibayar sampai batas waktu, kursi dilepas untuk pemohon lain dan "
-                "Anda perlu memilih jadwal lagi. Ketik /status untuk melihat status pembayaran."
-            ),
+            *how_to_pay(),
         ]
     )
 
