@@ -71,21 +71,6 @@ def _insert_once(dialect: str) -> Any:
     )
 
 
-def next_waiting(session: Session, channel: str, user_ref: str) -> Accepted | None:
-    """Return one chat's oldest update not yet applied."""
-    row = session.execute(
-        select(InboxUpdate.id, InboxUpdate.key, InboxUpdate.payload)
-        .where(
-            InboxUpdate.channel == channel,
-            InboxUpdate.user_ref == user_ref,
-            InboxUpdate.applied_at.is_(None),
-        )
-        .order_by(InboxUpdate.id)
-        .limit(1)
-    ).first()
-    return None if row is None else Accepted(row.id, row.key, row.payload)
-
-
 def waiting(session: Session, channel: str, user_ref: str, limit: int) -> list[Accepted]:
     """Return one chat's oldest `limit` updates not yet applied, in arrival order."""
     rows = session.execute(
