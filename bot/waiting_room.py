@@ -23,10 +23,11 @@ from bot.metrics import ADMISSION_RATE
 from bot.notices import chat_locale
 from bot.settings import Settings
 from bot.timezones import format_moment, local, zone_label
-from storage.booking import queue_message
+from storage.booking import aware, queue_message
 from storage.models import Application, Office, QueueEntry, QueueStatus, ReleaseMode, WalkIn
 from storage.waiting_room import (
     account_entries,
+    admissions_so_far,
     admit_due,
     current_release,
     gated,
@@ -118,16 +119,36 @@ def admit_everywhere(session: Session, now: datetime) -> int:
 
 @dataclass(frozen=True)
 class Place:
-    """An applicant's entry after this turn's admissions; `rejoined` after a passed turn."""
+    """An applicant's entry after this turn's admissions; `rejoined` after a passed turn;
+    `minutes` the estimated wait (see `estimate_minutes`)."""
 
     entry: QueueEntry
     ahead: int
     rejoined: bool
+    minutes: int = 1
 
     @property
     def admitted(self) -> bool:
         """Tell whether the applicant may choose a seat now."""
         return self.entry.status == QueueStatus.ADMITTED
+
+
+def estimate_minutes(
+    session: Session, office: Office, entry: QueueEntry, ahead: int, now: datetime
+) -> int:
+    """Estimate the wait of a waiting entry with `ahead` people still waiting before it.
+
+    The office's rate is a floor, not the pace: a turn that passes unused gives its grant
+    back, so the queue moves faster when many turns go unused. The pace is the turns given
+    so far in this release per minute since it (each minute started counts, as grants do),
+    never below the office's rate; the people still waiting ahead, plus this one, at that
+    pace.
+    """
+    started = max(0.0, (now - aware(entry.release_at)).total_seconds())
+    minutes_so_far = int(started // 60) + 1
+    given = admissions_so_far(session, entry.office_id, entry.release_at)
+    pace = max(float(office.admit_per_minute), given / minutes_so_far, 1e-9)
+    return max(1, math.ceil((ahead + 1) / pace))
 
 
 def take_place(ctx: Context, office: Office, application: Application) -> Place | None:
@@ -146,12 +167,13 @@ def take_place(ctx: Context, office: Office, application: Application) -> Place 
     if entry.status == QueueStatus.WAITING:
         admit_and_tell(ctx.session, office, release_at, ctx.now, skip=me)
     ahead = waiting_ahead(ctx.session, entry) if entry.status == QueueStatus.WAITING else 0
-    return Place(entry, ahead, rejoined)
+    minutes = estimate_minutes(ctx.session, office, entry, ahead, ctx.now)
+    return Place(entry, ahead, rejoined, minutes)
 
 
 def place_text(office: Office, place: Place) -> str:
     """Describe a waiting applicant's number, the people ahead and the estimated wait."""
-    minutes = max(1, math.ceil((place.ahead + 1) / max(1, office.admit_per_minute)))
+    minutes = place.minutes
     lines = []
     if place.rejoined:
         lines.append(
@@ -186,8 +208,9 @@ def queue_status(ctx: Context) -> Transition | None:
         if entry.status == QueueStatus.ADMITTED:
             lines.append(turn_text(office, entry))
         elif entry.status == QueueStatus.WAITING:
-            place = Place(entry, waiting_ahead(ctx.session, entry), rejoined=False)
-            lines.append(place_text(office, place))
+            ahead = waiting_ahead(ctx.session, entry)
+            minutes = estimate_minutes(ctx.session, office, entry, ahead, ctx.now)
+            lines.append(place_text(office, Place(entry, ahead, False, minutes)))
         elif entry.status == QueueStatus.EXPIRED:
             lines.append(passed_text(office))
     if not lines:

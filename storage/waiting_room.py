@@ -199,6 +199,17 @@ def waiting_ahead(session: Session, entry: QueueEntry) -> int:
     ).scalar_one()
 
 
+def admissions_so_far(session: Session, office_id: int, release_at: datetime) -> int:
+    """Count the turns given in one office release so far (used, running or passed)."""
+    return session.execute(
+        select(func.count()).where(
+            QueueEntry.office_id == office_id,
+            QueueEntry.release_at == release_at,
+            QueueEntry.admitted_at.is_not(None),
+        )
+    ).scalar_one()
+
+
 def admitted_now(session: Session, office_id: int, nik: str, now: datetime) -> QueueEntry | None:
     """Return the NIK's admission at this office that has not run out, if any."""
     return session.execute(

@@ -346,3 +346,43 @@ def test_the_office_console_sets_the_release_mode_audited(
     assert [target for target, _details in changes] == ["waiting_room", "waiting_room"]
     assert changes[1][1]["walk_in_only"] is True
     assert "Kantor ini sedang melayani walk-in saja." in client.get("/office").text
+
+
+def book_in_turn(chat: Chat) -> None:
+    """An admitted applicant asks for the dates again, picks the first date and window."""
+    assert "Pilih tanggal di" in chat.tap("Lihat giliran saya")
+    chat.say("1")
+    assert "Kode billing" in chat.verified(chat.say("1"))
+
+
+def test_the_estimated_wait_counts_turns_that_passed_unused(loket: Loket, clock: FakeClock) -> None:
+    set_office(loket, release_mode="waiting_room", admit_per_minute=1, admit_minutes=1)
+    only_january(loket)
+    clock.now = RELEASE
+    chats = applicants(loket, 8, "pace")
+    replies = [ask_dates(chat) for chat in chats]
+    # At the release nothing has passed yet: the office's rate is the pace.
+    assert "Nomor antrean Anda 8; di depan Anda 6 orang; perkiraan 7 menit." in replies[7]
+
+    clock.advance(minutes=1)
+    run_once(loket)  # the first turn passed unused: two are admitted (a grant given back)
+    book_in_turn(chats[1])
+    clock.advance(minutes=1)
+    run_once(loket)  # the third passed unused too: the fourth and fifth are admitted
+    assert [s for _n, s in statuses(loket)] == [
+        "expired", "booked", "expired", "admitted", "admitted", "waiting", "waiting", "waiting"
+    ]  # fmt: skip
+    # Five turns in three minutes: at one a minute the last would be told 3 minutes; the
+    # turns given so far say 2, and that is when it comes.
+    last = chats[7].tap("Lihat giliran saya")
+    assert "Nomor antrean Anda 8; di depan Anda 2 orang; perkiraan 2 menit." in last
+    assert "Nomor antrean Anda 8; di depan Anda 2 orang; perkiraan 2 menit." in chats[7].say(
+        "/antrean"
+    )
+    book_in_turn(chats[3])
+    clock.advance(minutes=1)
+    run_once(loket)
+    assert statuses(loket)[7] == (8, "waiting")
+    clock.advance(minutes=1)
+    run_once(loket)
+    assert statuses(loket)[7] == (8, "admitted")
