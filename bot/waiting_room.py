@@ -66,7 +66,8 @@ def turn_text(office: Office, entry: QueueEntry) -> str:
     until = local(entry.expires_at, office.timezone)
     return _(
         "Giliran Anda: pilih tanggal dan jam di {office} dalam {minutes} menit (sampai pukul "
-        "{time} {zone}). Ketik /jadwal bila pilihan tanggal belum tampil."
+        "{time} {zone}). Bila pilihan tanggal belum tampil, ketik /jadwal (atau /ubahjadwal "
+        "bila Anda sedang mengubah jadwal)."
     ).format(
         office=office.name,
         minutes=office.admit_minutes,

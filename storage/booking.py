@@ -26,6 +26,7 @@ from storage.applications import REG_ALPHABET
 from storage.models import (
     Application,
     ApplicationStatus,
+    Ballot,
     BillingCode,
     BillingStatus,
     Booking,
@@ -460,6 +461,8 @@ class RescheduleRefusal(StrEnum):
     SOLD_OUT = "sold_out"
     SAME_SLOT = "same_slot"
     NOT_ELIGIBLE = "not_eligible"
+    NOT_ADMITTED = "not_admitted"  # waiting room: no running turn for this NIK
+    BALLOT = "ballot"  # the date's seats are the ballot's: only its draw and waitlist hold them
 
 
 def reschedule_refusal(booking: Booking, today: date) -> RescheduleRefusal | None:
@@ -492,6 +495,48 @@ def reschedule(
         return RescheduleRefusal.SOLD_OUT
     if new_slot.kind == SlotKind.SIMPATIK and not simpatik_allowed(booking.application):
         return RescheduleRefusal.NOT_ELIGIBLE
+    office = session.get(Office, new_slot.office_id)
+    assert office is not None
+    ballot_office = office.release_mode == ReleaseMode.BALLOT
+    if ballot_office and ballot_covers(session, office.id, new_slot.day):
+        return RescheduleRefusal.BALLOT
+    # A new date at a waiting-room office is a seat like a new booking's: it needs a running
+    # turn, claimed in the move's savepoint (so a reschedule cannot jump the queue).
+    queued = waiting_room.gated(office)
+    if queued and waiting_room.admitted_now(session, office.id, booking.nik, now) is None:
+        return RescheduleRefusal.NOT_ADMITTED
+    try:
+        with session.begin_nested():
+            refusal = _move(session, booking, new_slot_id, now)
+            if (
+                refusal is None
+                and queued
+                and not waiting_room.claim_admission(session, office.id, booking.nik, now)
+            ):
+                raise TurnPassed  # the turn ran out meanwhile: the savepoint undoes the move
+    except TurnPassed:
+        session.refresh(booking)
+        return RescheduleRefusal.NOT_ADMITTED
+    session.refresh(booking)
+    return refusal
+
+
+def ballot_covers(session: Session, office_id: int, day: date) -> bool:
+    """Tell whether one of the office's ballots hands out the seats of this date."""
+    return (
+        session.execute(
+            select(Ballot.id)
+            .where(Ballot.office_id == office_id, Ballot.first_day <= day, Ballot.last_day >= day)
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
+def _move(
+    session: Session, booking: Booking, new_slot_id: int, now: datetime
+) -> RescheduleRefusal | None:
+    """Take the new seat, give the old one back and count the one reschedule."""
     moved = session.execute(
         update(Booking)
         .where(
@@ -519,7 +564,6 @@ def reschedule(
         .values(slot_id=new_slot_id)
         .execution_options(synchronize_session=False)
     )
-    session.refresh(booking)
     return None
 
 

@@ -17,7 +17,7 @@ from bot.service import Loket
 from bot.web import create_app
 from bot.worker import run_once
 from storage.ballot import enter, new_ballot
-from storage.booking import HoldRefusal, hold_seat
+from storage.booking import HoldRefusal, RescheduleRefusal, hold_seat, reschedule
 from storage.models import (
     Application,
     AuditEntry,
@@ -29,8 +29,10 @@ from storage.models import (
     Slot,
 )
 from tests.conftest import FakeClock
+from tests.test_booking import pay
 from tests.test_consoles import client, log_in, token
 from tests.test_release_modes import RELEASE, applicants, ask_dates, outbox_texts, set_office
+from tests.transcript import billing_code
 
 __all__ = ["client"]
 OPENS = RELEASE - timedelta(days=1)  # Monday 30 November 2026, 08:00 WIB
@@ -297,3 +299,43 @@ def test_the_office_console_sets_a_ballot_and_publishes_its_commitment(
         ).scalar_one()
         assert audited["commitment"] == body["commitment"] and "seed" not in audited
     assert client.get("/ballot/nowhere").status_code == 404
+
+
+def test_a_reschedule_never_takes_the_draws_dates(loket: Loket, clock: FakeClock) -> None:
+    clock.now = RELEASE
+    (chat,) = applicants(loket, 1, "resched")
+    ask_dates(chat)  # first come, before the office chooses a ballot
+    chat.say("4 Januari")
+    code = billing_code(chat.verified(chat.say("1")))
+    assert pay(loket, code, amount=350_000) == "confirmed"
+    ballot_office(loket, seats=2)  # 6 January is the ballot's; the rest closed
+    office_id = set_office(loket)
+    with loket.sessions() as session, session.begin():
+        session.execute(
+            update(Slot)
+            .where(Slot.office_id == office_id, Slot.day == date(2027, 1, 7))
+            .values(closed=False)
+        )
+    clock.advance(minutes=1)  # past the shared date list of the booking's minute
+    chat.say("/ubahjadwal")
+    reply = chat.say("1")
+    assert "Kursi tanggal Rabu, 06 Januari 2027 dibagikan lewat undian" in reply
+    assert [label for label in reply.labels if "Januari" in label] == [
+        "Kamis, 07 Januari 2027 (135 kursi)"
+    ]
+    refused = chat.say("6 Januari")
+    assert "kursi pada tanggal itu dibagikan lewat undian" in refused
+    assert "pilih tanggal lain di luar tanggal undian" in refused and chat.step() == "day"
+    assert "Tombol itu sudah tidak berlaku" in chat.press(DAY.isoformat())  # a forged button
+    with loket.sessions() as session, session.begin():
+        booking = session.execute(select(Booking)).scalar_one()
+        drawn_seat = session.execute(
+            select(Slot.id).where(Slot.office_id == office_id, Slot.day == DAY,
+                                  Slot.closed.is_(False))
+        ).scalar_one()  # fmt: skip
+        refusal = reschedule(session, booking, drawn_seat, date(2026, 12, 1), RELEASE)
+        assert refusal is RescheduleRefusal.BALLOT
+    chat.say("7 Januari")
+    assert "Jadwal berhasil diubah ke Kamis, 07 Januari 2027" in chat.say("1")
+    with loket.sessions() as session:
+        assert session.execute(select(func.sum(Slot.taken)).where(Slot.day == DAY)).scalar() == 0

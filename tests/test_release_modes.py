@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 
 from bot.service import Loket
 from bot.worker import run_once
-from storage.booking import HoldRefusal, hold_seat
+from storage.booking import HoldRefusal, RescheduleRefusal, hold_seat, reschedule
 from storage.models import (
     Application,
     AuditEntry,
@@ -27,6 +27,7 @@ from storage.models import (
 from storage.waiting_room import current_release, join_queue
 from tests.conftest import FakeClock
 from tests.seats_helpers import make_applications
+from tests.test_booking import pay
 from tests.test_consoles import client, log_in, token
 from tests.transcript import Chat, billing_code, book, make_nik, register
 
@@ -386,3 +387,46 @@ def test_the_estimated_wait_counts_turns_that_passed_unused(loket: Loket, clock:
     clock.advance(minutes=1)
     run_once(loket)
     assert statuses(loket)[7] == (8, "admitted")
+
+
+def test_a_reschedule_at_a_waiting_room_office_needs_a_turn(loket: Loket, clock: FakeClock) -> None:
+    set_office(loket, release_mode="waiting_room", admit_per_minute=1, admit_minutes=5)
+    only_january(loket)
+    clock.now = RELEASE
+    mover, other = applicants(loket, 2, "move")
+    assert "Pilih tanggal di" in ask_dates(mover)
+    mover.say("1")  # Monday 4 January
+    code = billing_code(mover.verified(mover.say("1")))
+    assert pay(loket, code, amount=350_000) == "confirmed"
+    assert "Nomor antrean Anda 2; di depan Anda 0 orang" in ask_dates(other)
+
+    # A new date is a seat like a new booking's: the mover queues behind the other.
+    mover.say("/ubahjadwal")
+    reply = mover.say("1")
+    assert "Nomor antrean Anda 3; di depan Anda 1 orang" in reply
+    assert reply.labels == ["Lihat giliran saya", "Kembali ke menu"]
+    assert "Nomor antrean Anda 3" in mover.say("13 Januari")  # typed: no seat offered
+    assert "Nomor antrean Anda 3" in mover.press("2027-01-06")  # a forged date button
+    assert mover.step() == "day"
+    # Storage refuses the move itself without a running turn, whoever calls it.
+    with loket.sessions() as session, session.begin():
+        booking = session.execute(select(Booking)).scalar_one()
+        slot_id = session.execute(
+            select(Slot.id).where(Slot.office_id == booking.slot.office_id,
+                                  Slot.day == date(2027, 1, 6)).limit(1)
+        ).scalar_one()  # fmt: skip
+        refusal = reschedule(session, booking, slot_id, date(2026, 12, 1), RELEASE)
+        assert refusal is RescheduleRefusal.NOT_ADMITTED
+        assert (booking.slot.day, booking.reschedules) == (date(2027, 1, 4), 0)
+
+    clock.advance(minutes=1)
+    run_once(loket)
+    assert [s for _n, s in statuses(loket)] == ["booked", "admitted", "waiting"]
+    clock.advance(minutes=1)
+    run_once(loket)
+    assert any(text.startswith("Giliran Anda") for text in outbox_texts(loket, mover.user))
+    assert "Pilih tanggal di" in mover.tap("Lihat giliran saya")
+    mover.say("2")  # Wednesday 6 January
+    moved = mover.say("1")
+    assert "Jadwal berhasil diubah ke Rabu, 06 Januari 2027" in moved
+    assert [s for _n, s in statuses(loket)] == ["booked", "admitted", "booked"]

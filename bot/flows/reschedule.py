@@ -6,15 +6,26 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.core.flow import Context, Flow, Invalid, Option, StartFlow, Stay, Step, Transition
+from bot.core.flow import (
+    Context,
+    Flow,
+    Invalid,
+    Jump,
+    Option,
+    StartFlow,
+    Stay,
+    Step,
+    Transition,
+)
 from bot.core.messages import EventKind, Expect, Inbound
 from bot.flows import booking as booking_flow
 from bot.i18n import N_, _, format_date
 from bot.notices import confirmation
 from bot.timezones import format_window
+from bot.validators import parse_coming_date
 from storage.booking import DayFree, RescheduleRefusal, reschedule, reschedule_refusal
 from storage.calendars import office_today
-from storage.models import Application, Booking, BookingStatus, Office
+from storage.models import Application, Ballot, Booking, BookingStatus, Office, ReleaseMode
 
 NAME = "reschedule"
 
@@ -33,6 +44,16 @@ REFUSALS = {
     RescheduleRefusal.NOT_ELIGIBLE: N_(
         "Paspor simpatik hanya untuk paspor baru dan penggantian karena habis berlaku atau "
         "penuh, bukan untuk paspor hilang atau rusak."
+    ),
+    RescheduleRefusal.NOT_ADMITTED: N_(
+        "Maaf, Anda belum mendapat giliran memilih tanggal baru, atau waktu giliran Anda sudah "
+        "habis. Di kantor ini tanggal baru dipilih lewat antrean, sama seperti pemesanan baru; "
+        "jadwal Anda yang sekarang tetap berlaku sampai Anda berhasil memilih tanggal baru."
+    ),
+    RescheduleRefusal.BALLOT: N_(
+        "Maaf, kursi pada tanggal itu dibagikan lewat undian: hanya untuk pemenang undian dan "
+        "daftar tunggunya. Jadwal Anda yang sekarang tetap berlaku; pilih tanggal lain di luar "
+        "tanggal undian."
     ),
 }
 
@@ -109,6 +130,10 @@ def after_slot(ctx: Context, value: Any) -> Transition | None:
     if refusal is RescheduleRefusal.SOLD_OUT or refusal is RescheduleRefusal.SAME_SLOT:
         ctx.say(_(REFUSALS[refusal]))
         return Stay()
+    if refusal in (RescheduleRefusal.NOT_ADMITTED, RescheduleRefusal.BALLOT):
+        ctx.say(_(REFUSALS[refusal]))
+        ctx.answers.pop("day", None)
+        return Jump("day")  # the date question says where the applicant stands
     if refusal is not None:
         ctx.say(_(REFUSALS[refusal]))
         return StartFlow("menu")
@@ -130,27 +155,127 @@ def start_reschedule(ctx: Context) -> Transition | None:
     return StartFlow(NAME)
 
 
+def ballot_dates(ctx: Context) -> list[Ballot]:
+    """Return the ballots of a ballot office whose dates are not over (their seats are the
+    draw's and its waitlist's, never a reschedule's)."""
+    office = booking_flow.chosen_office(ctx)
+    if office.release_mode != ReleaseMode.BALLOT:
+        return []
+    today = office_today(office, ctx.now)
+    found: list[Ballot] = ctx.remember(
+        f"ballots:{office.id}",
+        lambda: list(
+            ctx.session.execute(
+                select(Ballot).where(Ballot.office_id == office.id, Ballot.last_day >= today)
+            ).scalars()
+        ),
+    )
+    return found
+
+
 def later_days(ctx: Context) -> list[DayFree]:
-    """The dates a booking may move to: after today at the office (its local date)."""
+    """The dates a booking may move to: after today at the office (its local date), outside
+    any ballot's dates."""
     today = office_today(booking_flow.chosen_office(ctx), ctx.now)
-    return [free for free in booking_flow.available_days(ctx) if free.day > today]
+    ballots = ballot_dates(ctx)
+    return [
+        free
+        for free in booking_flow.available_days(ctx)
+        if free.day > today and not any(b.first_day <= free.day <= b.last_day for b in ballots)
+    ]
+
+
+def barred(ctx: Context) -> str | None:
+    """Say why no dates are offered: at a waiting-room office during a release, a new date
+    needs a turn, as a new booking does (the place in the queue is said instead)."""
+    office = booking_flow.chosen_office(ctx)
+    if office.release_mode == ReleaseMode.BALLOT or not later_days(ctx):
+        return None
+    waiting = booking_flow.seats_barred(ctx)
+    if waiting is None:
+        return None
+    return (
+        _(
+            "Di kantor ini tanggal baru dipilih lewat antrean, sama seperti pemesanan baru. "
+            "Jadwal Anda yang sekarang tetap berlaku sampai Anda memilih tanggal baru."
+        )
+        + "\n"
+        + waiting
+    )
 
 
 def day_prompt(ctx: Context) -> str:
-    """Ask for a later date, or say plainly that the office has none (today is not a move)."""
-    if not later_days(ctx) and booking_flow.available_days(ctx):
+    """Ask for a later date, or say plainly that the office has none (today is not a move);
+    at a waiting-room office, the place in the queue; at a ballot office, which dates are
+    the draw's."""
+    office = booking_flow.chosen_office(ctx)
+    waiting = barred(ctx)
+    if waiting is not None:
+        return waiting
+    lines = [ballot_dates_text(b) for b in ballot_dates(ctx)]
+    if not later_days(ctx):
+        lines.append(
+            _(
+                "Belum ada tanggal lain dengan kursi kosong di {office}. Jadwal Anda yang "
+                "sekarang tetap berlaku; silakan coba lagi nanti."
+            ).format(office=office.name)
+        )
+    elif office.release_mode == ReleaseMode.BALLOT:
+        lines.append(_("Pilih tanggal di {office}:").format(office=office.name))
+    else:
+        lines.append(booking_flow.day_prompt(ctx))
+    return "\n\n".join(lines)
+
+
+def ballot_dates_text(ballot: Ballot) -> str:
+    """Say which dates a ballot hands out, so a reschedule does not offer them."""
+    if ballot.first_day == ballot.last_day:
         return _(
-            "Belum ada tanggal lain dengan kursi kosong di {office}. Jadwal Anda yang sekarang "
-            "tetap berlaku; silakan coba lagi nanti."
-        ).format(office=booking_flow.chosen_office(ctx).name)
-    return booking_flow.day_prompt(ctx)
+            "Kursi tanggal {date} dibagikan lewat undian, jadi tanggal itu tidak dapat dipilih "
+            "untuk perubahan jadwal."
+        ).format(date=format_date(ballot.first_day))
+    return _(
+        "Kursi tanggal {first} sampai {last} dibagikan lewat undian, jadi tanggal-tanggal itu "
+        "tidak dapat dipilih untuk perubahan jadwal."
+    ).format(first=format_date(ballot.first_day), last=format_date(ballot.last_day))
 
 
 def day_options(ctx: Context) -> list[Option]:
-    """Offer later dates at the same office, a page at a time, and a way back to the menu."""
+    """Offer later dates at the same office, a page at a time, and a way back to the menu
+    (while waiting for a turn: a way to see it)."""
+    if barred(ctx) is not None:
+        return [
+            Option(booking_flow.REFRESH, N_("Lihat giliran saya"), ("antrean", "giliran")),
+            Option("menu", N_("Kembali ke menu")),
+        ]
     options = booking_flow.page_of_days(ctx, later_days(ctx))
     options.append(Option("menu", N_("Kembali ke menu")))
     return options
+
+
+def read_day(ctx: Context, event: Inbound) -> str:
+    """Read a later date, or only the buttons shown while waiting for a turn."""
+    waiting = barred(ctx)
+    if waiting is None:
+        ballots = ballot_dates(ctx)
+        if ballots and event.kind is EventKind.TEXT:
+            office = booking_flow.chosen_office(ctx)
+            typed = parse_coming_date(event.text, office_today(office, ctx.now))
+            if typed is not None and any(b.first_day <= typed <= b.last_day for b in ballots):
+                raise Invalid(_(REFUSALS[RescheduleRefusal.BALLOT]))
+        value: str = DAY_READER(ctx, event)
+        return value
+    offered = day_options(ctx)
+    if event.kind is EventKind.CHOICE and any(o.value == event.text for o in offered):
+        return event.text
+    if event.kind is EventKind.TEXT:
+        chosen = booking_flow.match_typed(offered, event.text)
+        if chosen is not None:
+            return chosen
+    raise Invalid(waiting)
+
+
+DAY_READER = booking_flow.day_reader(later_days, day_options, from_tomorrow=True)
 
 
 FLOW = Flow(
@@ -171,7 +296,7 @@ FLOW = Flow(
             key="day",
             prompt=day_prompt,
             options=day_options,
-            parse=booking_flow.day_reader(later_days, day_options, from_tomorrow=True),
+            parse=read_day,
             after=booking_flow.after_day,
             help=booking_flow.DAY.help,
         ),
