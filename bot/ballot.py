@@ -6,19 +6,20 @@ this module words them and tells every entrant through the outbox in their own l
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy.orm import Session
 
 from bot.billing import BillingProvider
 from bot.core.messages import Outbound
-from bot.i18n import _, format_date, use_locale
+from bot.i18n import N_, _, format_date, use_locale
 from bot.notices import chat_locale, how_to_pay, payment_lines
 from bot.settings import Settings
 from bot.timezones import format_moment
 from storage.ballot import (
     Hold,
     aware,
+    ballot_days,
     ballot_hold,
     claim_draw,
     current_ballot,
@@ -30,7 +31,7 @@ from storage.ballot import (
     offer_freed,
     run_draw,
 )
-from storage.booking import issue_billing, queue_message
+from storage.booking import HoldRefusal, issue_billing, queue_message
 from storage.models import Application, Ballot, BallotEntry, BallotStatus, Booking, Office
 from storage.phones import verified_phone
 
@@ -54,17 +55,51 @@ def window_text(office: Office, ballot: Ballot) -> str:
     return "\n".join(lines)
 
 
+def days_words(days: list[str] | None) -> str:
+    """Name an entry's chosen dates ("semua tanggal undian" when it chose all)."""
+    if not days:
+        return _("semua tanggal undian")
+    return ", ".join(format_date(date.fromisoformat(day)) for day in days)
+
+
 def entered_text(office: Office, ballot: Ballot, entry: BallotEntry) -> str:
-    """Tell an entrant their entry is recorded and when the draw is."""
+    """Tell an entrant their entry is recorded, for which dates, and when the draw is."""
     return _(
-        "Pendaftaran undian Anda di {office} tercatat (nomor pendaftaran {number}). Undian "
-        "diundi {closes}; hasilnya kami kirim ke chat ini. Mengetuk lagi tidak menambah "
-        "peluang: satu NIK satu pendaftaran."
+        "Pendaftaran undian Anda di {office} tercatat (nomor pendaftaran {number}) untuk "
+        "tanggal: {days}. Undian diundi {closes}; hasilnya kami kirim ke chat ini. Mengetuk "
+        "lagi tidak menambah peluang: satu NIK satu pendaftaran."
     ).format(
         office=office.name,
         number=entry.id,
+        days=days_words(entry.days),
         closes=format_moment(aware(ballot.closes_at), office.timezone),
     )
+
+
+PASSED_REASONS = {
+    HoldRefusal.ACTIVE_BOOKING: N_(
+        "NIK Anda sudah memegang satu jadwal (dari akun atau saluran mana pun), dan satu NIK "
+        "hanya boleh punya satu jadwal aktif."
+    ),
+    HoldRefusal.PHONE_LIMIT: N_(
+        "nomor HP Anda sudah memegang jadwal untuk {limit} orang, batas untuk satu nomor."
+    ),
+    HoldRefusal.NOT_OPEN: N_("permohonan Anda sudah dibatalkan atau selesai."),
+    HoldRefusal.NOT_ELIGIBLE: N_("permohonan Anda tidak dapat memakai kursi itu."),
+}
+
+
+def passed_text(office: Office, entry: BallotEntry, limit: int) -> str:
+    """Tell a waitlisted entrant why the freed seat offered in their turn could not be held
+    for them, that it went to the next in line, and what they can do."""
+    reason = HoldRefusal(entry.passed_reason or HoldRefusal.NOT_OPEN)
+    why = _(PASSED_REASONS.get(reason, PASSED_REASONS[HoldRefusal.NOT_OPEN])).format(limit=limit)
+    return _(
+        "Daftar tunggu undian {office}: giliran Anda tiba, tetapi kursi tidak dapat ditahan "
+        "untuk Anda karena {why} Kursi itu kami tawarkan ke urutan berikutnya, dan Anda "
+        "keluar dari daftar tunggu. Ketik /status untuk melihat jadwal dan permohonan Anda; "
+        "bila keadaannya berubah, Anda dapat ikut undian berikutnya."
+    ).format(office=office.name, why=why)
 
 
 def won_text(office: Office, booking: Booking, code: str, amount: int, deadline: datetime) -> str:
@@ -97,9 +132,12 @@ def _seat_and_tell(
     entry: BallotEntry,
     billing: BillingProvider,
     now: datetime,
+    settings: Settings,
 ) -> None:
     with use_locale(chat_locale(session, entry.channel, entry.account_ref)):
-        if entry.booking_id is not None:
+        if entry.status == BallotStatus.PASSED:
+            text = passed_text(office, entry, settings.max_seats_per_phone)
+        elif entry.booking_id is not None:
             booking = session.get(Booking, entry.booking_id)
             application = session.get(Application, entry.application_id)
             assert booking is not None and application is not None
@@ -132,7 +170,7 @@ def draw_due(session: Session, now: datetime, settings: Settings, billing: Billi
         office = session.get(Office, ballot.office_id)
         assert office is not None
         for entry in run_draw(session, ballot, now, _hold(session, now, settings)):
-            _seat_and_tell(session, office, entry, billing, now)
+            _seat_and_tell(session, office, entry, billing, now, settings)
         drawn += 1
     return drawn
 
@@ -140,15 +178,15 @@ def draw_due(session: Session, now: datetime, settings: Settings, billing: Billi
 def offer_waitlists(
     session: Session, now: datetime, settings: Settings, billing: BillingProvider
 ) -> int:
-    """Hold seats freed at drawn ballots' dates for the next on each waitlist, in order, and
-    tell them; return the seats offered."""
+    """Hold seats freed at drawn ballots' dates for the next on each waitlist who chose that
+    date, in order, and tell them (or tell one passed over why); return the seats offered."""
     offered = 0
     for ballot in drawn_ballots(session, now):
         office = session.get(Office, ballot.office_id)
         assert office is not None
         for entry in offer_freed(session, ballot, now, _hold(session, now, settings)):
-            _seat_and_tell(session, office, entry, billing, now)
-            offered += 1
+            _seat_and_tell(session, office, entry, billing, now, settings)
+            offered += entry.status == BallotStatus.OFFERED
     return offered
 
 
@@ -162,7 +200,9 @@ def can_enter(session: Session, office: Office, application: Application, now: d
     )
 
 
-def ballot_text(session: Session, office: Office, application: Application, now: datetime) -> str:
+def ballot_text(
+    session: Session, office: Office, application: Application, now: datetime, settings: Settings
+) -> str:
     """Say where an applicant stands at a ballot office, instead of offering seats."""
     ballot = current_ballot(session, office.id)
     if ballot is None:
@@ -177,6 +217,8 @@ def ballot_text(session: Session, office: Office, application: Application, now:
             tail = _("Undian ini sudah diundi; Anda tidak ikut mendaftar.")
         elif entry.status == BallotStatus.WAITLISTED:
             tail = waitlist_text(office, entry)
+        elif entry.status == BallotStatus.PASSED:
+            tail = passed_text(office, entry, settings.max_seats_per_phone)
         elif entry.booking_id is not None:
             tail = _("Anda terpilih dan kursi sudah ditahan untuk Anda; ketik /status.")
         else:
@@ -195,10 +237,25 @@ def ballot_text(session: Session, office: Office, application: Application, now:
     return head + "\n\n" + tail
 
 
-def enter_ballot(session: Session, office: Office, application: Application, now: datetime) -> bool:
-    """Enter the applicant in the office's open ballot (once); False when it is not open."""
+def enter_ballot(
+    session: Session,
+    office: Office,
+    application: Application,
+    now: datetime,
+    days: list[date] | None = None,
+) -> bool:
+    """Enter the applicant in the office's open ballot (once) for the dates chosen (None:
+    every date); False when it is not open."""
     ballot = current_ballot(session, office.id)
     if ballot is None or not is_open(ballot, now):
         return False
-    enter(session, ballot, application, now)
+    enter(session, ballot, application, now, days)
     return True
+
+
+def open_ballot_days(session: Session, office: Office, now: datetime) -> list[date]:
+    """Return the dates of the office's open ballot an entrant may choose from."""
+    ballot = current_ballot(session, office.id)
+    if ballot is None or not is_open(ballot, now):
+        return []
+    return ballot_days(session, ballot)

@@ -10,13 +10,16 @@ entries are sorted by key ascending (then by id, which never matters in practice
 holding the revealed seed (hex) and the entry ids from `GET /ballot/<office_code>` recomputes
 the order with Python's `hmac` and `hashlib` alone.
 
-Seats go in that order: each entry gets the earliest free seat of the ballot's dates that is
-released by the draw, held through `hold_seat` (so the per-number cap and one booking per NIK
-hold); an entry whose hold is refused, and every entry after the seats run out, joins the
-waitlist in order. A seat freed later (a hold expired, a booking cancelled) is held for the
-next on the waitlist by `offer_freed`. `claim_draw` is a conditional UPDATE of `drawn_at`: of
-two workers at the close exactly one draws (PostgreSQL's row lock makes the second re-read
-the row; SQLite serialises writers).
+Seats go in that order: each entry gets the earliest free seat among the dates it chose
+(`days`; every date of the ballot when it chose all), held through `hold_seat` (so the
+per-number cap and one booking per NIK hold); an entry whose hold is refused, or whose dates
+have no seat left, joins the waitlist in order. A seat freed later (a hold expired, a booking
+cancelled) is held by `offer_freed` for the first on the waitlist who chose its date; one
+whose turn comes but who may not hold a seat (a booking elsewhere, the number's cap, the
+application closed) is passed over with the reason (`passed_reason`), to be told, and the
+next in order is tried. `claim_draw` is a conditional UPDATE of `drawn_at`: of two workers at
+the close exactly one draws (PostgreSQL's row lock makes the second re-read the row; SQLite
+serialises writers).
 """
 
 from __future__ import annotations
@@ -112,9 +115,34 @@ def entry_of(session: Session, ballot_id: int, nik: str) -> BallotEntry | None:
     ).scalar_one_or_none()
 
 
-def enter(session: Session, ballot: Ballot, application: Application, now: datetime) -> BallotEntry:
-    """Return the NIK's one entry, making it on the first call (a double tap, another
-    channel or a race returns the same entry: the unique key decides)."""
+def ballot_days(session: Session, ballot: Ballot) -> list[date]:
+    """Return the dates of the ballot that have seats to draw (open reguler windows)."""
+    return list(
+        session.execute(
+            select(Slot.day)
+            .where(
+                Slot.office_id == ballot.office_id,
+                Slot.day >= ballot.first_day,
+                Slot.day <= ballot.last_day,
+                Slot.kind == SlotKind.REGULER,
+                Slot.closed.is_(False),
+            )
+            .distinct()
+            .order_by(Slot.day)
+        ).scalars()
+    )
+
+
+def enter(
+    session: Session,
+    ballot: Ballot,
+    application: Application,
+    now: datetime,
+    days: list[date] | None = None,
+) -> BallotEntry:
+    """Return the NIK's one entry, making it on the first call with the dates it chose (None:
+    every date); a double tap, another channel or a race returns the same entry: the unique
+    key decides."""
     existing = entry_of(session, ballot.id, application.nik)
     if existing is not None:
         return existing
@@ -128,6 +156,7 @@ def enter(session: Session, ballot: Ballot, application: Application, now: datet
                 account_ref=application.account_ref,
                 status=BallotStatus.ENTERED,
                 entered_at=now,
+                days=sorted(day.isoformat() for day in days) if days else None,
             )
             session.add(entry)
             session.flush()
@@ -168,22 +197,31 @@ def claim_draw(session: Session, ballot_id: int, now: datetime) -> bool:
 Hold = Callable[[Application, int], tuple[Booking | None, HoldRefusal | None]]
 
 
-def _free_slots(session: Session, ballot: Ballot, now: datetime) -> list[Slot]:
-    return list(
-        session.execute(
-            select(Slot)
-            .where(
-                Slot.office_id == ballot.office_id,
-                Slot.day >= max(ballot.first_day, now.date() + timedelta(days=1)),
-                Slot.day <= ballot.last_day,
-                Slot.kind == SlotKind.REGULER,
-                Slot.closed.is_(False),
-                Slot.taken < Slot.capacity,
-                Slot.release_at <= now,
-            )
-            .order_by(Slot.day, Slot.start_time, Slot.id)
-        ).scalars()
+PERSONAL = (
+    HoldRefusal.ACTIVE_BOOKING,
+    HoldRefusal.PHONE_LIMIT,
+    HoldRefusal.NOT_OPEN,
+    HoldRefusal.NOT_ELIGIBLE,
+)  # refusals that are about the person, not the seat: trying another seat would not help
+
+
+def _free_slots(
+    session: Session, ballot: Ballot, now: datetime, days: list[str] | None = None
+) -> list[Slot]:
+    """Return the free, released reguler seats of the ballot's dates from tomorrow on (of
+    `days` only, when given), earliest first."""
+    query = select(Slot).where(
+        Slot.office_id == ballot.office_id,
+        Slot.day >= max(ballot.first_day, now.date() + timedelta(days=1)),
+        Slot.day <= ballot.last_day,
+        Slot.kind == SlotKind.REGULER,
+        Slot.closed.is_(False),
+        Slot.taken < Slot.capacity,
+        Slot.release_at <= now,
     )
+    if days:
+        query = query.where(Slot.day.in_([date.fromisoformat(day) for day in days]))
+    return list(session.execute(query.order_by(Slot.day, Slot.start_time, Slot.id)).scalars())
 
 
 def seat_entry(
@@ -192,18 +230,18 @@ def seat_entry(
     entry: BallotEntry,
     now: datetime,
     hold: Hold,
-) -> Booking | None:
-    """Hold the earliest free seat of the ballot's dates for the entry; None when there is no
-    seat left or the hold is refused for the person (their booking elsewhere, the number's cap)."""
+) -> tuple[Booking | None, HoldRefusal | None]:
+    """Hold the earliest free seat of the entry's chosen dates for it; else say why not: no
+    seat left on those dates (SOLD_OUT), or a refusal about the person (`PERSONAL`)."""
     application = session.get(Application, entry.application_id)
     assert application is not None
-    for slot in _free_slots(session, ballot, now):
+    for slot in _free_slots(session, ballot, now, entry.days):
         booking, refusal = hold(application, slot.id)
         if booking is not None:
-            return booking
+            return booking, None
         if refusal not in (HoldRefusal.SOLD_OUT, HoldRefusal.NOT_RELEASED):
-            return None  # refused for the person, not the seat
-    return None
+            return None, refusal  # refused for the person (or the office), not the seat
+    return None, HoldRefusal.SOLD_OUT
 
 
 def run_draw(
@@ -226,7 +264,7 @@ def run_draw(
     seats_left = True
     for entry_id in order:
         entry = entries[entry_id]
-        booking = seat_entry(session, ballot, entry, now, hold) if seats_left else None
+        booking = seat_entry(session, ballot, entry, now, hold)[0] if seats_left else None
         if booking is not None:
             entry.status = BallotStatus.WON
             entry.booking_id = booking.id
@@ -263,33 +301,40 @@ def offer_freed(
     now: datetime,
     hold: Hold,
 ) -> list[BallotEntry]:
-    """Hold freed seats of the ballot's dates for the waitlist, in order, under the ballot's
-    row lock (one offerer at a time); return the entries that got one."""
+    """Hold freed seats of the ballot's dates for the waitlist, in order, each for the first
+    waiting entrant who chose its date, under the ballot's row lock (one offerer at a time);
+    an entrant whose turn comes but who may not hold a seat is passed over with the reason.
+    Return the entries that got a seat (OFFERED) or were passed over (PASSED), in order."""
     session.execute(select(Ballot.id).where(Ballot.id == ballot.id).with_for_update())
-    offered: list[BallotEntry] = []
-    while _free_slots(session, ballot, now):
-        entry = session.execute(
+    changed: list[BallotEntry] = []
+    if not _free_slots(session, ballot, now):
+        return changed
+    waiting = list(
+        session.execute(
             select(BallotEntry)
             .where(
                 BallotEntry.ballot_id == ballot.id,
                 BallotEntry.status == BallotStatus.WAITLISTED,
             )
             .order_by(BallotEntry.position)
-            .limit(1)
-        ).scalar_one_or_none()
-        if entry is None:
+        ).scalars()
+    )
+    for entry in waiting:
+        if not _free_slots(session, ballot, now):
             break
-        booking = seat_entry(session, ballot, entry, now, hold)
-        if booking is None:
-            entry.status = BallotStatus.OFFERED  # no seat it may hold: passed, not retried
+        booking, refusal = seat_entry(session, ballot, entry, now, hold)
+        if booking is not None:
+            entry.status = BallotStatus.OFFERED
+            entry.booking_id = booking.id
+        elif refusal in PERSONAL:
+            entry.status = BallotStatus.PASSED  # told why; the next in order is tried
+            entry.passed_reason = refusal.value if refusal is not None else None
             entry.position = None
-            session.flush()
-            continue
-        entry.status = BallotStatus.OFFERED
-        entry.booking_id = booking.id
+        else:
+            continue  # no seat on the dates it chose: it keeps its place
         session.flush()
-        offered.append(entry)
-    return offered
+        changed.append(entry)
+    return changed
 
 
 def ballot_hold(
@@ -315,25 +360,30 @@ def ballot_hold(
 ALGORITHM = (
     "order = entry ids sorted by HMAC-SHA256(key=bytes.fromhex(seed), "
     "msg=str(entry_id).encode('ascii')).hexdigest(), ascending, ties by id; "
-    "commitment = sha256(bytes.fromhex(seed)).hexdigest()"
+    "commitment = sha256(bytes.fromhex(seed)).hexdigest(); "
+    "in that order each entry is given the earliest free seat (by date, then window) among "
+    "its own chosen days, if any is left; the others form the waitlist in the same order"
 )
 
 
 def public_ballot(session: Session, office_code: str) -> dict[str, Any] | None:
     """Describe the office's latest ballot for anyone: the commitment at once; the seed, the
-    entry ids in draw order and each one's outcome only after the draw. No personal data."""
+    entry ids in draw order, the dates each entry chose and each one's outcome only after
+    the draw. No personal data."""
     office = session.execute(select(Office).where(Office.code == office_code)).scalar_one_or_none()
     if office is None:
         return None
     ballot = current_ballot(session, office.id)
     if ballot is None:
         return None
+    all_days = [day.isoformat() for day in ballot_days(session, ballot)]
     body: dict[str, Any] = {
         "office": office.code,
         "opens_at": aware(ballot.opens_at).isoformat(),
         "closes_at": aware(ballot.closes_at).isoformat(),
         "first_day": ballot.first_day.isoformat(),
         "last_day": ballot.last_day.isoformat(),
+        "days": all_days,
         "commitment": ballot.commitment,
         "algorithm": ALGORITHM,
         "drawn_at": None,
@@ -343,26 +393,30 @@ def public_ballot(session: Session, office_code: str) -> dict[str, Any] | None:
     }
     if ballot.drawn_at is None:
         return body
-    outcomes = {
-        entry_id: (status, position)
-        for entry_id, status, position in session.execute(
-            select(BallotEntry.id, BallotEntry.status, BallotEntry.position).where(
-                BallotEntry.ballot_id == ballot.id
-            )
-        ).all()
-    }
+    rows = session.execute(
+        select(BallotEntry, Slot.day)
+        .outerjoin(Booking, Booking.id == BallotEntry.booking_id)
+        .outerjoin(Slot, Slot.id == Booking.slot_id)
+        .where(BallotEntry.ballot_id == ballot.id)
+    ).all()
+    entries = {entry.id: (entry, seat_day) for entry, seat_day in rows}
     order = list(ballot.draw_order or [])
+
+    def outcome(entry_id: int) -> dict[str, Any]:
+        entry, seat_day = entries[entry_id]
+        won = entry.status == BallotStatus.WON
+        return {
+            "entry": entry_id,
+            "days": entry.days or all_days,
+            "drawn_seat": won,
+            "seat_day": seat_day.isoformat() if won and seat_day is not None else None,
+            "waitlist_position": entry.position,
+        }
+
     body.update(
         drawn_at=aware(ballot.drawn_at).isoformat(),
         seed=ballot.seed,
         order=order,
-        outcomes=[
-            {
-                "entry": entry_id,
-                "drawn_seat": outcomes[entry_id][0] == BallotStatus.WON,
-                "waitlist_position": outcomes[entry_id][1],
-            }
-            for entry_id in order
-        ],
+        outcomes=[outcome(entry_id) for entry_id in order],
     )
     return body

@@ -658,6 +658,7 @@ class BallotStatus(StrEnum):
     WON = "won"  # drawn in time for a seat: a seat was held
     WAITLISTED = "waitlisted"  # waits for a freed seat, at `position`
     OFFERED = "offered"  # a freed seat was held for it from the waitlist
+    PASSED = "passed"  # its turn on the waitlist came but the seat was refused for the person
 
 
 class Ballot(Base):
@@ -687,7 +688,9 @@ class Ballot(Base):
 
 class BallotEntry(Base):
     """One NIK's entry in one ballot (unique: a double tap or another channel is the same
-    entry); `position` is its place on the waitlist after the draw."""
+    entry); `position` is its place on the waitlist after the draw; `days` the ballot dates
+    the entrant chose (ISO dates, ascending; None: every date of the ballot);
+    `passed_reason` why its turn on the waitlist was passed over (a hold refusal's value)."""
 
     __tablename__ = "ballot_entries"
     __table_args__ = (
@@ -705,3 +708,5 @@ class BallotEntry(Base):
     position: Mapped[int | None]
     booking_id: Mapped[int | None] = mapped_column(ForeignKey("bookings.id"))
     entered_at: Mapped[datetime]
+    days: Mapped[list[str] | None] = mapped_column(JSON)
+    passed_reason: Mapped[str | None] = mapped_column(String(32))

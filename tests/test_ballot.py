@@ -20,6 +20,7 @@ from storage.ballot import enter, new_ballot
 from storage.booking import HoldRefusal, RescheduleRefusal, hold_seat, reschedule
 from storage.models import (
     Application,
+    ApplicationStatus,
     AuditEntry,
     Ballot,
     BallotEntry,
@@ -339,3 +340,154 @@ def test_a_reschedule_never_takes_the_draws_dates(loket: Loket, clock: FakeClock
     assert "Jadwal berhasil diubah ke Kamis, 07 Januari 2027" in chat.say("1")
     with loket.sessions() as session:
         assert session.execute(select(func.sum(Slot.taken)).where(Slot.day == DAY)).scalar() == 0
+
+
+DAYS = [date(2027, 1, 6), date(2027, 1, 7), date(2027, 1, 8)]
+
+
+def ballot_over_three_days(loket: Loket) -> int:
+    """Bandung in ballot mode for 6, 7 and 8 January with one free seat each (one window a
+    day, all its other seats taken); a ballot open 30 November to 1 December 08:00 WIB."""
+    office_id = set_office(loket, release_mode="ballot")
+    with loket.sessions() as session, session.begin():
+        session.execute(
+            update(Slot)
+            .where(Slot.office_id == office_id, Slot.day.not_in(DAYS))
+            .values(closed=True)
+        )
+        kept: set[date] = set()
+        for slot in session.execute(
+            select(Slot).where(Slot.office_id == office_id, Slot.day.in_(DAYS)).order_by(Slot.id)
+        ).scalars():
+            if slot.day not in kept and slot.kind == "reguler":
+                kept.add(slot.day)
+                slot.taken = slot.capacity - 1
+            else:
+                slot.closed = True
+        office = session.get(Office, office_id)
+        assert office is not None
+        ballot = new_ballot(
+            session, office, OPENS, RELEASE, DAYS[0], DAYS[-1], OPENS - timedelta(days=1)
+        )
+        return ballot.id
+
+
+def test_entrants_choose_their_dates_and_the_draw_keeps_to_them(
+    loket: Loket, clock: FakeClock
+) -> None:
+    ballot_over_three_days(loket)
+    clock.now = OPENS + timedelta(hours=1)
+    everyone, thursday, first_and_last, friday = applicants(loket, 4, "days")
+    for chat in (everyone, thursday, first_and_last, friday):
+        ask_dates(chat)
+        asked = chat.tap("Ikut undian")
+        assert "Tanggal mana yang cocok untuk Anda?" in asked
+        assert "1. Rabu, 06 Januari 2027\n2. Kamis, 07 Januari 2027\n3. Jumat, 08 Januari 2027" \
+            in asked  # fmt: skip
+        assert asked.labels == ["Semua tanggal", "Rabu, 06 Januari 2027",
+                                "Kamis, 07 Januari 2027", "Jumat, 08 Januari 2027"]  # fmt: skip
+    everyone.tap("Semua tanggal")
+    thursday.tap("Kamis, 07 Januari 2027")
+    refused = first_and_last.say("1, 4")
+    assert '"4" bukan salah satu tanggal undian' in refused
+    assert first_and_last.step() == "ballot_days"
+    first_and_last.say("1, 3")
+    friday.say("8 Januari")
+    entered = {}
+    for chat in (everyone, thursday, first_and_last, friday):
+        told = chat.verify()
+        assert "tercatat" in told, chat.transcript()
+        entered[chat.user] = told.text
+    assert "untuk tanggal: semua tanggal undian." in entered["days-0"]
+    assert "untuk tanggal: Kamis, 07 Januari 2027." in entered["days-1"]
+    assert "untuk tanggal: Rabu, 06 Januari 2027, Jumat, 08 Januari 2027." in entered["days-2"]
+    assert "untuk tanggal: Jumat, 08 Januari 2027." in entered["days-3"]
+    with loket.sessions() as session:
+        chosen = dict(session.execute(select(BallotEntry.account_ref, BallotEntry.days)).all())
+    assert chosen == {"days-0": None, "days-1": ["2027-01-07"],
+                      "days-2": ["2027-01-06", "2027-01-08"], "days-3": ["2027-01-08"]}  # fmt: skip
+
+    clock.now = RELEASE
+    run_once(loket)
+    body = public(loket)
+    assert body["days"] == [day.isoformat() for day in DAYS]
+    # Recomputed from the public page alone: the order from the seed, then each entrant in
+    # turn takes the earliest of its own dates with a seat left (the seats per date are the
+    # seats the draw gave); nobody on the waitlist had a seat left on a date they chose.
+    with loket.sessions() as session:
+        ids = list(session.execute(select(BallotEntry.id)).scalars())
+    assert body["order"] == recompute(body["seed"], ids)
+    outcomes = body["outcomes"]
+    seats: dict[str, int] = {}
+    for outcome in outcomes:
+        if outcome["drawn_seat"]:
+            seats[outcome["seat_day"]] = seats.get(outcome["seat_day"], 0) + 1
+    for outcome in outcomes:
+        free = [day for day in outcome["days"] if seats.get(day, 0) > 0]
+        if outcome["drawn_seat"]:
+            assert outcome["seat_day"] == free[0]
+            seats[free[0]] -= 1
+        else:
+            assert free == [] and outcome["waitlist_position"] is not None
+    assert sum(o["drawn_seat"] for o in outcomes) == 3  # one seat a date, all three given
+    with loket.sessions() as session:
+        held = session.execute(
+            select(BallotEntry.account_ref, Slot.day)
+            .join(Booking, Booking.id == BallotEntry.booking_id)
+            .join(Slot, Slot.id == Booking.slot_id)
+        ).all()
+    for account, day in held:
+        assert chosen[account] is None or day.isoformat() in chosen[account]
+    assert "nik" not in str(body).lower() and "days-" not in str(body)
+
+
+def test_a_waitlisted_entrant_who_may_not_hold_the_seat_is_told_why(
+    loket: Loket, clock: FakeClock
+) -> None:
+    ballot_office(loket, seats=1)
+    clock.now = OPENS + timedelta(hours=1)
+    enter_by_chat(applicants(loket, 4, "why"))
+    clock.now = RELEASE
+    run_once(loket)
+    with loket.sessions() as session:
+        account = dict(session.execute(select(BallotEntry.id, BallotEntry.account_ref)).all())
+    _winner, booked_elsewhere, cancelled, next_one = (account[i] for i in public(loket)["order"])
+    with loket.sessions() as session, session.begin():
+        # The second found a seat at another office meanwhile; the third cancelled.
+        application = session.execute(
+            select(Application).where(Application.account_ref == booked_elsewhere)
+        ).scalar_one()
+        elsewhere = session.execute(
+            select(Slot.id)
+            .join(Office, Office.id == Slot.office_id)
+            .where(Office.code == "jakarta-selatan", Slot.day == DAY, Slot.kind == "reguler")
+            .limit(1)
+        ).scalar_one()
+        assert hold_seat(session, application, elsewhere, RELEASE, timedelta(days=30)).booking
+        session.execute(
+            update(Application)
+            .where(Application.account_ref == cancelled)
+            .values(status=ApplicationStatus.CANCELLED)
+        )
+    # The winner does not pay: the freed seat goes down the waitlist in order.
+    clock.now = RELEASE + loket.settings.payment_window + timedelta(minutes=1)
+    figures = run_once(loket)
+    assert figures["waitlist_offered"] == 1
+    told = outbox_texts(loket, booked_elsewhere)[-1]
+    assert "giliran Anda tiba, tetapi kursi tidak dapat ditahan untuk Anda karena NIK Anda " \
+        "sudah memegang satu jadwal" in told  # fmt: skip
+    assert "Kursi itu kami tawarkan ke urutan berikutnya" in told and "/status" in told
+    told = outbox_texts(loket, cancelled)[-1]
+    assert "karena permohonan Anda sudah dibatalkan atau selesai." in told
+    assert "Selamat, Anda terpilih dalam undian" in outbox_texts(loket, next_one)[-1]
+    with loket.sessions() as session:
+        states = dict(session.execute(
+            select(BallotEntry.account_ref, BallotEntry.status)).all())  # fmt: skip
+        reasons = dict(
+            session.execute(select(BallotEntry.account_ref, BallotEntry.passed_reason)).all()
+        )
+    assert (states[booked_elsewhere], reasons[booked_elsewhere]) == ("passed", "active_booking")
+    assert (states[cancelled], reasons[cancelled]) == ("passed", "not_open")
+    assert states[next_one] == "offered"
+    assert run_once(loket)["waitlist_offered"] == 0  # nobody is told twice
+    assert len(outbox_texts(loket, booked_elsewhere)) == 2

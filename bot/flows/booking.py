@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.ballot import ballot_text, can_enter, enter_ballot
+from bot.ballot import ballot_text, can_enter, enter_ballot, open_ballot_days
 from bot.core.capabilities import capabilities
 from bot.core.flow import (
     Context,
@@ -423,7 +423,7 @@ def seats_barred(ctx: Context) -> str | None:
     if office.walk_in_only:
         return walk_in_text(ctx, office, booking_application(ctx))
     if office.release_mode == ReleaseMode.BALLOT:
-        return ballot_text(ctx.session, office, booking_application(ctx), ctx.now)
+        return ballot_text(ctx.session, office, booking_application(ctx), ctx.now, ctx.settings)
     if not available_days(ctx):
         return None  # not released or sold out: answered as always
     place = queue_place(ctx)
@@ -530,15 +530,16 @@ def after_day(ctx: Context, value: Any) -> Transition | None:
     if value == REFRESH:
         return Stay()  # the question asked again shows the place and admits when due
     if value == ENTER_BALLOT:
-        # A winner's seat is held by the draw, so the number is proved before entering, as
-        # before any hold: a script's invented applicants gain nothing without phones.
-        if needs_phone_proof(ctx):
-            ctx.answers[PENDING_SLOT] = ENTER_BALLOT
-            return Jump("verify_phone")
-        # One entry per NIK (a unique key): a second tap, another channel or a race is the
-        # same entry; the question asked again says it is recorded and when the draw is.
-        enter_ballot(ctx.session, chosen_office(ctx), booking_application(ctx), ctx.now)
-        return Stay()
+        # The entrant first says which of the ballot's dates suit them (skipped when it has
+        # one date, or when they already entered: the question asked again says so).
+        days = open_ballot_days(ctx.session, chosen_office(ctx), ctx.now)
+        if len(days) > 1 and can_enter(
+            ctx.session, chosen_office(ctx), booking_application(ctx), ctx.now
+        ):
+            ctx.answers[CHOOSING_DAYS] = True
+            return Jump("ballot_days")
+        entered = enter_with_days(ctx, None)
+        return Stay() if entered == Jump("day") else entered  # the question asked again
     if value == SUBSCRIBE:
         office = chosen_office(ctx)
         subscribe(ctx.session, ctx.channel, ctx.user_ref, office.id, current_locale(), ctx.now)
@@ -560,6 +561,94 @@ def after_day(ctx: Context, value: Any) -> Transition | None:
     if value == "menu":
         return StartFlow("menu")
     return None
+
+
+# ---- the ballot's dates an entrant chooses ---------------------------------------------------
+
+CHOOSING_DAYS = "ballot_choosing"  # set while the ballot's dates are asked
+BALLOT_DAYS = "ballot_days_chosen"  # the dates chosen, kept while the number is proved
+ALL_DAYS = "ballot:all"
+
+
+def enter_with_days(ctx: Context, days: list[date] | None) -> Transition | None:
+    """Enter the ballot for these dates (None: all), proving the number first if needed."""
+    # A winner's seat is held by the draw, so the number is proved before entering, as
+    # before any hold: a script's invented applicants gain nothing without phones.
+    if needs_phone_proof(ctx):
+        ctx.answers[PENDING_SLOT] = ENTER_BALLOT
+        if days:
+            ctx.answers[BALLOT_DAYS] = [day.isoformat() for day in days]
+        return Jump("verify_phone")
+    # One entry per NIK (a unique key): a second tap, another channel or a race is the same
+    # entry; the question asked again says it is recorded, for which dates, and when.
+    enter_ballot(ctx.session, chosen_office(ctx), booking_application(ctx), ctx.now, days)
+    return Jump("day")
+
+
+def ballot_days_prompt(ctx: Context) -> str:
+    """Ask which of the ballot's dates suit the entrant."""
+    days = open_ballot_days(ctx.session, chosen_office(ctx), ctx.now)
+    listed = "\n".join(f"{number}. {format_date(day)}" for number, day in enumerate(days, start=1))
+    return _(
+        "Tanggal mana yang cocok untuk Anda? Undian hanya memberi Anda kursi pada tanggal yang "
+        'Anda pilih.\n{days}\n\nTekan "Semua tanggal" atau satu tanggal, atau ketik nomor '
+        "beberapa tanggal dipisah koma (contoh: 1, 3)."
+    ).format(days=listed)
+
+
+def ballot_days_options(ctx: Context) -> list[Option]:
+    """Offer every date at once, or one date."""
+    days = open_ballot_days(ctx.session, chosen_office(ctx), ctx.now)
+    return [
+        Option(ALL_DAYS, N_("Semua tanggal"), ("semua", "semuanya", "all")),
+        *(Option(day.isoformat(), format_date(day)) for day in days),
+    ]
+
+
+def read_ballot_days(ctx: Context, event: Inbound) -> list[str]:
+    """Read "all", one date's button, or typed numbers/dates ("1, 3", "6 Januari")."""
+    days = open_ballot_days(ctx.session, chosen_office(ctx), ctx.now)
+    if not days:
+        raise Invalid(_("Pendaftaran undian sudah ditutup."))
+    offered = ballot_days_options(ctx)
+    if event.kind is EventKind.CHOICE:
+        if event.text == ALL_DAYS:
+            return []
+        if event.text in {day.isoformat() for day in days}:
+            return [event.text]
+        raise Invalid(_("Tombol itu sudah tidak berlaku. Silakan pilih tanggal di bawah ini."))
+    if event.kind is not EventKind.TEXT:
+        raise Invalid(_("Pilih tanggal dari tombol, atau ketik nomor tanggalnya (contoh: 1, 3)."))
+    chosen = match_typed(offered, event.text)
+    if chosen is not None:
+        return [] if chosen == ALL_DAYS else [chosen]
+    today = office_today(chosen_office(ctx), ctx.now)
+    picked: set[date] = set()
+    for part in event.text.replace(";", ",").replace(" dan ", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if part.isdigit() and 1 <= int(part) <= len(days):
+            picked.add(days[int(part) - 1])
+            continue
+        wanted = parse_coming_date(part, today)
+        if wanted is None or wanted not in days:
+            raise Invalid(
+                _(
+                    '"{typed}" bukan salah satu tanggal undian. Ketik nomor tanggal dari daftar '
+                    "(1 sampai {count}), dipisah koma, atau pilih dari tombol."
+                ).format(typed=excerpt(part), count=len(days))
+            )
+        picked.add(wanted)
+    if not picked:
+        raise Invalid(_("Pilih tanggal dari tombol, atau ketik nomor tanggalnya (contoh: 1, 3)."))
+    return [] if len(picked) == len(days) else sorted(day.isoformat() for day in picked)
+
+
+def after_ballot_days(ctx: Context, value: Any) -> Transition | None:
+    """Enter the ballot for the dates chosen (an empty list: all of them)."""
+    ctx.answers.pop(CHOOSING_DAYS, None)
+    return enter_with_days(ctx, [date.fromisoformat(day) for day in value] or None)
 
 
 # ---- window and hold -----------------------------------------------------------------------
@@ -848,7 +937,9 @@ def hold_pending(ctx: Context) -> Transition | None:
         return Jump("slot")
     if pending == ENTER_BALLOT:  # the number was proved to enter a ballot
         ctx.answers.pop(PENDING_SLOT)
-        enter_ballot(ctx.session, chosen_office(ctx), booking_application(ctx), ctx.now)
+        chosen = ctx.answers.pop(BALLOT_DAYS, None)
+        days = [date.fromisoformat(day) for day in chosen] if chosen else None
+        enter_ballot(ctx.session, chosen_office(ctx), booking_application(ctx), ctx.now, days)
         return Jump("day")
     return hold_chosen(ctx, int(pending), from_slot_step=False)
 
@@ -983,6 +1074,20 @@ FLOW = Flow(
             help=N_(
                 "Satu nomor HP boleh memegang jadwal untuk paling banyak 5 orang, dari akun atau "
                 "saluran mana pun. Karena itu kursi baru ditahan setelah nomor HP terverifikasi."
+            ),
+        ),
+        Step(
+            key="ballot_days",
+            prompt=ballot_days_prompt,
+            expects=Expect.CHOICE,
+            options=ballot_days_options,
+            parse=read_ballot_days,
+            after=after_ballot_days,
+            when=lambda answers: CHOOSING_DAYS in answers,
+            store=False,
+            help=N_(
+                "Pilih tanggal yang benar-benar bisa Anda datangi: bila terpilih, kursi Anda "
+                "ada pada tanggal paling awal yang masih kosong di antara pilihan Anda."
             ),
         ),
         Step(
