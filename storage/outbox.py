@@ -108,3 +108,29 @@ def delivery_figures(session: Session) -> dict[str, int]:
     inactive = session.execute(select(func.count()).select_from(InactiveChat)).scalar_one()
     return {"outbox_set_aside": set_aside_rows, "outbox_waiting": waiting,
             "inactive_chats": inactive}  # fmt: skip
+
+
+def latest_question(session: Session, channel: str, user_ref: str) -> tuple[int, set[str]] | None:
+    """Return the channel's id of the last question delivered to a chat (a message that waits
+    for an answer) and its buttons' values; None when none is known. Notices pushed after it
+    (a payment confirmed, a turn in the queue) are not questions and do not count."""
+    rows = session.execute(
+        select(OutboxMessage.message_id, OutboxMessage.payload)
+        .where(
+            OutboxMessage.channel == channel,
+            OutboxMessage.user_ref == user_ref,
+            OutboxMessage.sent_at.is_not(None),
+            OutboxMessage.message_id.is_not(None),
+        )
+        .order_by(OutboxMessage.id.desc())
+        .limit(QUESTION_LOOKBACK)
+    ).all()
+    for message_id, payload in rows:
+        choices = payload.get("choices") or []
+        asks = choices or payload.get("expects", "none") != "none"
+        if asks and str(message_id).isdigit() and int(message_id) > 0:
+            return int(message_id), {str(value) for value, _label in choices}
+    return None
+
+
+QUESTION_LOOKBACK = 20  # delivered rows looked through for the last question

@@ -278,3 +278,46 @@ def test_a_seat_gone_at_the_tap_is_an_alert_and_the_tapped_question_is_refreshed
     labels = [b["text"] for row in edit["reply_markup"]["inline_keyboard"] for b in row]
     assert windows.choices[0].label not in labels and labels  # the question, refreshed
     assert fake.answered == ["tap-1"]  # answered once
+
+
+def test_a_tap_on_an_older_question_is_answered_with_an_alert_and_no_message(
+    fake: FakeTelegram,  # noqa: F811
+    telegram: TelegramChannel,  # noqa: F811
+) -> None:
+    telegram.handle_update(fake.text(CHAT, "/daftar"))
+    consent_tap = fake.press(CHAT, "Saya setuju")  # on the consent question, kept for later
+    telegram.handle_update(fake.text(CHAT, "setuju"))  # answered by typing instead
+    assert "Untuk siapa paspor ini?" in fake.last(CHAT).text
+    assert current_step(telegram, CHAT) == "category"
+    before = sends(fake)
+    edits = len(fake.methods("editMessageText"))
+    telegram.handle_update(consent_tap)  # the old consent message's button, tapped now
+    assert sends(fake) == before  # no new message
+    assert len(fake.methods("editMessageText")) == edits  # and no message changed
+    alert = fake.methods("answerCallbackQuery")[-1]
+    assert alert["callback_query_id"] == consent_tap["callback_query"]["id"]
+    assert alert["show_alert"] in (True, "true")
+    assert alert["text"] == "Tombol ini sudah tidak berlaku, silakan pilih dari pesan terbaru."
+    assert current_step(telegram, CHAT) == "category"  # the conversation did not move
+    assert fake.answered.count(consent_tap["callback_query"]["id"]) == 1
+    assert REFUSALS.labels("stale_button")._value.get() >= 1
+    # A tap on the current question is a turn as always.
+    telegram.handle_update(fake.press(CHAT, "Dewasa (17 tahun ke atas)"))
+    assert current_step(telegram, CHAT) != "category"
+    assert sends(fake) == before + 1
+
+
+def test_a_stale_button_on_the_current_question_still_refreshes_it(
+    fake: FakeTelegram,  # noqa: F811
+    telegram: TelegramChannel,  # noqa: F811
+) -> None:
+    telegram.handle_update(fake.text(CHAT, "/daftar"))
+    before = sends(fake)
+    shown = fake.last(CHAT)
+    forged = fake._update(CHAT, {"callback_query": {
+        "id": "forged-1", "chat_instance": "1", "data": "no-such-choice",
+        "message": fake.message(str(CHAT), shown.message_id, shown.text)}})  # fmt: skip
+    telegram.handle_update(forged)
+    # Not an older message: the engine answers as before (the question asked again).
+    assert sends(fake) == before + 1
+    assert "Tombol itu sudah tidak berlaku" in fake.last(CHAT).text

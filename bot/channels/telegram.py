@@ -39,6 +39,7 @@ from bot.core.messages import EventKind, Expect, Inbound, Outbound, merge
 from bot.faults import failpoint
 from bot.i18n import N_, _, use_locale
 from bot.logsafe import log_failure
+from bot.metrics import refused
 from bot.notices import chat_locale
 from bot.qr import qr_png
 from bot.service import Loket
@@ -53,8 +54,16 @@ from storage.booking import (
     queue_message,
     release_claim,
 )
+from storage.conversations import lock_conversation
 from storage.inbox import Accepted
-from storage.outbox import count_failure, is_inactive, mark_inactive, set_aside, set_aside_chat
+from storage.outbox import (
+    count_failure,
+    is_inactive,
+    latest_question,
+    mark_inactive,
+    set_aside,
+    set_aside_chat,
+)
 
 log = logging.getLogger(__name__)
 # httpx logs every request URL at INFO, and Bot API URLs carry the bot token; the library's
@@ -382,6 +391,9 @@ class TelegramChannel:
                 if incoming is None:  # accepted by an older version that read it differently
                     raise Unreadable("not an update we handle")
                 repeats = repeats_of(incoming, backlog[1:])
+                if self._stale_tap(chat_id, incoming):
+                    self._answer_stale(chat_id, incoming, waiting.id, repeats)
+                    continue
                 event = incoming.event or self._download(incoming)
                 shaper = TapShaper(incoming)
                 done = self.loket.process(
@@ -408,6 +420,40 @@ class TelegramChannel:
                         self._answer_tap(repeat.callback_id)
         self.flush(chat_id)
         return applied
+
+    def _stale_tap(self, chat_id: str, incoming: Incoming) -> bool:
+        """Tell whether a tap is on a button of an older message than the chat's current
+        question, with a value that question does not offer (its question is no longer
+        current). A tap on the current question, or on an older copy of the same buttons,
+        is a turn as always."""
+        tapped = (incoming.callback_message or {}).get("message_id")
+        if incoming.callback_id is None or incoming.event is None or type(tapped) is not int:
+            return False
+        with self.loket.sessions() as session:
+            latest = latest_question(session, CHANNEL, chat_id)
+        if latest is None:
+            return False
+        question_id, values = latest
+        return tapped < question_id and incoming.event.text not in values
+
+    def _answer_stale(
+        self, chat_id: str, incoming: Incoming, row_id: int, repeats: list[tuple[int, Incoming]]
+    ) -> None:
+        """Answer a stale tap with an alert on the tap itself (no message: the current
+        question is already the latest one in the chat), and mark it applied without a turn."""
+        with self.loket.sessions() as session, session.begin():
+            now = self.loket.now(session)
+            lock_conversation(session, CHANNEL, chat_id)
+            if not inbox.mark_applied(session, row_id, now):
+                return  # another process took it up
+            inbox.mark_folded(session, [other for other, _repeat in repeats], now)
+            with use_locale(chat_locale(session, CHANNEL, chat_id)):
+                text = _("Tombol ini sudah tidak berlaku, silakan pilih dari pesan terbaru.")
+        refused("stale_button")
+        self._answer_tap(incoming.callback_id or "", text, alert=True)
+        for _other, repeat in repeats:
+            if repeat.callback_id is not None:
+                self._answer_tap(repeat.callback_id)
 
     def _set_aside(self, row_id: int, chat_id: str, at_once: bool = False) -> bool:
         """Count a failed attempt; after MAX_APPLY_ATTEMPTS (or at once) set the
@@ -616,11 +662,12 @@ class TelegramChannel:
                 bot.send_message(chat_id, part, reply_markup=markup if final else None)
             )
             last_id = sent.message_id
+        keyboard_id = last_id  # the message that carries the buttons (recorded: stale taps)
         if message.qr:
             self.pacer.wait(chat_id)
             photo = self.runner.call(bot.send_photo(chat_id, qr_png(message.qr)))
             last_id = photo.message_id
-        return last_id
+        return keyboard_id if markup is not None else last_id
 
     def apply_forever(
         self, seconds: float | None = None, threads: int = 4, idle_sleep: float = 0.05
