@@ -26,7 +26,7 @@ from bot.i18n import resolve_locale
 from bot.identity import IdentityRegistry, StructuralIdentity
 from bot.images import NEAR_DISTANCE, CleanDocument, MemoryBudget
 from bot.metrics import timed_turn
-from bot.phone_sender import PhoneSender, TerminalSender
+from bot.phone_sender import OutboxSender, PhoneDelivery, PhoneSender, make_phone_sender
 from bot.seed import extend_calendars, seed_offices
 from bot.settings import Settings
 from bot.shared import SharedState, make_shared_state
@@ -92,8 +92,10 @@ class Loket:
         self.shared = shared or make_shared_state(settings.redis_url, settings.redis_prefix)
         self.billing = billing or LocalBilling()
         self.identity = identity or StructuralIdentity()
-        self.phone_sender: PhoneSender = phone_sender or TerminalSender()
+        self.phone_sender: PhoneSender = phone_sender or make_phone_sender(settings)
         self.clock = clock
+        # One-time codes are queued by the turn and sent after its commit, off the turn.
+        self.phone_delivery = PhoneDelivery(self.sessions, self.now, self.phone_sender)
         self.engine: Engine = build_engine()
         self.image_rules = upload_rules(settings)
         # One per process: every channel's photo checks run on these few threads (made on
@@ -158,7 +160,7 @@ class Loket:
             now=now,
             answers={},
             actor=actor,
-            phone_sender=self.phone_sender,
+            phone_sender=OutboxSender(session, now),
         )
 
     def handle(
@@ -194,7 +196,7 @@ class Loket:
         event = self.check_upload(event)
         with timed_turn(channel), self.sessions() as session, session.begin():
             conversation, now = self._lock(session, channel, user_ref)
-            replies, _locale = self._run(
+            replies, _locale, sms_queued = self._run(
                 session, conversation, now, channel, user_ref, event, actor
             )
             if actor is not None:
@@ -208,6 +210,8 @@ class Loket:
             if take_notices:
                 notices = take_outbox(session, channel, user_ref, now)
                 replies = [Outbound.from_payload(payload) for payload in notices] + replies
+        if sms_queued:
+            self.phone_delivery.kick()  # committed: the code goes out off this turn
         return replies
 
     def process(
@@ -239,12 +243,16 @@ class Loket:
                 return False
             mark_folded(session, folded, now)
             reactivate(session, channel, user_ref)  # they wrote: they take messages again
-            replies, locale = self._run(session, conversation, now, channel, user_ref, event)
+            replies, locale, sms_queued = self._run(
+                session, conversation, now, channel, user_ref, event
+            )
             shaped = merge(replies) if shape is None else shape(replies)
             for reply in shaped:
                 payload = reply.to_payload() if isinstance(reply, Outbound) else reply
                 queue_message(session, channel, user_ref, {**payload, "locale": locale}, now)
             failpoint("before-commit")
+        if sms_queued:
+            self.phone_delivery.kick()  # committed: the code goes out off this turn
         return True
 
     def check_upload(self, event: Inbound) -> Inbound:
@@ -292,8 +300,9 @@ class Loket:
         user_ref: str,
         event: Inbound,
         actor: int | None = None,
-    ) -> tuple[list[Outbound], str]:
-        """Run the engine on a locked conversation and save its new state."""
+    ) -> tuple[list[Outbound], str, bool]:
+        """Run the engine on a locked conversation and save its new state; return the
+        replies, the chat's locale, and whether the turn queued an SMS/WhatsApp message."""
         state = ConversationState.from_dict(conversation.state)
         ctx = self.context(session, channel, user_ref, now, actor)
         replies = self.engine.handle(state, event, ctx, _aware(conversation.last_activity_at))
@@ -308,7 +317,8 @@ class Loket:
             state.step,
             len(replies),
         )
-        return replies, resolve_locale(state.locale, state.channel_language)
+        queued = isinstance(ctx.phone_sender, OutboxSender) and ctx.phone_sender.queued
+        return replies, resolve_locale(state.locale, state.channel_language), queued
 
     def vouch_phone(self, channel: str, user_ref: str, phone: str, method: str) -> None:
         """Record a number a trusted door verified (a gateway's word), unless already known."""
@@ -322,8 +332,14 @@ class Loket:
             payloads = take_outbox(session, channel, user_ref, self.now(session))
         return [Outbound.from_payload(payload) for payload in payloads]
 
+    def deliver_phone_messages(self) -> int:
+        """Send the queued SMS/WhatsApp messages now and wait (the worker, tests); return
+        how many went out in this round."""
+        return self.phone_delivery.kick().result()
+
     def close(self) -> None:
-        """Release database connections, shared state and the image-check threads."""
+        """Release database connections, shared state and the image-check and SMS threads."""
+        self.phone_delivery.close()
         self.image_checks.shutdown(wait=True, cancel_futures=True)
         self.shared.close()
         self.db.dispose()

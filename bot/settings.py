@@ -42,6 +42,11 @@ class Settings:
     max_applicants_per_account: int = 5
     max_seats_per_phone: int = 5  # people one verified phone number may hold seats for
     require_verified_phone: bool = True  # a seat is held only by a verified phone number
+    # A generic HTTP SMS/WhatsApp gateway for one-time codes (bot/phone_sender.py); unset: the
+    # codes are printed on the terminal (the embedded default).
+    sms_gateway_url: str | None = None
+    sms_gateway_token: str | None = None
+    sms_gateway_timeout: float = 10.0  # seconds one gateway request may take
     # Token buckets of the web chat and the chat API (turns a second, and the burst): per
     # account, per verified phone number, and per source address (generous: carrier-grade NAT).
     rate_account_per_second: float = 1.0
@@ -116,6 +121,9 @@ class Settings:
             max_applicants_per_account=int(env.get("LOKET_MAX_APPLICANTS_PER_ACCOUNT", "5")),
             max_seats_per_phone=int(env.get("LOKET_MAX_SEATS_PER_PHONE", "5")),
             require_verified_phone=env.get("LOKET_REQUIRE_VERIFIED_PHONE", "1") == "1",
+            sms_gateway_url=env.get("LOKET_SMS_GATEWAY_URL") or None,
+            sms_gateway_token=env.get("LOKET_SMS_GATEWAY_TOKEN") or None,
+            sms_gateway_timeout=float(env.get("LOKET_SMS_GATEWAY_TIMEOUT_SECONDS", "10")),
             rate_account_per_second=float(env.get("LOKET_RATE_ACCOUNT_PER_SECOND", "1")),
             rate_account_burst=int(env.get("LOKET_RATE_ACCOUNT_BURST", "10")),
             rate_phone_per_second=float(env.get("LOKET_RATE_PHONE_PER_SECOND", "2")),

@@ -48,6 +48,8 @@ def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str,
     figures = {"expired": expired, "slots_made": made, "no_shows": no_shows, "purged": purged,
                "outbox_purged": purged_outbox, "ballots_drawn": drawn,
                "waitlist_offered": offered}  # fmt: skip
+    # One-time codes a turn queued and a failure or a crash left (turns kick their own).
+    figures["sms_sent"] = loket.deliver_phone_messages()
     if telegram is not None:
         figures["telegram_sent"] = telegram.flush_pending()
     with loket.sessions() as session:

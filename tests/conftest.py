@@ -216,6 +216,7 @@ def loket(
     # The database and shared state belong to their own fixtures; only the photo threads
     # are the service's own.
     service.image_checks.shutdown(wait=True)
+    service.phone_delivery.thread.shutdown(wait=True)
 
 
 @pytest.fixture

@@ -191,6 +191,7 @@ def book_in_page(page: Any, loket: Loket, channel: str, phone: str = "0812 3456 
         assert mask_phone(number) in page.inner_text(".log li.bot:last-child")
         sender = loket.phone_sender
         assert isinstance(sender, RecordingSender)
+        loket.deliver_phone_messages()  # sent off the turn: wait for the delivery
         type_answer(page, sender.last_code(number))
     return str(page.inner_text(".log li.bot:last-child"))
 

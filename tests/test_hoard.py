@@ -60,6 +60,7 @@ def test_web_chat_holds_only_after_the_one_time_code(hoard: Loket, sender: Recor
     assert chat.step() == "verify_phone"
     reply = chat.say("0812 3456 7890")
     assert chat.step() == "phone_code" and "+62812****7890" in reply
+    hoard.deliver_phone_messages()
     code = sender.last_code(PHONE)
     with hoard.sessions() as session:
         stored = session.execute(select(PhoneCode)).scalar_one()
@@ -80,12 +81,14 @@ def test_one_time_code_expires_after_ten_minutes_and_five_tries(
     chat = registered(hoard, "web-cookie-2", "web")
     book(chat, verify=False)
     chat.say("0812 3456 7890")
+    hoard.deliver_phone_messages()
     code = sender.last_code(PHONE)
     clock.advance(minutes=10)
     assert "sudah tidak berlaku" in chat.say(code)
     chat.say("kembali")
     assert chat.step() == "verify_phone"
     chat.say("0812 3456 7890")
+    hoard.deliver_phone_messages()
     code = sender.last_code(PHONE)
     wrong = "000000" if code != "000000" else "111111"
     for _try in range(4):

@@ -148,6 +148,7 @@ class Chat:
         asked = self.say(number)
         assert self.step() == "phone_code", f"no code asked\n{self.transcript()}"
         assert asked.messages
+        self.loket.deliver_phone_messages()  # sent off the turn: wait for the delivery
         return self.say(sender.last_code(number))
 
     def verified(self, reply: Reply) -> Reply:
