@@ -377,8 +377,8 @@ def test_entrants_choose_their_dates_and_the_draw_keeps_to_them(
 ) -> None:
     ballot_over_three_days(loket)
     clock.now = OPENS + timedelta(hours=1)
-    everyone, thursday, first_and_last, friday = applicants(loket, 4, "days")
-    for chat in (everyone, thursday, first_and_last, friday):
+    everyone, thursday, first_and_last, friday, late = applicants(loket, 5, "days")
+    for chat in (everyone, thursday, first_and_last, friday, late):
         ask_dates(chat)
         asked = chat.tap("Ikut undian")
         assert "Tanggal mana yang cocok untuk Anda?" in asked
@@ -408,6 +408,10 @@ def test_entrants_choose_their_dates_and_the_draw_keeps_to_them(
                       "days-2": ["2027-01-06", "2027-01-08"], "days-3": ["2027-01-08"]}  # fmt: skip
 
     clock.now = RELEASE
+    # The window closed while the last one was choosing: no entry, the date question says so.
+    closed = late.tap("Semua tanggal")
+    assert "Pendaftaran undian sudah ditutup; hasilnya segera diundi." in closed
+    assert late.step() == "day" and "Ikut undian" not in closed.labels
     run_once(loket)
     body = public(loket)
     assert body["days"] == [day.isoformat() for day in DAYS]

@@ -588,6 +588,8 @@ def enter_with_days(ctx: Context, days: list[date] | None) -> Transition | None:
 def ballot_days_prompt(ctx: Context) -> str:
     """Ask which of the ballot's dates suit the entrant."""
     days = open_ballot_days(ctx.session, chosen_office(ctx), ctx.now)
+    if not days:
+        return _("Pendaftaran undian sudah ditutup.")
     listed = "\n".join(f"{number}. {format_date(day)}" for number, day in enumerate(days, start=1))
     return _(
         "Tanggal mana yang cocok untuk Anda? Undian hanya memberi Anda kursi pada tanggal yang "
@@ -609,7 +611,7 @@ def read_ballot_days(ctx: Context, event: Inbound) -> list[str]:
     """Read "all", one date's button, or typed numbers/dates ("1, 3", "6 Januari")."""
     days = open_ballot_days(ctx.session, chosen_office(ctx), ctx.now)
     if not days:
-        raise Invalid(_("Pendaftaran undian sudah ditutup."))
+        return []  # the window closed meanwhile: the date question says so next
     offered = ballot_days_options(ctx)
     if event.kind is EventKind.CHOICE:
         if event.text == ALL_DAYS:
@@ -648,6 +650,8 @@ def read_ballot_days(ctx: Context, event: Inbound) -> list[str]:
 def after_ballot_days(ctx: Context, value: Any) -> Transition | None:
     """Enter the ballot for the dates chosen (an empty list: all of them)."""
     ctx.answers.pop(CHOOSING_DAYS, None)
+    if not open_ballot_days(ctx.session, chosen_office(ctx), ctx.now):
+        return Jump("day")  # closed while choosing: the date question says where things stand
     return enter_with_days(ctx, [date.fromisoformat(day) for day in value] or None)
 
 

@@ -26,6 +26,7 @@ from bot.validators import parse_coming_date
 from storage.booking import DayFree, RescheduleRefusal, reschedule, reschedule_refusal
 from storage.calendars import office_today
 from storage.models import Application, Ballot, Booking, BookingStatus, Office, ReleaseMode
+from storage.waiting_room import gated
 
 NAME = "reschedule"
 
@@ -189,7 +190,7 @@ def barred(ctx: Context) -> str | None:
     """Say why no dates are offered: at a waiting-room office during a release, a new date
     needs a turn, as a new booking does (the place in the queue is said instead)."""
     office = booking_flow.chosen_office(ctx)
-    if office.release_mode == ReleaseMode.BALLOT or not later_days(ctx):
+    if not gated(office) or not later_days(ctx):
         return None
     waiting = booking_flow.seats_barred(ctx)
     if waiting is None:
