@@ -13,6 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import delete, func, select, update
 
+from bot.consoles.agent import reschedule_options
 from bot.service import Loket
 from bot.web import create_app
 from bot.worker import run_once
@@ -336,6 +337,9 @@ def test_a_reschedule_never_takes_the_draws_dates(loket: Loket, clock: FakeClock
         ).scalar_one()  # fmt: skip
         refusal = reschedule(session, booking, drawn_seat, date(2026, 12, 1), RELEASE)
         assert refusal is RescheduleRefusal.BALLOT
+        # The agent console offers the same dates: none of the draw's.
+        offered = reschedule_options(session, booking.application, booking, clock.now)
+        assert offered and {slot.day for slot in offered} == {date(2027, 1, 7)}
     chat.say("7 Januari")
     assert "Jadwal berhasil diubah ke Kamis, 07 Januari 2027" in chat.say("1")
     with loket.sessions() as session:

@@ -430,3 +430,32 @@ def test_a_reschedule_at_a_waiting_room_office_needs_a_turn(loket: Loket, clock:
     moved = mover.say("1")
     assert "Jadwal berhasil diubah ke Rabu, 06 Januari 2027" in moved
     assert [s for _n, s in statuses(loket)] == ["booked", "admitted", "booked"]
+
+
+def test_an_agent_cannot_move_a_booking_past_the_waiting_room(
+    client: FlaskClient, loket: Loket, clock: FakeClock
+) -> None:
+    set_office(loket, release_mode="waiting_room", admit_per_minute=1, admit_minutes=5)
+    only_january(loket)
+    clock.now = RELEASE
+    (caller,) = applicants(loket, 1, "agent-move")
+    ask_dates(caller)
+    caller.say("1")
+    assert pay(loket, billing_code(caller.verified(caller.say("1"))), amount=350_000) == "confirmed"
+    with loket.sessions() as session:
+        application = session.execute(select(Application)).scalar_one()
+        booking = session.execute(select(Booking)).scalar_one()
+        later = session.execute(
+            select(Slot.id).where(Slot.office_id == booking.slot.office_id,
+                                  Slot.kind == "reguler", Slot.day > booking.slot.day,
+                                  Slot.closed.is_(False))
+            .order_by(Slot.day).limit(1)
+        ).scalar_one()  # fmt: skip
+    assert log_in(client, "ani.cs") == 302
+    path = f"/agent/application/{application.reg_number}"
+    form = {"slot": str(later), "reason": "penelepon minta", "csrf_token": token(client, path)}
+    refused = client.post(f"{path}/reschedule", data=form, follow_redirects=True)
+    assert refused.status_code == 200
+    assert "Kantor ini membagikan kursi lewat antrean" in refused.get_data(as_text=True)
+    with loket.sessions() as session:
+        assert session.execute(select(Booking.slot_id)).scalar_one() == booking.slot_id

@@ -33,7 +33,9 @@ from storage.models import (
     Application,
     ApplicationStatus,
     AuditEntry,
+    Ballot,
     Booking,
+    ReleaseMode,
     Slot,
     Staff,
     StaffRole,
@@ -175,21 +177,22 @@ def reschedule_options(
     free seat, of a kind this application may book (no express seat for a reguler fee)."""
     office = booking.slot.office
     today = local(now, office.timezone).date()
+    query = select(Slot).where(
+        Slot.office_id == office.id,
+        Slot.day > today,
+        Slot.closed.is_(False),
+        Slot.release_at <= now,
+        Slot.taken < Slot.capacity,
+        Slot.id != booking.slot_id,
+        Slot.kind.in_(seat_kinds(application, today)),
+    )
+    if office.release_mode == ReleaseMode.BALLOT:  # the draw's dates are not a reschedule's
+        ballots = select(Ballot.id).where(
+            Ballot.office_id == office.id, Ballot.first_day <= Slot.day, Ballot.last_day >= Slot.day
+        )
+        query = query.where(~ballots.exists())
     return list(
-        db.execute(
-            select(Slot)
-            .where(
-                Slot.office_id == office.id,
-                Slot.day > today,
-                Slot.closed.is_(False),
-                Slot.release_at <= now,
-                Slot.taken < Slot.capacity,
-                Slot.id != booking.slot_id,
-                Slot.kind.in_(seat_kinds(application, today)),
-            )
-            .order_by(Slot.day, Slot.start_time)
-            .limit(RESCHEDULE_CHOICES)
-        ).scalars()
+        db.execute(query.order_by(Slot.day, Slot.start_time).limit(RESCHEDULE_CHOICES)).scalars()
     )
 
 
@@ -285,6 +288,16 @@ def refusal_text(refusal: RescheduleRefusal) -> str:
         RescheduleRefusal.SAME_SLOT: _("Itu jadwal yang sama."),
         RescheduleRefusal.NOT_ELIGIBLE: _(
             "Paspor simpatik hanya untuk permohonan baru dan penggantian karena habis berlaku."
+        ),
+        RescheduleRefusal.NOT_ADMITTED: _(
+            "Kantor ini membagikan kursi lewat antrean: tanggal baru hanya bisa dipilih saat "
+            "pemohon mendapat giliran, sama seperti pemesanan baru. Ubah jadwal lewat chat "
+            "(/ubahjadwal oleh pemohon sendiri, atau di panel chat agen bila permohonan "
+            "didaftarkan lewat telepon): di sana pemohon mendapat nomor antrean."
+        ),
+        RescheduleRefusal.BALLOT: _(
+            "Kursi tanggal itu dibagikan lewat undian, hanya untuk pemenang dan daftar "
+            "tunggunya. Pilih tanggal lain."
         ),
     }[refusal]
 
