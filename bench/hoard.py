@@ -222,7 +222,8 @@ class Broker:
     """The scripted client: invents people and pushes each through the chat."""
 
     def __init__(self, base_url: str, sender: RecordingSender, mode: str, phones: int,
-                 reuse_photo: bool, deadline: float, seed: int) -> None:  # fmt: skip
+                 reuse_photo: bool, deadline: float, seed: int,
+                 max_people: int | None = None) -> None:  # fmt: skip
         self.base_url = base_url
         self.sender = sender
         self.mode = mode
@@ -238,6 +239,7 @@ class Broker:
         self.people = 0
         self.done = Counter[str]()
         self.samples: list[str] = []  # replies nothing expected (first few, for debugging)
+        self.max_people = max_people
 
     def count(self, reason: str) -> None:
         """Count a refusal by its reason."""
@@ -256,6 +258,8 @@ class Broker:
         """One client: person after person, with fresh cookies each, until time is up."""
         while time.monotonic() < self.deadline:
             with self.lock:
+                if self.max_people is not None and self.people >= self.max_people:
+                    return
                 serial = next(self.serials)
                 person = invent_person(self.rng, serial)
                 self.niks.append(person["nik"])
@@ -398,12 +402,13 @@ def draw(loket: Loket) -> None:
 
 
 def run(mode: str, seconds: float, phones: int, clients: int, seats: int, people: int,
-        reuse_photo: bool, env: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+        reuse_photo: bool, env: dict[str, str] | None = None,
+        max_people: int | None = None) -> dict[str, Any]:  # fmt: skip
     """Run the broker for `seconds` in one mode; return the figures."""
     with service(env or {}) as (loket, sender, base_url):
         prepare(loket, mode, seats, people if mode == "ballot" else 0)
         broker = Broker(base_url, sender, mode, phones, reuse_photo,
-                        time.monotonic() + seconds, seed=MODES.index(mode))  # fmt: skip
+                        time.monotonic() + seconds, MODES.index(mode), max_people)  # fmt: skip
         broker.run(clients)
         result: dict[str, Any] = {"mode": mode, "seconds": seconds}
         with loket.sessions() as session:
@@ -465,11 +470,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seats", type=int, default=100)
     parser.add_argument("--people", type=int, default=1000, help="ballot entrants (people)")
     parser.add_argument("--photos", choices=("fresh", "reuse"), default="fresh")
+    parser.add_argument("--max-people", type=int, default=None, help="stop after inventing these")
     args = parser.parse_args(argv)
     lines = []
     for mode in MODES if args.mode == "all" else (args.mode,):
         result = run(mode, args.seconds, args.phones, args.clients, args.seats, args.people,
-                     args.photos == "reuse")  # fmt: skip
+                     args.photos == "reuse", max_people=args.max_people)  # fmt: skip
         extra = {key: value for key, value in result.items() if key not in KEYS}
         print(f"[{mode}] details: {json.dumps(extra)}", flush=True)
         lines.append(json.dumps({key: result[key] for key in KEYS}))

@@ -610,7 +610,7 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, Any]:
             if not args.apply_in_web:
                 for _n in range(args.appliers):
                     processes.append(subprocess.Popen(
-                        ["nice", "-n", "19", sys.executable, "-m", "bot", "apply"],
+                        ["nice", "-n", str(args.nice), sys.executable, "-m", "bot", "apply"],
                         env=env, cwd=ROOT))  # fmt: skip
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "bot", "worker", "--interval", str(args.worker_interval)],
@@ -800,8 +800,8 @@ KEYS = ["mode", "users", "seats", "bookings", "answered", "answered_p99_ms", "un
         "kendall_tau", "overbooked", "messages_per_arrival"]  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the release in one mode or all three; print one JSON line per mode, the last."""
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """Read the command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mode", choices=(*MODES, "all"), default="all")
     parser.add_argument("--users", type=int, default=20000)
@@ -816,6 +816,7 @@ def main(argv: list[str] | None = None) -> int:
         help="apply in the web processes instead of `python -m bot apply`",
     )
     parser.add_argument("--appliers", type=int, default=1, help="`bot apply` processes")
+    parser.add_argument("--nice", type=int, default=19, help="the appliers' niceness (Procfile)")
     parser.add_argument("--worker-interval", type=float, default=2.0)
     parser.add_argument(
         "--admit-per-minute",
@@ -832,6 +833,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-limit", type=float, default=900, help="seconds to wait")
     args = parser.parse_args(argv)
     args.admit = args.admit_per_minute or max(1, args.seats // 2)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the release in one mode or all three; print one JSON line per mode, the last."""
+    args = parse(argv)
     lines = []
     for mode in MODES if args.mode == "all" else (args.mode,):
         result = run(args, mode)
