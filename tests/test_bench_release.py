@@ -97,7 +97,8 @@ def test_release_books_each_seat_once_and_answers_every_arrival(
 ) -> None:
     # Every admitted person is admitted at once (10 a minute for 10 seats): no minute to wait.
     args = release.parse(["--users", "40", "--seconds", "2", "--seats", "10", "--clients", "8",
-                          "--admit-per-minute", "10", "--drain-limit", "120"])  # fmt: skip
+                          "--workers", "1", "--admit-per-minute", "10",
+                          "--drain-limit", "120"])  # fmt: skip
     result = release.run(args, mode)
     assert result["post_errors"] == 0
     assert result["answered"] == 40 and result["unanswered"] == 0
