@@ -847,6 +847,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(json.dumps({key: result[key] for key in KEYS} | {
             key: result[key] for key in ("recomputed_matches", "answer_callback_per_arrival")
             if key in result}))  # fmt: skip
+        print(f"[{mode}] {lines[-1]}", flush=True)  # said at once: a later mode may not end
     for line in lines:
         print(line, flush=True)
     return 0
