@@ -635,7 +635,7 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, Any]:
 def release(args: argparse.Namespace, mode: str, url: str, port: int, fake: WatchedTelegram,
             info: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     """Open the quota, post the arrivals, let people carry on, and measure."""
-    if not wait_until(lambda: _answers(port, "/ping"), 60, 0.2):
+    if not wait_until(lambda: _answers(port, "/ping"), 240, 0.2):
         raise RuntimeError("gunicorn did not start")
     expected = args.workers + (0 if args.apply_in_web else args.appliers) + 1
     wait_until(lambda: fake.counts.get("getMe", 0) >= expected, 60, 0.2)
