@@ -123,7 +123,9 @@ def mark_applied(session: Session, row_id: int, now: datetime) -> bool:
 
 
 def waiting_chats(session: Session, channel: str, received_before: datetime) -> list[str]:
-    """Return the chats with updates accepted before a time and still not applied."""
+    """Return the chats with updates accepted before a time and still not applied, in the
+    order their oldest waiting update arrived (first come, first applied: a waiting room's
+    numbers are given as turns are applied)."""
     return list(
         session.execute(
             select(InboxUpdate.user_ref)
@@ -132,7 +134,8 @@ def waiting_chats(session: Session, channel: str, received_before: datetime) -> 
                 InboxUpdate.applied_at.is_(None),
                 InboxUpdate.received_at < received_before,
             )
-            .distinct()
+            .group_by(InboxUpdate.user_ref)
+            .order_by(func.min(InboxUpdate.id))
         ).scalars()
     )
 

@@ -22,7 +22,7 @@ from storage.applications import (
     open_application_for_nik,
 )
 from storage.booking import db_now, record_event
-from storage.inbox import accept_now, mark_applied, purge_applied
+from storage.inbox import accept_now, mark_applied, purge_applied, waiting_chats
 from storage.models import Application, ApplicationStatus, Base, InboxUpdate, ProcessedEvent
 
 
@@ -135,3 +135,19 @@ def test_purge_drops_old_applied_rows_and_keys_but_never_waiting_ones(loket: Lok
     with loket.sessions() as session:
         assert session.execute(select(InboxUpdate.key)).scalars().all() == ["telegram:2"]
         assert session.execute(select(func.count()).select_from(ProcessedEvent)).scalar_one() == 0
+
+
+def test_waiting_chats_come_in_the_order_their_oldest_update_arrived(loket: Loket) -> None:
+    # A waiting room numbers people as their turns are applied: the applier must take chats
+    # first come, first applied, whatever order the database would list them in.
+    chats = ["905", "17", "433", "17", "2", "905", "61"]
+    for number, chat in enumerate(chats, start=1):
+        accept_now(loket.autocommit_db, "telegram", f"telegram:{number}", chat,
+                   {"update_id": number})  # fmt: skip
+    with loket.sessions() as session, session.begin():
+        now = db_now(session)
+        oldest = session.execute(select(InboxUpdate.id).order_by(InboxUpdate.id)).scalars().first()
+        assert oldest is not None and mark_applied(session, oldest, now)  # 905's first is done
+    with loket.sessions() as session:
+        waiting = waiting_chats(session, "telegram", now + timedelta(minutes=1))
+    assert waiting == ["17", "433", "2", "905", "61"]
