@@ -11,10 +11,12 @@ from sqlalchemy import text
 
 from bot.ballot import draw_due, offer_waitlists
 from bot.channels.telegram import BotRunner, TelegramChannel
+from bot.consoles import session_secret
 from bot.logsafe import log_failure
 from bot.payments import sweep
 from bot.seed import extend_calendars
 from bot.service import Loket
+from bot.uploads import public_base, remind_missing, send_sms_outbox
 from bot.waiting_room import admit_everywhere
 from storage.booking import mark_no_shows
 from storage.inbox import purge_applied
@@ -45,9 +47,18 @@ def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str,
     with loket.sessions() as session, session.begin():
         # Seats freed at a drawn ballot's dates go to its waitlist, in order.
         offered = offer_waitlists(session, loket.now(session), loket.settings, loket.billing)
+    with loket.sessions() as session, session.begin():
+        # Callers whose documents are still missing are reminded a day before the deadline.
+        reminded = remind_missing(
+            session, loket.now(session), public_base(loket.settings),
+            session_secret(loket.settings),
+        )  # fmt: skip
+    with loket.sessions() as session, session.begin():
+        texted = send_sms_outbox(session, loket.phone_sender, loket.now(session))
     figures = {"expired": expired, "slots_made": made, "no_shows": no_shows, "purged": purged,
                "outbox_purged": purged_outbox, "ballots_drawn": drawn,
-               "waitlist_offered": offered}  # fmt: skip
+               "waitlist_offered": offered, "documents_reminded": reminded,
+               "sms_sent": texted}  # fmt: skip
     if telegram is not None:
         figures["telegram_sent"] = telegram.flush_pending()
     with loket.sessions() as session:

@@ -183,3 +183,25 @@ def _mark_photos(
                 PhotoMark(document_id=stored.id, band=band, value=value)
                 for band, value in enumerate(_bands(record.phash))
             )
+
+
+def attach_document(session: Session, application: Application, record: DocumentRecord) -> bool:
+    """Add a document that arrived after submission (the caller's upload link); False when
+    one of that kind is already there (a repeated upload changes nothing)."""
+    if any(document.kind == record.kind for document in application.documents):
+        return False
+    stored = Document(
+        kind=record.kind,
+        sha256=record.sha256,
+        content_type=record.content_type,
+        size=record.size,
+        phash=None if record.phash is None else f"{record.phash:016x}",
+    )
+    application.documents.append(stored)
+    session.flush()
+    if record.personal and record.phash is not None:
+        session.add_all(
+            PhotoMark(document_id=stored.id, band=band, value=value)
+            for band, value in enumerate(_bands(record.phash))
+        )
+    return True

@@ -19,11 +19,11 @@ MAX_ACTIONS = 20
 class Agent:
     """Drives the page and counts what an agent does: typed fields, selections, clicks."""
 
-    def __init__(self, page: Any) -> None:
-        self.page = page
+    def __init__(self, tab: Any) -> None:
+        self.page = tab
         self.actions = 0
         self.file_dialogs = 0
-        page.on("filechooser", lambda _chooser: self._file_dialog())
+        tab.on("filechooser", lambda _chooser: self._file_dialog())
 
     def _file_dialog(self) -> None:
         self.file_dialogs += 1
@@ -104,9 +104,9 @@ def test_an_agent_registers_and_books_a_caller_without_photos_in_at_most_20_acti
     assert nik not in page.url and "6281255550101" not in page.url
 
 
-def office_value(page: Any, name: str) -> str:
+def office_value(tab: Any, name: str) -> str:
     """The value of the office whose label names `name`."""
-    value = page.eval_on_selector(
+    value = tab.eval_on_selector(
         "#b-office",
         "(s, name) => [...s.options].find(o => o.textContent.includes(name)).value",
         name,
@@ -114,6 +114,6 @@ def office_value(page: Any, name: str) -> str:
     return str(value)
 
 
-def first_value(page: Any, selector: str) -> str:
+def first_value(tab: Any, selector: str) -> str:
     """The first real option of a list."""
-    return str(page.eval_on_selector(selector, "s => s.options[1].value"))
+    return str(tab.eval_on_selector(selector, "s => s.options[1].value"))

@@ -22,7 +22,7 @@ from bot.caller_form import (
     submit_form,
     windows_for,
 )
-from bot.consoles import current_staff_id, form_id, loket, staff_required
+from bot.consoles import current_staff_id, form_id, loket, session_secret, staff_required
 from bot.consoles.notify import changed_by_staff
 from bot.consoles.webchat import chat_turn
 from bot.core.flow import Context, Invalid
@@ -31,6 +31,7 @@ from bot.flows.registration import FLOW as REGISTRATION
 from bot.i18n import N_, _, format_money
 from bot.notices import payment_lines
 from bot.timezones import local
+from bot.uploads import group, missing_labels, send_link
 from bot.validators import parse_phone
 from storage.applications import applications_for_account
 from storage.booking import (
@@ -533,3 +534,42 @@ def form_send() -> ResponseReturnValue:
         audit(db, current_staff_id(), "agent.send_billing", application.reg_number,
               {"to": mask_phone(application.phone)}, now)  # fmt: skip
     return jsonify(message=_("Terkirim ke {phone}.").format(phone=mask_phone(application.phone)))
+
+
+LINK_CHANNELS = ("telegram", "sms", "code")
+
+
+@blueprint.post("/form/documents")
+@staff_required(*AGENTS)
+def form_documents() -> ResponseReturnValue:
+    """Send the caller a personal link for the documents still missing (Telegram when the
+    number has a chat, SMS/WhatsApp otherwise), or make a short code to read out."""
+    body = _body()
+    channel = body.get("channel")
+    if channel not in LINK_CHANNELS:
+        abort(400)
+    service = loket()
+    with service.sessions() as db, db.begin():
+        application = _caller_application(db, body)
+        now = service.now(db)
+        if not missing_labels(application):
+            return jsonify(message=_("Dokumen penelepon ini sudah lengkap.")), 409
+        base = service.settings.public_url or request.host_url
+        delivery = send_link(
+            db, service.shared, application, str(channel), base, session_secret(service.settings),
+            now,
+        )  # fmt: skip
+        audit(db, current_staff_id(), "agent.documents_link", application.reg_number,
+              {"channel": delivery.channel}, now)  # fmt: skip
+        if delivery.code is not None:
+            message = _(
+                'Bacakan: "Buka {address} lalu ketik kode {code}." Kode berlaku sampai batas '
+                "waktu dokumen."
+            ).format(address=base.rstrip("/") + "/unggah", code=group(delivery.code))
+            return jsonify(message=message, code=group(delivery.code))
+        where = _("Telegram") if delivery.channel == "telegram" else _("SMS/WhatsApp")
+        return jsonify(
+            message=_("Tautan unggah dokumen dikirim lewat {channel} ke {phone}.").format(
+                channel=where, phone=mask_phone(application.phone)
+            )
+        )

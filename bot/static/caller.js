@@ -156,4 +156,10 @@
       document.querySelector('[data-testid="readout-sent"]').textContent = answer.data.message || "";
     });
   });
+  document.getElementById("d-send").addEventListener("click", function () {
+    const channel = document.getElementById("d-channel").value;
+    post(form.dataset.documentsUrl, { application: registered, channel: channel }).then(function (answer) {
+      document.querySelector('[data-testid="documents-sent"]').textContent = answer.data.message || "";
+    });
+  });
 }());
