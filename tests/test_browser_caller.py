@@ -1,17 +1,25 @@
 """The agent's caller form in a real browser (Debian's Chromium, as tests/test_browser.py):
-a caller registered and booked from a cold start with no document photos, in few actions."""
+a caller registered and booked from a cold start with no document photos, in few actions,
+and the documents completed later through the caller's link on a phone."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
+from bot.phone_sender import RecordingSender
 from bot.service import Loket
+from bot.web import create_app
+from bot.worker import run_once
 from storage.models import Application, AuditEntry, BillingCode, Booking
-from tests.test_browser import browser, log_in, page, site, staff  # noqa: F401 (fixtures)
-from tests.transcript import make_nik
+from tests.test_browser import PASSWORD, browser, log_in, page, site, staff  # noqa: F401
+from tests.test_caller_form import send
+from tests.test_documents_later import LINK, register_and_book
+from tests.transcript import make_nik, photo_bytes
 
 MAX_ACTIONS = 20
 
@@ -117,3 +125,45 @@ def office_value(tab: Any, name: str) -> str:
 def first_value(tab: Any, selector: str) -> str:
     """The first real option of a list."""
     return str(tab.eval_on_selector(selector, "s => s.options[1].value"))
+
+
+def test_a_caller_completes_the_documents_by_link_on_a_phone_and_the_office_sees_it(
+    page: Any,  # noqa: F811
+    browser: Any,  # noqa: F811
+    site: str,  # noqa: F811
+    loket: Loket,
+    sender: RecordingSender,
+    tmp_path: Path,
+) -> None:
+    staff(loket, "ani.cs", "agent")
+    staff(loket, "budi.jaksel", "office_admin", "jakarta-selatan")
+    client = create_app(loket.settings, loket).test_client()
+    login = client.get("/staff/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', login)
+    assert csrf
+    client.post("/staff/login", data={"username": "ani.cs", "password": PASSWORD,
+                                      "csrf_token": csrf.group(1)})  # fmt: skip
+    reg = register_and_book(client, loket)
+    send(client, "/agent/form/documents", {"application": reg, "channel": "sms"})
+    run_once(loket)
+    match = LINK.search(sender.sent[-1][1])
+    assert match
+    # The caller opens the link on a phone-sized screen (the page fixture's 412 x 900).
+    assert page.viewport_size["width"] <= 420
+    page.goto(f"{site}/unggah/{match.group(2)}")
+    for kind, tag in (("ktp", "ktp:hp"), ("kk", "kk:hp"), ("supporting", "akta:hp")):
+        photo = tmp_path / f"{kind}.jpg"
+        photo.write_bytes(photo_bytes(tag))
+        page.set_input_files(f"form[data-document={kind}] input[type=file]", str(photo))
+        page.click(f"form[data-document={kind}] button[type=submit]")
+        page.wait_for_load_state()
+        assert page.locator(".flash.success").count() == 1
+    page.wait_for_selector("[data-testid=complete]")
+    with loket.sessions() as session:
+        booking = session.execute(select(Booking)).scalar_one()
+        day, code = booking.slot.day, booking.code
+    office = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    log_in(office, site, "budi.jaksel")
+    office.goto(f"{site}/office?day={day.isoformat()}")
+    assert office.inner_text(f"[data-documents='{code}']").strip() == "lengkap"
+    office.context.close()
