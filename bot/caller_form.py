@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from bot.core.engine import Engine
 from bot.core.flow import Context, Invalid
 from bot.core.messages import Inbound
@@ -38,12 +40,20 @@ from bot.flows.registration import (
     nik_taken_message,
     read_birth_date,
 )
-from bot.i18n import _, format_money
-from bot.timezones import format_moment, local_date
+from bot.i18n import _, format_date, format_money
+from bot.timezones import format_moment, format_window, local_date
+from bot.uploads import missing_labels
 from bot.validators import age_on, suggest_email
 from storage.applications import NikAlreadyOpen
-from storage.booking import hold_seat, issue_billing
-from storage.models import Application, Office
+from storage.booking import active_booking, billing_for, hold_seat, issue_billing
+from storage.models import (
+    CLOSED_STATUSES,
+    Application,
+    BillingCode,
+    Booking,
+    BookingStatus,
+    Office,
+)
 from storage.phones import verified_phone
 from storage.staff import audit
 
@@ -301,3 +311,71 @@ def consent_script() -> list[str]:
             'Bapak/Ibu setuju?"'
         ),
     ]
+
+
+# ---- finding the caller ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Found:
+    """One of the caller's applications, with its seat, payment and what can be done next."""
+
+    application: Application
+    booking: Booking | None
+    next_steps: list[str]
+
+
+def next_steps(
+    application: Application,
+    booking: Booking | None,
+    billing: BillingCode | None,
+    missing: list[str],
+) -> list[str]:
+    """Say, for the agent, what the caller can do next with this application."""
+    steps = []
+    if application.status in CLOSED_STATUSES:
+        return [_("Tidak aktif lagi: penelepon bisa mendaftar baru.")]
+    if booking is None:
+        steps.append(_("Belum punya jadwal: pilih kantor, tanggal dan jam."))
+    elif booking.status == BookingStatus.HELD and billing is not None:
+        office = booking.slot.office
+        steps.append(
+            _("Menunggu pembayaran: kode billing {code}, {amount}, sebelum {deadline}.").format(
+                code=" ".join(digit_groups(billing.code)),
+                amount=format_money(billing.amount),
+                deadline=format_moment(billing.expires_at, office.timezone),
+            )
+        )
+    elif booking.status == BookingStatus.CONFIRMED:
+        office = booking.slot.office
+        steps.append(
+            _("Jadwal pasti: {date}, {window}, {office}. Bisa diubah sekali sampai H-1.").format(
+                date=format_date(booking.slot.day),
+                window=format_window(booking.slot.start_time, booking.slot.end_time,
+                                     office.timezone),
+                office=office.name,
+            )
+        )  # fmt: skip
+    if missing:
+        steps.append(
+            _("Dokumen belum lengkap ({documents}): kirim tautan unggah.").format(
+                documents=", ".join(missing)
+            )
+        )
+    return steps
+
+
+def describe(session: Session, applications: list[Application]) -> list[Found]:
+    """Load each application's active seat and payment and say what comes next."""
+    found = []
+    for application in applications:
+        booking = active_booking(session, application.nik)
+        if booking is not None and booking.application_id != application.id:
+            booking = None
+        billing = billing_for(session, booking.id) if booking is not None else None
+        if booking is not None:
+            _loaded = booking.slot.office.name
+        missing = missing_labels(application)
+        found.append(Found(application, booking, next_steps(application, booking, billing,
+                                                            missing)))  # fmt: skip
+    return found

@@ -191,3 +191,61 @@ def test_the_form_keeps_one_open_application_per_nik_and_five_per_number(
     assert status == 422 and "hingga 5 orang" in refused["errors"]["phone"]
     with loket.sessions() as session:
         assert len(session.execute(select(Application.id)).all()) == 5
+
+
+def find(client: FlaskClient, **keys: str) -> str:
+    """Post the find-the-caller form; return the page."""
+    page = client.get("/agent").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert csrf
+    form = {"find": "1", "csrf_token": csrf.group(1), **{f"caller_{k}": v for k, v in keys.items()}}
+    return client.post("/agent", data=form).get_data(as_text=True)
+
+
+def test_a_caller_is_found_by_phone_across_channels_by_nik_and_by_name_and_birth_date(
+    agent: FlaskClient, loket: Loket
+) -> None:
+    # The same number: a web chat registration (typed), a Telegram account that shared it as
+    # its contact (a different number typed in the form), a chat API account the gateway
+    # vouched for, and an earlier call.
+    web = Chat(loket, "web-browser-1", channel="web")
+    fill_until(web, "summary", {"nik": make_nik(date(1990, 8, 17), serial=61),
+                                "phone": "0812 5555 0101", "full_name": "ani web"})  # fmt: skip
+    web.say("benar, kirim")
+    telegram = Chat(loket, "777001", channel="telegram")
+    fill_until(telegram, "summary", {"nik": make_nik(date(1990, 8, 17), serial=62),
+                                     "phone": "0813 9999 0000", "full_name": "tono telegram"})  # fmt: skip
+    telegram.say("benar, kirim")
+    loket.vouch_phone("telegram", "777001", "+6281255550101", "contact")
+    gateway = Chat(loket, "wa-555", channel="api")
+    fill_until(gateway, "summary", {"nik": make_nik(date(1990, 8, 17), serial=63),
+                                    "phone": "0813 8888 0000", "full_name": "wati api"})  # fmt: skip
+    gateway.say("benar, kirim")
+    loket.vouch_phone("api", "wa-555", "+6281255550101", "gateway")
+    status, _done = send(agent, "/agent/form/submit", {"fields": CALLER, "consent": True})
+    assert status == 200
+    stranger = Chat(loket, "web-browser-2", channel="web")
+    fill_until(stranger, "summary", {"nik": make_nik(date(1990, 8, 17), serial=64),
+                                     "phone": "0813 7777 0000", "full_name": "orang lain"})  # fmt: skip
+    stranger.say("benar, kirim")
+    page = find(agent, phone="+62 812-5555-0101")
+    for name in ("ANI WEB", "TONO TELEGRAM", "WATI API", "SITI AMINAH"):
+        assert name in page, name
+    assert "ORANG LAIN" not in page
+    assert "Belum punya jadwal" in page and "Dokumen belum lengkap" in page
+    page = find(agent, nik=make_nik(date(1990, 8, 17), serial=62))
+    assert "TONO TELEGRAM" in page and "ANI WEB" not in page
+    page = find(agent, name="siti aminah", birth="17 Agustus 1990")
+    assert "SITI AMINAH" in page and "TONO TELEGRAM" not in page
+    page = find(agent, phone="021 555 0101")
+    assert "Itu nomor telepon rumah atau kantor" in page  # the chat's words
+    page = find(agent, phone="0812 1111 2222")
+    assert "Belum ada permohonan atas nomor" in page
+    with loket.sessions() as session:
+        details = [
+            str(entry.detail)
+            for entry in session.execute(
+                select(AuditEntry).where(AuditEntry.action == "agent.find")
+            ).scalars()
+        ]
+    assert details and all("5555" not in detail and "SITI" not in detail for detail in details)

@@ -14,10 +14,12 @@ from sqlalchemy.orm import Session
 
 from bot.caller_form import (
     FIELDS,
+    Found,
     booking_context,
     check_form,
     consent_script,
     days_for,
+    describe,
     hold_for_caller,
     submit_form,
     windows_for,
@@ -30,10 +32,10 @@ from bot.flows.booking import mask_phone, seat_kinds, sold_out_key
 from bot.flows.registration import FLOW as REGISTRATION
 from bot.i18n import N_, _, format_money
 from bot.notices import payment_lines
-from bot.timezones import local
+from bot.timezones import local, local_date
 from bot.uploads import group, missing_labels, send_link
-from bot.validators import parse_phone
-from storage.applications import applications_for_account
+from bot.validators import parse_date, parse_full_name, parse_nik, parse_phone
+from storage.applications import applications_for_account, find_callers
 from storage.booking import (
     RescheduleRefusal,
     active_booking,
@@ -87,15 +89,49 @@ def dashboard() -> ResponseReturnValue:
                 {"kind": _query_kind(query), "found": len(results)},
                 service.now(db),
             )
+            db.flush()  # write the audit row before expunging (an expunged one is lost)
             db.expunge_all()
+    callers, looked = find_caller() if request.form.get("find") else ([], False)
     return render_template(
         "agent_dashboard.html",
         query=query,
         results=results,
+        callers=callers,
+        looked=looked,
         fields=form_fields(),
         consent=consent_script(),
         offices=offices,
     )
+
+
+def find_caller() -> tuple[list[Found], bool]:
+    """Find the caller by phone (every channel), NIK, or name and birth date (posted, audited
+    by the kinds of keys only); a key typed wrongly is refused with the chat's words."""
+    form = request.form
+    service = loket()
+    with service.sessions() as db, db.begin():
+        now = service.now(db)
+        keys: dict[str, Any] = {}
+        try:
+            if form.get("caller_phone", "").strip():
+                keys["phone"] = parse_phone(form["caller_phone"])
+            if form.get("caller_nik", "").strip():
+                keys["nik"] = parse_nik(form["caller_nik"])
+            if form.get("caller_name", "").strip() or form.get("caller_birth", "").strip():
+                keys["name"] = parse_full_name(form.get("caller_name", ""))
+                keys["birth_date"] = parse_date(form.get("caller_birth", ""), local_date(now))
+        except Invalid as error:
+            flash(str(error), "error")
+            return [], False
+        if not keys:
+            flash(_("Isi nomor HP, NIK, atau nama dan tanggal lahir penelepon."), "error")
+            return [], False
+        found = describe(db, find_callers(db, **keys))
+        audit(db, current_staff_id(), "agent.find", None,
+              {"by": sorted(keys), "found": len(found)}, now)  # fmt: skip
+        db.flush()  # write the audit row before expunging (an expunged one is lost)
+        db.expunge_all()
+    return found, True
 
 
 def _query_kind(query: str) -> str:
@@ -181,6 +217,7 @@ def application(reg_number: str) -> ResponseReturnValue:
             alternatives = reschedule_options(db, found, current, now)
         timezone = current.slot.office.timezone if current is not None else "Asia/Jakarta"
         audit(db, current_staff_id(), "agent.view", found.reg_number, {}, now)
+        db.flush()  # write the audit row before expunging (an expunged one is lost)
         db.expunge_all()
     return render_template(
         "agent_application.html",
@@ -449,6 +486,15 @@ def _caller_application(db: Session, body: dict[str, Any]) -> Application:
     return found
 
 
+def _bookable(db: Session, body: dict[str, Any]) -> Application:
+    """An application registered by phone, whose seat the agent may choose for the caller
+    (one made in a chat is booked by its own account, with that account's proved number)."""
+    found = _caller_application(db, body)
+    if found.channel != CHANNEL:
+        abort(409)
+    return found
+
+
 def _posted_int(body: dict[str, Any], key: str) -> int:
     value = body.get(key)
     if isinstance(value, int) and not isinstance(value, bool):
@@ -465,7 +511,7 @@ def form_days() -> ResponseReturnValue:
     body = _body()
     service = loket()
     with service.sessions() as db, db.begin():
-        application = _caller_application(db, body)
+        application = _bookable(db, body)
         office_id = _posted_int(body, "office")
         if db.get(Office, office_id) is None:
             abort(404)
@@ -486,7 +532,7 @@ def form_windows() -> ResponseReturnValue:
         abort(400)
     service = loket()
     with service.sessions() as db:
-        application = _caller_application(db, body)
+        application = _bookable(db, body)
         ctx = _form_context(db, service.now(db))
         booking_context(ctx, application, _posted_int(body, "office"))
         windows = windows_for(ctx, day)
@@ -501,7 +547,7 @@ def form_hold() -> ResponseReturnValue:
     body = _body()
     service = loket()
     with service.sessions() as db, db.begin():
-        application = _caller_application(db, body)
+        application = _bookable(db, body)
         ctx = _form_context(db, service.now(db))
         outcome = hold_for_caller(ctx, application, _posted_int(body, "slot"))
         if isinstance(outcome, str):
