@@ -193,6 +193,14 @@ def test_the_form_keeps_one_open_application_per_nik_and_five_per_number(
         assert len(session.execute(select(Application.id)).all()) == 5
 
 
+def registered(loket: Loket, channel: str, user: str, serial: int, phone: str, name: str) -> None:
+    """Register someone through a chat channel (submitted, no seat)."""
+    chat = Chat(loket, user, channel=channel)
+    nik = make_nik(date(1990, 8, 17), serial=serial)
+    fill_until(chat, "summary", {"nik": nik, "phone": phone, "full_name": name})
+    chat.say("benar, kirim")
+
+
 def find(client: FlaskClient, **keys: str) -> str:
     """Post the find-the-caller form; return the page."""
     page = client.get("/agent").get_data(as_text=True)
@@ -208,26 +216,14 @@ def test_a_caller_is_found_by_phone_across_channels_by_nik_and_by_name_and_birth
     # The same number: a web chat registration (typed), a Telegram account that shared it as
     # its contact (a different number typed in the form), a chat API account the gateway
     # vouched for, and an earlier call.
-    web = Chat(loket, "web-browser-1", channel="web")
-    fill_until(web, "summary", {"nik": make_nik(date(1990, 8, 17), serial=61),
-                                "phone": "0812 5555 0101", "full_name": "ani web"})  # fmt: skip
-    web.say("benar, kirim")
-    telegram = Chat(loket, "777001", channel="telegram")
-    fill_until(telegram, "summary", {"nik": make_nik(date(1990, 8, 17), serial=62),
-                                     "phone": "0813 9999 0000", "full_name": "tono telegram"})  # fmt: skip
-    telegram.say("benar, kirim")
+    registered(loket, "web", "web-browser-1", 61, "0812 5555 0101", "ani web")
+    registered(loket, "telegram", "777001", 62, "0813 9999 0000", "tono telegram")
     loket.vouch_phone("telegram", "777001", "+6281255550101", "contact")
-    gateway = Chat(loket, "wa-555", channel="api")
-    fill_until(gateway, "summary", {"nik": make_nik(date(1990, 8, 17), serial=63),
-                                    "phone": "0813 8888 0000", "full_name": "wati api"})  # fmt: skip
-    gateway.say("benar, kirim")
+    registered(loket, "api", "wa-555", 63, "0813 8888 0000", "wati api")
     loket.vouch_phone("api", "wa-555", "+6281255550101", "gateway")
     status, _done = send(agent, "/agent/form/submit", {"fields": CALLER, "consent": True})
     assert status == 200
-    stranger = Chat(loket, "web-browser-2", channel="web")
-    fill_until(stranger, "summary", {"nik": make_nik(date(1990, 8, 17), serial=64),
-                                     "phone": "0813 7777 0000", "full_name": "orang lain"})  # fmt: skip
-    stranger.say("benar, kirim")
+    registered(loket, "web", "web-browser-2", 64, "0813 7777 0000", "orang lain")
     page = find(agent, phone="+62 812-5555-0101")
     for name in ("ANI WEB", "TONO TELEGRAM", "WATI API", "SITI AMINAH"):
         assert name in page, name
