@@ -76,6 +76,8 @@ def test_a_link_by_sms_takes_only_the_missing_documents_and_the_office_sees_them
     sender: RecordingSender,
 ) -> None:
     reg = register_and_book(agent, loket)
+    shown = agent.get(f"/agent/application/{reg}").get_data(as_text=True)
+    assert "Belum ada: e-KTP, Kartu Keluarga, Akta kelahiran" in shown
     status, told = send(agent, "/agent/form/documents", {"application": reg, "channel": "sms"})
     assert status == 200 and "SMS/WhatsApp" in told["message"]
     with loket.sessions() as session:

@@ -208,6 +208,7 @@ def application(reg_number: str) -> ResponseReturnValue:
         bookings = list(bookings_for_application(db, found.id))
         billing = billing_for(db, bookings[0].id) if bookings else None
         documents = list(found.documents)
+        missing = missing_labels(found)
         now = service.now(db)
         for booking in bookings:
             _ = booking.slot.office.name
@@ -225,6 +226,7 @@ def application(reg_number: str) -> ResponseReturnValue:
         bookings=bookings,
         billing=billing,
         documents=documents,
+        missing=missing,
         alternatives=alternatives,
         timezone=timezone,
         now=now,
