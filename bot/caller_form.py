@@ -24,6 +24,7 @@ from bot.flows.booking import (
     available_days,
     day_label,
     day_prompt,
+    day_slots,
     hold_refusal_text,
     seats_barred,
     slot_label,
@@ -45,7 +46,7 @@ from bot.timezones import format_moment, format_window, local_date
 from bot.uploads import missing_labels
 from bot.validators import age_on, suggest_email
 from storage.applications import NikAlreadyOpen
-from storage.booking import active_booking, billing_for, hold_seat, issue_billing
+from storage.booking import HoldRefusal, active_booking, billing_for, hold_seat, issue_billing
 from storage.models import (
     CLOSED_STATUSES,
     Application,
@@ -53,6 +54,7 @@ from storage.models import (
     Booking,
     BookingStatus,
     Office,
+    Slot,
 )
 from storage.phones import verified_phone
 from storage.staff import audit
@@ -266,12 +268,20 @@ def read_out_script(code: str, amount: str, deadline: str) -> str:
 def hold_for_caller(ctx: Context, application: Application, slot_id: int) -> ReadOut | str:
     """Hold the window for the application with the caller's vouched number, issue the one
     billing code, and return what to read out, or the chat's reason for no seat."""
+    limit = ctx.settings.max_seats_per_phone
+    slot = ctx.session.get(Slot, slot_id)
+    if slot is None:
+        return hold_refusal_text(HoldRefusal.SOLD_OUT, limit)
+    # Only a window the chat would offer this caller (the seat kinds their case may use).
+    booking_context(ctx, application, slot.office_id)
+    ctx.answers["day"] = slot.day.isoformat()
+    if slot_id not in {offered.id for offered in day_slots(ctx)}:
+        return hold_refusal_text(HoldRefusal.CLOSED, limit)
     phone = verified_phone(ctx.session, CHANNEL, application.account_ref)
     result = hold_seat(
         ctx.session, application, slot_id, ctx.now, ctx.settings.payment_window,
         phone=phone, phone_limit=ctx.settings.max_seats_per_phone,
     )  # fmt: skip
-    limit = ctx.settings.max_seats_per_phone
     if result.booking is None:
         assert result.refusal is not None
         return hold_refusal_text(result.refusal, limit)

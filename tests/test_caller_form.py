@@ -21,8 +21,10 @@ from storage.models import (
     Booking,
     Office,
     PhoneVerification,
+    Slot,
 )
 from storage.staff import add_staff
+from tests.conftest import START
 from tests.transcript import Chat, fill_until, make_nik
 
 PASSWORD = "kata-sandi-uji-1"
@@ -245,3 +247,34 @@ def test_a_caller_is_found_by_phone_across_channels_by_nik_and_by_name_and_birth
             ).scalars()
         ]
     assert details and all("5555" not in detail and "SITI" not in detail for detail in details)
+
+
+def test_the_form_holds_only_a_window_the_chat_would_offer(
+    agent: FlaskClient, loket: Loket
+) -> None:
+    status, done = send(agent, "/agent/form/submit", {"fields": CALLER, "consent": True})
+    assert status == 200
+    with loket.sessions() as session:
+        office = session.execute(
+            select(Office).where(Office.code == "jakarta-selatan")
+        ).scalar_one()
+        express = session.execute(
+            select(Slot.id).where(Slot.office_id == office.id, Slot.kind == "percepatan",
+                                  Slot.release_at <= START).limit(1)
+        ).scalar_one()  # fmt: skip
+    body = {"application": done["reg_number"], "slot": express}
+    status, refused = send(agent, "/agent/form/hold", body)
+    assert status == 409 and "Jam itu belum dibuka atau sedang ditutup" in refused["message"]
+    with loket.sessions() as session:
+        assert session.execute(select(Booking.id)).first() is None
+    # An application made in a chat is booked by its own account.
+    web = Chat(loket, "web-1", channel="web")
+    fill_until(web, "summary", {"nik": make_nik(date(1990, 8, 17), serial=90)})
+    web.say("benar, kirim")
+    with loket.sessions() as session:
+        reg_web = session.execute(
+            select(Application.reg_number).where(Application.channel == "web")
+        ).scalar_one()
+    body = {"application": reg_web, "office": office.id}
+    status, refused = send(agent, "/agent/form/days", body)
+    assert status == 409 and "web chat" in refused["message"]

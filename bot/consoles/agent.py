@@ -7,7 +7,17 @@ import secrets
 from datetime import date, datetime
 from typing import Any
 
-from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,6 +35,7 @@ from bot.caller_form import (
     windows_for,
 )
 from bot.consoles import current_staff_id, form_id, loket, session_secret, staff_required
+from bot.consoles.labels import channel_label
 from bot.consoles.notify import changed_by_staff
 from bot.consoles.webchat import chat_turn
 from bot.core.flow import Context, Invalid
@@ -493,7 +504,9 @@ def _bookable(db: Session, body: dict[str, Any]) -> Application:
     (one made in a chat is booked by its own account, with that account's proved number)."""
     found = _caller_application(db, body)
     if found.channel != CHANNEL:
-        abort(409)
+        refusal = _("Permohonan ini didaftarkan lewat {channel}: jadwalnya dipilih di sana.")
+        message = refusal.format(channel=channel_label(found.channel))
+        abort(make_response(jsonify(message=message), 409))
     return found
 
 
@@ -535,8 +548,11 @@ def form_windows() -> ResponseReturnValue:
     service = loket()
     with service.sessions() as db:
         application = _bookable(db, body)
+        office_id = _posted_int(body, "office")
+        if db.get(Office, office_id) is None:
+            abort(404)
         ctx = _form_context(db, service.now(db))
-        booking_context(ctx, application, _posted_int(body, "office"))
+        booking_context(ctx, application, office_id)
         windows = windows_for(ctx, day)
         db.rollback()
     return jsonify(windows=windows)
