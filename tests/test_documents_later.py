@@ -167,6 +167,13 @@ def test_a_caller_with_telegram_gets_the_link_there(
         assert (row.channel, row.user_ref) == ("telegram", "5550101")
         assert "/unggah/" in row.payload["text"]
         assert session.get(PhoneVerification, ("telegram", "5550101")) is not None
+        code = session.execute(select(BillingCode.code)).scalar_one()
+    # "Kirim ke penelepon" goes to the caller's Telegram chat too, with the code to copy.
+    status, told = send(agent, "/agent/form/send", {"application": reg})
+    assert status == 200 and "Telegram" in told["message"]
+    with loket.sessions() as session:
+        rows = session.execute(select(OutboxMessage).order_by(OutboxMessage.id)).scalars().all()
+        assert rows[-1].user_ref == "5550101" and rows[-1].payload["copy"] == code
 
 
 def test_the_documents_reminder_goes_once_a_day_before_the_deadline(

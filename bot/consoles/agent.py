@@ -39,12 +39,13 @@ from bot.consoles.labels import channel_label
 from bot.consoles.notify import changed_by_staff
 from bot.consoles.webchat import chat_turn
 from bot.core.flow import Context, Invalid
+from bot.core.messages import Outbound
 from bot.flows.booking import mask_phone, seat_kinds, sold_out_key
 from bot.flows.registration import FLOW as REGISTRATION
 from bot.i18n import N_, _, format_money
 from bot.notices import payment_lines
 from bot.timezones import local, local_date
-from bot.uploads import group, missing_labels, send_link
+from bot.uploads import group, missing_labels, send_link, telegram_chat_for
 from bot.validators import parse_date, parse_full_name, parse_nik, parse_phone
 from storage.applications import applications_for_account, find_callers
 from storage.booking import (
@@ -53,6 +54,7 @@ from storage.booking import (
     billing_for,
     bookings_for_application,
     cancel_booking,
+    queue_message,
     reschedule,
 )
 from storage.models import (
@@ -576,7 +578,8 @@ def form_hold() -> ResponseReturnValue:
 @blueprint.post("/form/send")
 @staff_required(*AGENTS)
 def form_send() -> ResponseReturnValue:
-    """Send the billing code to the caller's number (SMS/WhatsApp through the sender)."""
+    """Send the billing code through the caller's channel: their Telegram chat when the number
+    has one, else SMS/WhatsApp through the phone sender."""
     body = _body()
     service = loket()
     with service.sessions() as db, db.begin():
@@ -594,10 +597,21 @@ def form_send() -> ResponseReturnValue:
                                billing.expires_at),
             ]
         )  # fmt: skip
-        service.phone_sender.send(application.phone, text)
+        chat = telegram_chat_for(db, application.phone)
+        if chat is not None:  # the caller uses Loket on Telegram: it goes there, after commit
+            payload = Outbound(text, copy=billing.code).to_payload()
+            queue_message(db, "telegram", chat, payload, now)
+            where = _("Telegram")
+        else:
+            service.phone_sender.send(application.phone, text)
+            where = _("SMS/WhatsApp")
         audit(db, current_staff_id(), "agent.send_billing", application.reg_number,
-              {"to": mask_phone(application.phone)}, now)  # fmt: skip
-    return jsonify(message=_("Terkirim ke {phone}.").format(phone=mask_phone(application.phone)))
+              {"to": mask_phone(application.phone), "by": where}, now)  # fmt: skip
+    return jsonify(
+        message=_("Terkirim lewat {channel} ke {phone}.").format(
+            channel=where, phone=mask_phone(application.phone)
+        )
+    )
 
 
 LINK_CHANNELS = ("telegram", "sms", "code")
