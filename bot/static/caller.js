@@ -60,6 +60,7 @@
   }
 
   function later() { clearTimeout(timer); timer = setTimeout(check, 250); }
+  check();  // hide the questions that do not apply yet (old passport, supporting document)
 
   form.addEventListener("input", function (event) {
     if (event.target.name) { later(); }
