@@ -23,8 +23,8 @@
 
   function fields() {
     const values = {};
-    form.querySelectorAll(".field input, .field select").forEach(function (input) {
-      values[input.name] = input.value;
+    form.querySelectorAll(".field").forEach(function (box) {
+      values[box.dataset.field] = box.querySelector("input, select").value;
     });
     return values;
   }
@@ -62,16 +62,21 @@
   function later() { clearTimeout(timer); timer = setTimeout(check, 250); }
   check();  // hide the questions that do not apply yet (old passport, supporting document)
 
+  // The question a control answers (the consent box answers none).
+  function fieldOf(target) {
+    const box = target.closest(".field");
+    return box ? box.dataset.field : null;
+  }
   form.addEventListener("input", function (event) {
-    if (event.target.name) { later(); }
+    if (fieldOf(event.target)) { later(); }
   });
   form.addEventListener("change", function (event) {
-    if (event.target.name && event.target.name !== "consent") { touched.add(event.target.name); check(); }
+    const key = fieldOf(event.target);
+    if (key) { touched.add(key); check(); }
   });
   form.addEventListener("focusout", function (event) {
-    if (event.target.name && event.target.name !== "consent" && event.target.value) {
-      touched.add(event.target.name); check();
-    }
+    const key = fieldOf(event.target);
+    if (key && event.target.value) { touched.add(key); check(); }
   });
 
   form.addEventListener("submit", function (event) {
