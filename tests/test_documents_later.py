@@ -4,8 +4,9 @@ deadline; the office console shows what is missing."""
 
 from __future__ import annotations
 
+import io
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from flask.testing import FlaskClient
@@ -31,7 +32,8 @@ from storage.staff import add_staff
 from tests.conftest import FakeClock
 from tests.test_booking import pay
 from tests.test_caller_form import CALLER, PASSWORD, agent, send  # noqa: F401 (fixture)
-from tests.transcript import photo_bytes
+from tests.test_images import minimal_pdf
+from tests.transcript import Chat, fill_until, make_nik, photo_bytes
 
 LINK = re.compile(r"(https?://\S+/unggah/(\S+))")
 
@@ -55,7 +57,7 @@ def register_and_book(client: FlaskClient, loket: Loket, fields: dict[str, str] 
     return str(reg)
 
 
-def upload(client: FlaskClient, path: str, kind: str, tag: str) -> str:
+def upload(client: FlaskClient, path: str, kind: str, tag: str, data: bytes | None = None) -> str:
     """Post one photo through the caller's page; return the page shown afterwards."""
     page = client.get(path).get_data(as_text=True)
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
@@ -63,7 +65,7 @@ def upload(client: FlaskClient, path: str, kind: str, tag: str) -> str:
     data: dict[str, Any] = {
         "csrf_token": csrf.group(1),
         "kind": kind,
-        "file": (__import__("io").BytesIO(photo_bytes(tag)), "foto.jpg", "image/jpeg"),
+        "file": (io.BytesIO(data or photo_bytes(tag)), "foto.jpg", "image/jpeg"),
     }
     answer = client.post(path, data=data, content_type="multipart/form-data")
     assert answer.status_code == 302
@@ -223,3 +225,29 @@ def test_no_reminder_once_the_documents_are_complete(
     pay(loket, code)
     clock.now = deadline - timedelta(hours=2)
     assert run_once(loket)["documents_reminded"] == 0
+
+
+def test_the_upload_page_refuses_what_the_chat_refuses(
+    agent: FlaskClient,  # noqa: F811
+    loket: Loket,
+) -> None:
+    register_and_book(agent, loket)
+    with loket.sessions() as session:
+        application = session.execute(select(Application)).scalar_one()
+        deadline = documents_deadline(session.execute(select(Booking)).scalar_one())
+    path = f"/unggah/{make_token(session_secret(loket.settings), application.id, deadline)}"
+    caller = create_app(loket.settings, loket).test_client()
+    page = upload(caller, path, "ktp", "x", data=minimal_pdf())
+    assert "File PDF tidak bisa kami terima" in page
+    # Someone else's e-KTP photo (already on another NIK's application) is refused by name.
+    other = Chat(loket, "web-other", channel="web")
+    other_nik = make_nik(date(1990, 8, 17), serial=5)
+    fill_until(other, "summary", {"nik": other_nik})  # with its own photos
+    other.say("benar, kirim")
+    page = upload(caller, path, "ktp", f"doc_ktp:{other_nik}")
+    assert "sudah dipakai dalam permohonan atas NIK lain" in page
+    with loket.sessions() as session:
+        kinds = session.execute(
+            select(Document.kind).where(Document.application_id == application.id)
+        ).all()
+        assert kinds == []
