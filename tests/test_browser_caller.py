@@ -94,6 +94,13 @@ def test_an_agent_registers_and_books_a_caller_without_photos_in_at_most_20_acti
     agent.click("#b-hold")
     page.wait_for_selector("#read-out:not([hidden])")  # no reload: the read-out box appears
     shown = page.inner_text("[data-testid=readout-code]").replace(" ", "")
+    # Nothing the form said before submitting lingers as an error (its NIK is now taken).
+    assert (
+        page.eval_on_selector_all(
+            "[data-error-for]", "lines => lines.map(l => l.textContent).join('')"
+        )
+        == ""
+    )
     assert agent.actions <= MAX_ACTIONS, agent.actions
     assert agent.file_dialogs == 0
     with loket.sessions() as session:

@@ -54,8 +54,9 @@
   }
 
   function check() {
+    if (registered) { return; }  // submitted: its NIK is now "already registered"
     post(form.dataset.checkUrl, { fields: fields() }).then(function (answer) {
-      if (answer.status === 200) { show(answer.data, false); }
+      if (answer.status === 200 && !registered) { show(answer.data, false); }
     });
   }
 
@@ -91,6 +92,9 @@
         return;
       }
       registered = answer.data.reg_number;
+      clearTimeout(timer);
+      form.querySelectorAll("[data-error-for]").forEach(function (line) { line.textContent = ""; });
+      form.querySelectorAll(".field.bad").forEach(function (box) { box.classList.remove("bad"); });
       form.querySelectorAll("input, select, button").forEach(function (input) { input.disabled = true; });
       const booking = document.getElementById("caller-booking");
       booking.hidden = false;
