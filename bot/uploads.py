@@ -37,6 +37,7 @@ from storage.models import (
     BookingStatus,
     OutboxMessage,
     PhoneVerification,
+    Slot,
 )
 
 REMIND_BEFORE = timedelta(hours=24)  # the reminder goes out this long before the deadline
@@ -207,12 +208,18 @@ def send_link(
 def remind_missing(session: Session, now: datetime, base_url: str, secret: str) -> int:
     """Remind once, a day before the documents deadline, every caller whose documents are
     still missing for a held or confirmed booking (a worker round); return how many."""
+    # Only links agents sent (registered by an agent) for appointments in the next days: the
+    # round stays small however many bookings there are.
+    soon = (now + REMIND_BEFORE + timedelta(days=2)).date()
     rows = session.execute(
         select(Booking, Application)
         .join(Application, Application.id == Booking.application_id)
+        .join(Slot, Slot.id == Booking.slot_id)
         .where(
             Booking.status.in_((BookingStatus.HELD, BookingStatus.CONFIRMED)),
             Application.status.not_in(CLOSED_STATUSES),
+            Application.registered_by.is_not(None),
+            Slot.day <= soon,
         )
     ).all()
     sent = 0
