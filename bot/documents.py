@@ -8,7 +8,7 @@ encrypted at rest; only photos are accepted, on every channel.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -123,6 +123,12 @@ REQUIREMENTS: tuple[Requirement, ...] = (
 def required_documents(answers: Answers) -> list[Requirement]:
     """Return the checklist for these answers, in the order it is asked."""
     return [r for r in REQUIREMENTS if r.applies(answers)]
+
+
+def missing_documents(answers: Answers, present: Iterable[str]) -> list[Requirement]:
+    """Return the checklist's documents still to come (optional ones never are missing)."""
+    have = set(present)
+    return [r for r in required_documents(answers) if not r.optional and r.key not in have]
 
 
 # Documents shared within a family: a parent's KTP is on each child's application, spouses

@@ -143,7 +143,7 @@ class OutboxSender:
 
     def send(self, phone: str, text: str) -> None:
         """Queue `text` for `phone`; it is delivered once the turn commits."""
-        queue_message(self.session, SMS_CHANNEL, phone, {"text": text}, self.now)
+        queue_message(self.session, SMS_CHANNEL, phone, {"text": text, "code": True}, self.now)
         self.queued = True
 
 
@@ -199,7 +199,7 @@ class PhoneDelivery:
             }
         sent = 0
         for position, (row_id, payload) in enumerate(rows):
-            if created[row_id] + CODE_LIFETIME <= now:
+            if payload.get("code") and created[row_id] + CODE_LIFETIME <= now:
                 with self.sessions() as session, session.begin():
                     set_aside(session, [row_id], "expired", now)
                     _wipe(session, row_id)

@@ -11,10 +11,12 @@ from sqlalchemy import text
 
 from bot.ballot import draw_due, offer_waitlists
 from bot.channels.telegram import BotRunner, TelegramChannel
+from bot.consoles import session_secret
 from bot.logsafe import log_failure
 from bot.payments import sweep
 from bot.seed import extend_calendars
 from bot.service import Loket
+from bot.uploads import public_base, remind_missing
 from bot.waiting_room import admit_everywhere
 from storage.booking import mark_no_shows
 from storage.inbox import purge_applied
@@ -45,10 +47,17 @@ def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str,
     with loket.sessions() as session, session.begin():
         # Seats freed at a drawn ballot's dates go to its waitlist, in order.
         offered = offer_waitlists(session, loket.now(session), loket.settings, loket.billing)
+    with loket.sessions() as session, session.begin():
+        # Callers whose documents are still missing are reminded a day before the deadline.
+        reminded = remind_missing(
+            session, loket.now(session), public_base(loket.settings),
+            session_secret(loket.settings),
+        )  # fmt: skip
     figures = {"expired": expired, "slots_made": made, "no_shows": no_shows, "purged": purged,
                "outbox_purged": purged_outbox, "ballots_drawn": drawn,
-               "waitlist_offered": offered}  # fmt: skip
-    # One-time codes a turn queued and a failure or a crash left (turns kick their own).
+               "waitlist_offered": offered, "documents_reminded": reminded}  # fmt: skip
+    # SMS/WhatsApp messages (one-time codes, upload links, reminders) a turn, a console or
+    # this round queued and a failure or a crash left (turns kick their own).
     figures["sms_sent"] = loket.deliver_phone_messages()
     if telegram is not None:
         figures["telegram_sent"] = telegram.flush_pending()

@@ -5,12 +5,20 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from storage.models import CLOSED_STATUSES, Application, Document, PhotoMark
+from storage.models import (
+    CLOSED_STATUSES,
+    Application,
+    Booking,
+    Document,
+    PhoneVerification,
+    PhotoMark,
+)
 
 HASH_BANDS = 8  # a 64-bit photo hash in 8 bands of 8 bits (bot.images.hash_bands)
 
@@ -183,3 +191,60 @@ def _mark_photos(
                 PhotoMark(document_id=stored.id, band=band, value=value)
                 for band, value in enumerate(_bands(record.phash))
             )
+
+
+def attach_document(session: Session, application: Application, record: DocumentRecord) -> bool:
+    """Add a document that arrived after submission (the caller's upload link); False when
+    one of that kind is already there (a repeated upload changes nothing)."""
+    if any(document.kind == record.kind for document in application.documents):
+        return False
+    stored = Document(
+        kind=record.kind,
+        sha256=record.sha256,
+        content_type=record.content_type,
+        size=record.size,
+        phash=None if record.phash is None else f"{record.phash:016x}",
+    )
+    application.documents.append(stored)
+    session.flush()
+    if record.personal and record.phash is not None:
+        session.add_all(
+            PhotoMark(document_id=stored.id, band=band, value=value)
+            for band, value in enumerate(_bands(record.phash))
+        )
+    return True
+
+
+def find_callers(
+    session: Session,
+    *,
+    phone: str | None = None,
+    nik: str | None = None,
+    name: str | None = None,
+    birth_date: date | None = None,
+) -> list[Application]:
+    """Find a caller's applications, newest first, across every channel.
+
+    By phone: the number typed in any registration (web chat, Telegram, chat API, earlier
+    calls), the number a seat was held with, and every account that proved the number (a
+    Telegram shared contact, a gateway's word, a one-time code, an agent). By NIK. By name
+    and birth date together (a name alone matches too many people).
+    """
+    conditions = []
+    if phone:
+        accounts = select(PhoneVerification.channel, PhoneVerification.user_ref).where(
+            PhoneVerification.phone == phone
+        )
+        conditions += [
+            Application.phone == phone,
+            Application.id.in_(select(Booking.application_id).where(Booking.phone == phone)),
+            tuple_(Application.channel, Application.account_ref).in_(accounts),
+        ]
+    if nik:
+        conditions.append(Application.nik == nik)
+    if name and birth_date:
+        conditions.append(and_(Application.full_name == name, Application.birth_date == birth_date))
+    if not conditions:
+        return []
+    statement = select(Application).where(or_(*conditions)).order_by(Application.id.desc())
+    return list(session.execute(statement.limit(50)).scalars())

@@ -21,6 +21,7 @@ from bot.consoles.notify import day_closed, status_changed
 from bot.flows.subscription import announcement_payload
 from bot.i18n import _, format_date
 from bot.timezones import format_window, local
+from bot.uploads import missing_labels
 from bot.waiting_room import walk_in_quota
 from storage.applications import normalize_booking_code
 from storage.ballot import aware, current_ballot, new_ballot
@@ -130,8 +131,10 @@ def dashboard() -> ResponseReturnValue:
         day = _day(request.args.get("day"), today)
         chart = seat_chart(db, office.id, today, CHART_DAYS)
         bookings = day_bookings(db, office.id, day)
+        missing: dict[int, list[str]] = {}
         for booking in bookings:
             _ = (booking.application.full_name, booking.slot.kind)  # load before detaching
+            missing[booking.id] = missing_labels(booking.application)
         queue = walk_ins(db, office.id, today)
         followers = count_subscribers(db, office.id)
         offices = list(db.execute(select(Office).order_by(Office.name)).scalars())
@@ -147,6 +150,7 @@ def dashboard() -> ResponseReturnValue:
         day=day,
         days=days,
         bookings=bookings,
+        missing=missing,
         queue=queue,
         offices=offices,
         moves=OFFICE_MOVES,

@@ -374,9 +374,7 @@ class Engine:
             return
 
         try:
-            value = self._read(step, event, ctx)
-            if step.check is not None:
-                step.check(ctx, value)
+            value = self.read_answer(step, event, ctx)
         except Invalid as refusal:
             state.offered = [key for key in refusal.fixes if key in state.answers]
             ctx.say(refusal.reason)
@@ -401,6 +399,14 @@ class Engine:
             if choice.value.startswith(GOTO_PREFIX) and normalize(choice.label) == typed:
                 return choice.value[len(GOTO_PREFIX) :]
         return None
+
+    def read_answer(self, step: Step, event: Inbound, ctx: Context) -> Any:
+        """Read one answer and cross-check it with `ctx.answers`, or raise `Invalid`: the one
+        reading every door uses (the chat's turns and the agent's caller form)."""
+        value = self._read(step, event, ctx)
+        if step.check is not None:
+            step.check(ctx, value)
+        return value
 
     def _read(self, step: Step, event: Inbound, ctx: Context) -> Any:
         if step.can_skip(ctx.answers) and (

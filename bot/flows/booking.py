@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bot.ballot import ballot_text, can_enter, enter_ballot, open_ballot_days
 from bot.core.capabilities import capabilities
@@ -794,47 +795,51 @@ def hold_chosen(ctx: Context, slot_id: int, *, from_slot_step: bool) -> Transiti
         ctx.notice(_("Maaf, kursi di tanggal itu baru saja habis. Silakan pilih tanggal lain."))
         forget_full_day(ctx, ctx.answers["day"])
         return Jump("day")
-    if result_refusal is HoldRefusal.ACTIVE_BOOKING:
-        ctx.say(
-            _(
-                "NIK ini sudah memegang satu jadwal (dari akun atau saluran mana pun). Satu NIK "
-                "hanya boleh punya satu jadwal aktif. Ketik /status untuk melihatnya."
-            )
-        )
+    limit = ctx.settings.max_seats_per_phone
+    if result_refusal in (HoldRefusal.ACTIVE_BOOKING, HoldRefusal.PHONE_LIMIT):
+        ctx.say(hold_refusal_text(result_refusal, limit))
         return StartFlow("menu")
-    if result_refusal is HoldRefusal.PHONE_LIMIT:
-        ctx.say(
-            _(
-                "Nomor HP Anda sudah memegang jadwal untuk {limit} orang (dari akun atau saluran "
-                "mana pun). Satu nomor HP hanya boleh memegang jadwal untuk {limit} orang, "
-                "misalnya satu keluarga. Jadwal baru bisa dipilih setelah salah satunya selesai, "
-                "dibatalkan (/batalkan), atau tidak dibayar sampai batas waktu."
-            ).format(limit=ctx.settings.max_seats_per_phone)
-        )
-        return StartFlow("menu")
-    if result_refusal is HoldRefusal.NOT_ELIGIBLE:
-        ctx.say(
-            _(
-                "Paspor simpatik hanya untuk paspor baru dan penggantian karena habis berlaku "
-                "atau penuh, bukan untuk paspor hilang atau rusak."
-            )
-        )
-        return Jump("day")
-    if result_refusal is HoldRefusal.NOT_ADMITTED:
-        ctx.say(
-            _(
-                "Maaf, Anda belum mendapat giliran memilih kursi, atau waktu giliran Anda sudah "
-                "habis dan berpindah ke antrean berikutnya."
-            )
-        )
+    if result_refusal in (HoldRefusal.NOT_ELIGIBLE, HoldRefusal.NOT_ADMITTED):
+        ctx.say(hold_refusal_text(result_refusal, limit))
         return Jump("day")
     if result_refusal in (HoldRefusal.WALK_IN, HoldRefusal.BALLOT):
         return Jump("day")  # the date question tells the walk-in arrangements
     if result_refusal is HoldRefusal.NOT_OPEN:
-        ctx.say(_("Permohonan ini sudah dibatalkan atau selesai."))
+        ctx.say(hold_refusal_text(result_refusal, limit))
         return StartFlow("menu")
-    ctx.say(_("Jam itu belum dibuka atau sedang ditutup. Silakan pilih jam lain."))
+    ctx.say(hold_refusal_text(HoldRefusal.CLOSED, limit))
     return Jump("day")
+
+
+def hold_refusal_text(refusal: HoldRefusal, limit: int) -> str:
+    """Say why no seat was held: one wording for the chat and the agent's caller form."""
+    if refusal is HoldRefusal.ACTIVE_BOOKING:
+        return _(
+            "NIK ini sudah memegang satu jadwal (dari akun atau saluran mana pun). Satu NIK "
+            "hanya boleh punya satu jadwal aktif. Ketik /status untuk melihatnya."
+        )
+    if refusal is HoldRefusal.PHONE_LIMIT:
+        return _(
+            "Nomor HP Anda sudah memegang jadwal untuk {limit} orang (dari akun atau saluran "
+            "mana pun). Satu nomor HP hanya boleh memegang jadwal untuk {limit} orang, "
+            "misalnya satu keluarga. Jadwal baru bisa dipilih setelah salah satunya selesai, "
+            "dibatalkan (/batalkan), atau tidak dibayar sampai batas waktu."
+        ).format(limit=limit)
+    if refusal is HoldRefusal.NOT_ELIGIBLE:
+        return _(
+            "Paspor simpatik hanya untuk paspor baru dan penggantian karena habis berlaku "
+            "atau penuh, bukan untuk paspor hilang atau rusak."
+        )
+    if refusal is HoldRefusal.NOT_ADMITTED:
+        return _(
+            "Maaf, Anda belum mendapat giliran memilih kursi, atau waktu giliran Anda sudah "
+            "habis dan berpindah ke antrean berikutnya."
+        )
+    if refusal is HoldRefusal.NOT_OPEN:
+        return _("Permohonan ini sudah dibatalkan atau selesai.")
+    if refusal is HoldRefusal.SOLD_OUT:
+        return _("Maaf, jam itu baru saja penuh. Silakan pilih jam lain.")
+    return _("Jam itu belum dibuka atau sedang ditutup. Silakan pilih jam lain.")
 
 
 # ---- a verified phone number before the hold ------------------------------------------------
@@ -906,10 +911,7 @@ def read_verification(ctx: Context, event: Inbound) -> str:
         raise Invalid(_("Ketik nomor HP, contoh: 0812 3456 7890."))
     phone = parse_phone(event.text)
     if mode == "agent":
-        record_verification(
-            ctx.session, ctx.channel, ctx.user_ref, phone, "agent", ctx.now, verified_by=ctx.actor
-        )
-        audit(ctx.session, ctx.actor, "phone.vouch", mask_phone(phone), {}, ctx.now)
+        vouch_by_agent(ctx.session, ctx.user_ref, phone, ctx.actor, ctx.now)
         return "hold"
     if ctx.phone_sender is None:
         raise RuntimeError("no phone sender configured for one-time codes")
@@ -920,6 +922,15 @@ def read_verification(ctx: Context, event: Inbound) -> str:
     )  # fmt: skip
     ctx.answers["code_phone"] = mask_phone(phone)
     return "code"
+
+
+def vouch_by_agent(
+    session: Session, user_ref: str, phone: str, actor: int | None, now: datetime
+) -> None:
+    """Record the agent's word for a caller's number (the agent is on the phone with them),
+    attributed and audited: the chat panel and the caller form both vouch this way."""
+    record_verification(session, "agent", user_ref, phone, "agent", now, verified_by=actor)
+    audit(session, actor, "phone.vouch", mask_phone(phone), {}, now)
 
 
 def mask_phone(phone: str) -> str:

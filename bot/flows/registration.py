@@ -456,13 +456,21 @@ def after_edit_field(_ctx: Context, value: Any) -> Transition | None:
     return Jump(value, edit=value != "summary")
 
 
-def submit(ctx: Context) -> Transition | None:
-    """Create the application, its documents and its registration number in this transaction."""
+class FamilyLimit(Exception):
+    """The account already has the most open applications it may have."""
+
+
+def create_from_answers(ctx: Context) -> Application:
+    """Create the application and its documents from the answers, in the caller's transaction.
+
+    The one submission every door uses (the chat's summary and the agent's caller form): the
+    per-account limit, the fee from the table, and one open application per NIK (raises
+    `FamilyLimit` or `NikAlreadyOpen`). Documents not sent yet are simply not attached.
+    """
     a = ctx.answers
     limit = ctx.settings.max_applicants_per_account
     if count_open_for_account(ctx.session, ctx.channel, ctx.user_ref) >= limit:
-        ctx.say(family_limit_message(limit))
-        return Stay()
+        raise FamilyLimit(limit)
     priced = fee_quote(a, local_date(ctx.now))
     application = Application(
         channel=ctx.channel,
@@ -501,16 +509,21 @@ def submit(ctx: Context) -> Transition | None:
         for requirement in required_documents(a)
         if a.get(f"doc_{requirement.key}")
     ]
+    return create_application(ctx.session, application, documents)
+
+
+def submit(ctx: Context) -> Transition | None:
+    """Create the application, its documents and its registration number in this transaction."""
+    a = ctx.answers
+    limit = ctx.settings.max_applicants_per_account
     try:
-        created = create_application(ctx.session, application, documents)
+        created = create_from_answers(ctx)
+    except FamilyLimit:
+        ctx.say(family_limit_message(limit))
+        return Stay()
     except NikAlreadyOpen:
         del a["nik"]
-        ctx.say(
-            _(
-                "NIK ini baru saja didaftarkan dalam permohonan lain yang masih aktif. Periksa "
-                "NIK pemohon."
-            )
-        )
+        ctx.say(nik_taken_message())
         return Jump("nik", edit=True)
     ctx.say(
         "\n".join(
@@ -531,6 +544,13 @@ def submit(ctx: Context) -> Transition | None:
         )
     )
     return booking_after_registration(created)
+
+
+def nik_taken_message() -> str:
+    """Say that the NIK was registered meanwhile in another open application."""
+    return _(
+        "NIK ini baru saja didaftarkan dalam permohonan lain yang masih aktif. Periksa NIK pemohon."
+    )
 
 
 def family_limit_message(limit: int) -> str:
