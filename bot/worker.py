@@ -1,4 +1,5 @@
-"""The background worker: expire unpaid holds, extend calendars, record no-shows, purge."""
+"""The background worker: expire unpaid holds, send reminders, extend calendars, record
+no-shows, purge."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from bot.ballot import draw_due, offer_waitlists
 from bot.channels.telegram import BotRunner, TelegramChannel
 from bot.logsafe import log_failure
 from bot.payments import sweep
+from bot.reminders import plan_round, send_due
 from bot.seed import extend_calendars
 from bot.service import Loket
 from bot.waiting_room import admit_everywhere
@@ -37,6 +39,9 @@ def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str,
         purged = purge_applied(session, now - KEEP_APPLIED)
         purged_outbox = purge_outbox(session, now - KEEP_DELIVERED)
     with loket.sessions() as session, session.begin():
+        planned = plan_round(session, loket.now(session))
+    reminders = send_due(loket.sessions, loket.now)
+    with loket.sessions() as session, session.begin():
         # Waiting rooms admit on time even when nobody taps; the admitted are told.
         admit_everywhere(session, loket.now(session))
     with loket.sessions() as session, session.begin():
@@ -47,7 +52,9 @@ def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str,
         offered = offer_waitlists(session, loket.now(session), loket.settings, loket.billing)
     figures = {"expired": expired, "slots_made": made, "no_shows": no_shows, "purged": purged,
                "outbox_purged": purged_outbox, "ballots_drawn": drawn,
-               "waitlist_offered": offered}  # fmt: skip
+               "waitlist_offered": offered, "reminders_planned": planned,
+               "reminders_sent": reminders.get("reminders_sent", 0),
+               "reminders_moot": reminders.get("reminders_moot", 0)}  # fmt: skip
     if telegram is not None:
         figures["telegram_sent"] = telegram.flush_pending()
     with loket.sessions() as session:
