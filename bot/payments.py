@@ -16,7 +16,9 @@ from sqlalchemy import select
 
 from bot.billing import clean_code, is_valid_code
 from bot.flows.booking import sold_out_key
-from bot.notices import notify, payment_notice
+from bot.i18n import _
+from bot.mailer import queue_email
+from bot.notices import confirmation, notify, payment_notice
 from bot.reminders import plan_expiry_notice
 from bot.service import Loket
 from storage.booking import (
@@ -144,6 +146,9 @@ def apply_notice(
 
             def tell(booking: Booking, outcome: PaymentOutcome) -> None:
                 notify(session, booking, lambda b: payment_notice(b, outcome), now)
+                if outcome is PaymentOutcome.CONFIRMED and loket.settings.smtp_host:
+                    queue_email(session, booking, lambda: _("Jadwal paspor Anda sudah pasti"),
+                                confirmation, now)  # fmt: skip
 
             result = record_payment(
                 session,

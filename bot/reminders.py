@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from bot.core.messages import Outbound
 from bot.documents import document_label, required_documents
 from bot.i18n import _, format_date
+from bot.mailer import queue_email
 from bot.notices import expiry_notice, notify
 from bot.timezones import format_moment, format_window
 from storage.booking import active_booking, aware
@@ -283,9 +284,10 @@ def moot_reason(
 Render = Callable[[Booking], Outbound]
 
 
-def fire(session: Session, row: ScheduledMessage, now: datetime) -> str | None:
+def fire(session: Session, row: ScheduledMessage, now: datetime, email: bool = False) -> str | None:
     """Send one due row now (in the caller's transaction) or close it as moot; return its
-    outcome, or None when another worker closed it first or it waits for the morning."""
+    outcome, or None when another worker closed it first or it waits for the morning.
+    With `email` (SMTP configured) the H-1 reminder also goes by email with an .ics file."""
     booking = session.get(Booking, row.booking_id)
     assert booking is not None
     zone = booking.slot.office.timezone
@@ -311,11 +313,14 @@ def fire(session: Session, row: ScheduledMessage, now: datetime) -> str | None:
     else:
         render = lambda b: documents_reminder(b, missing_documents(b.application))  # noqa: E731
     notify(session, booking, render, now)
+    if email and row.kind == Kind.DAY_BEFORE:
+        queue_email(session, booking, lambda: _("Pengingat: jadwal paspor Anda besok"), render,
+                    now)  # fmt: skip
     return outcome
 
 
 def send_due(
-    sessions: Callable[[], Session], clock: Callable[[Session], datetime]
+    sessions: Callable[[], Session], clock: Callable[[Session], datetime], email: bool = False
 ) -> dict[str, int]:
     """Send (or close as moot) every due row, each in its own transaction; count outcomes."""
     with sessions() as session:
@@ -327,7 +332,7 @@ def send_due(
             row = session.get(ScheduledMessage, row_id)
             if row is None or row.done_at is not None:
                 continue
-            outcome = fire(session, row, now)
+            outcome = fire(session, row, now, email)
         if outcome is not None:
             key = "reminders_sent" if outcome == SENT else "reminders_moot"
             counts[key] = counts.get(key, 0) + 1

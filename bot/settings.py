@@ -70,6 +70,15 @@ class Settings:
     metrics_key: str | None = None  # bearer key of /metrics (unset: loopback clients only)
     auto_migrate: bool = True
     log_level: str = "INFO"
+    # Email (booking confirmation, H-1 reminder with an .ics file) where the applicant gave an
+    # address; off while no SMTP host is set. The password only ever comes from the environment.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "Loket <loket@localhost>"
+    smtp_starttls: bool = True
+    email_rate: float = 5.0  # emails a second from one sender
 
     @property
     def embedded(self) -> bool:
@@ -134,4 +143,11 @@ class Settings:
             metrics_key=env.get("LOKET_METRICS_KEY") or None,
             auto_migrate=env.get("LOKET_AUTO_MIGRATE", auto_default) == "1",
             log_level=env.get("LOG_LEVEL", "INFO"),
+            smtp_host=env.get("LOKET_SMTP_HOST") or None,
+            smtp_port=int(env.get("LOKET_SMTP_PORT", "587")),
+            smtp_user=env.get("LOKET_SMTP_USER") or None,
+            smtp_password=env.get("LOKET_SMTP_PASSWORD") or None,
+            smtp_from=env.get("LOKET_SMTP_FROM") or "Loket <loket@localhost>",
+            smtp_starttls=env.get("LOKET_SMTP_STARTTLS", "1") == "1",
+            email_rate=float(env.get("LOKET_EMAIL_RATE_PER_SECOND", "5")),
         )

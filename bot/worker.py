@@ -13,6 +13,7 @@ from sqlalchemy import text
 from bot.ballot import draw_due, offer_waitlists
 from bot.channels.telegram import BotRunner, TelegramChannel
 from bot.logsafe import log_failure
+from bot.mailer import Mailer
 from bot.payments import sweep
 from bot.reminders import plan_round, send_due
 from bot.seed import extend_calendars
@@ -40,7 +41,7 @@ def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str,
         purged_outbox = purge_outbox(session, now - KEEP_DELIVERED)
     with loket.sessions() as session, session.begin():
         planned = plan_round(session, loket.now(session))
-    reminders = send_due(loket.sessions, loket.now)
+    reminders = send_due(loket.sessions, loket.now, email=loket.settings.smtp_host is not None)
     with loket.sessions() as session, session.begin():
         # Waiting rooms admit on time even when nobody taps; the admitted are told.
         admit_everywhere(session, loket.now(session))
@@ -57,6 +58,8 @@ def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str,
                "reminders_moot": reminders.get("reminders_moot", 0)}  # fmt: skip
     if telegram is not None:
         figures["telegram_sent"] = telegram.flush_pending()
+    if loket.settings.smtp_host:
+        figures["email_sent"] = Mailer(loket).flush_pending()
     with loket.sessions() as session:
         figures.update(delivery_figures(session))  # counts for operators, no personal data
     return figures
