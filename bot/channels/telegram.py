@@ -314,6 +314,7 @@ class TelegramChannel:
         # In a web worker, updates are applied and replies sent after the 200, on a few threads:
         # the update is durably in the inbox, so answering Telegram need not wait for the turn.
         self.senders = ThreadPoolExecutor(4, "telegram-send") if background else None
+        self.send_threads = max(1, settings.telegram_send_threads)
 
     # ---- inbound -----------------------------------------------------------------------
 
@@ -507,8 +508,9 @@ class TelegramChannel:
 
     # ---- outbound ----------------------------------------------------------------------
 
-    def flush(self, chat_id: str) -> int:
-        """Send one chat's pending outbox rows in order, until none is left; return the count.
+    def flush(self, chat_id: str, limit: int | None = None) -> int:
+        """Send one chat's pending outbox rows in order, until none is left (or `limit` were
+        sent: the rest are given back); return the count.
 
         Each delivered row is recorded before the next is sent; the last one's record and the
         next claim share a transaction (one clock reading per round). A row that cannot be
@@ -517,7 +519,15 @@ class TelegramChannel:
         """
         sent = 0
         done: tuple[int, str] | None = None
+        left: list[int] = []  # claimed rows given back unsent once `limit` is reached
         while True:
+            if limit is not None and sent >= limit:
+                with self.loket.sessions() as session, session.begin():
+                    if done is not None:
+                        mark_sent(session, done[0], done[1], self.loket.now(session))
+                    release_claim(session, left)
+                failpoint("after-record")
+                return sent
             with self.loket.sessions() as session, session.begin():
                 now = self.loket.now(session)
                 if done is not None:
@@ -530,6 +540,9 @@ class TelegramChannel:
             if not rows:
                 return sent
             for position, (row_id, payload) in enumerate(rows):
+                if limit is not None and sent >= limit:
+                    left = [r for r, _p in rows[position:]]
+                    break
                 try:
                     message_id = str(self._send(chat_id, payload))
                 except Exception as error:
@@ -537,9 +550,10 @@ class TelegramChannel:
                         return sent
                     continue  # this row is set aside; the next ones still go out
                 sent += 1
-                if position < len(rows) - 1:
+                if position < len(rows) - 1 and (limit is None or sent < limit):
                     with self.loket.sessions() as session, session.begin():
                         mark_sent(session, row_id, message_id, now)
+                    failpoint("after-record")
                 else:
                     done = (row_id, message_id)
 
@@ -643,9 +657,34 @@ class TelegramChannel:
         with self.loket.sessions() as session:
             before = db_now(session) - grace  # the clock `received_at` was written with
         self.drain_waiting(before)
-        with self.loket.sessions() as session:
-            chats = pending_chats(session, CHANNEL)
-        return sum(self.flush(chat) for chat in chats)
+        return self.deliver_pending()
+
+    def deliver_pending(self) -> int:
+        """Deliver every chat's waiting rows, one row per chat per pass, chats side by side
+        on the send threads, until a pass sends nothing; return the number sent.
+
+        One row per chat per pass keeps a thread from idling on one chat's one-a-second pace
+        while thousands of other chats wait (an announcement); the global pace still holds.
+        """
+        sent = 0
+        with ThreadPoolExecutor(self.send_threads, "telegram-flush") as pool:
+            while True:
+                with self.loket.sessions() as session:
+                    chats = pending_chats(session, CHANNEL)
+                if not chats:
+                    return sent
+                done = sum(pool.map(lambda chat: self.flush_safely(chat, 1), chats))
+                sent += done
+                if done == 0:  # what is left waits for a retry time (backoff, flood control)
+                    return sent
+
+    def flush_safely(self, chat_id: str, limit: int | None = None) -> int:
+        """Flush one chat, logging (not raising) an unexpected failure: the rest go on."""
+        try:
+            return self.flush(chat_id, limit)
+        except Exception as error:
+            log_failure(log, "flush failed", error)
+            return 0
 
     # ---- set-up ------------------------------------------------------------------------
 
