@@ -35,7 +35,7 @@ class Settings:
     public_url: str | None = None
     telegram_rate: int = 30  # messages a second, all chats together (Bot API guidance)
     telegram_chat_rate: int = 1  # messages a second to one chat
-    telegram_send_threads: int = 8  # chats one sender delivers to side by side
+    telegram_send_threads: int = 16  # chats one sender delivers to side by side (they mostly wait)
     apply_in_web: bool = True  # False: web processes only accept; `python -m bot apply` applies
     host: str = "127.0.0.1"  # the address `serve` listens on (0.0.0.0: every interface)
     port: int = 8000
@@ -119,7 +119,7 @@ class Settings:
             public_url=env.get("PUBLIC_URL") or None,
             telegram_rate=int(env.get("TELEGRAM_RATE_PER_SECOND", "30")),
             telegram_chat_rate=int(env.get("TELEGRAM_CHAT_RATE_PER_SECOND", "1")),
-            telegram_send_threads=int(env.get("TELEGRAM_SEND_THREADS", "8")),
+            telegram_send_threads=int(env.get("TELEGRAM_SEND_THREADS", "16")),
             apply_in_web=env.get("LOKET_APPLY_IN_WEB", "1") == "1",
             host=env.get("HOST") or "127.0.0.1",
             port=int(env.get("PORT", "8000")),

@@ -231,11 +231,17 @@ class BotRunner:
             self.thread.join(timeout=10)
 
 
+HOLD_KEY = "pace:hold"  # every sender waits until this time after a 429
+EDGE = 0.1  # seconds at the end of each second in which no send starts
+HEADROOM = 0.05  # share of the overall budget left unused (30 a second: 28 are sent)
+
+
 class Pacer:
     """Keep sends under the Bot API's limits, across every process (shared state counts).
 
     Telegram allows about 30 messages a second overall and about one a second to one chat;
-    a sender waits for the next second rather than collect 429s. Counters live in shared
+    a sender waits for the next second rather than collect 429s, starts none in a second's
+    last tenth, and after a 429 every sender waits out its retry_after. Counters live in shared
     state (Redis at scale), one per second.
     """
 
@@ -248,16 +254,30 @@ class Pacer:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.shared = shared
-        self.per_second = per_second
+        # Keep 5% of the overall budget for sends decided in one second that reach Telegram in
+        # the next (a busy machine delays a request by tens of milliseconds or more).
+        self.per_second = max(1, per_second - int(per_second * HEADROOM + 0.5))
         self.per_chat = per_chat
         self.clock = clock
         self.sleep = sleep
+
+    def hold_all(self, seconds: float) -> None:
+        """Stop every sender for `seconds` (Telegram answered 429 with this retry_after)."""
+        self.shared.set(HOLD_KEY, str(self.clock() + seconds), seconds + 1)
 
     def wait(self, chat_id: str) -> None:
         """Return when one more message to `chat_id` fits in the current second."""
         for _attempt in range(600):  # ten minutes at most, then send anyway
             now = self.clock()
+            held = self.shared.get(HOLD_KEY)
+            if held is not None and float(held) > now:
+                self.sleep(float(held) - now)
+                continue
             second = int(now)
+            if now - second > 1 - EDGE:
+                # A send decided in a second's last moment reaches Telegram in the next one.
+                self.sleep(second + 1 - now)
+                continue
             if self.shared.incr(f"pace:chat:{chat_id}:{second}", 2) <= self.per_chat and (
                 self.shared.incr(f"pace:all:{second}", 2) <= self.per_second
             ):
@@ -574,6 +594,7 @@ class TelegramChannel:
                 wait = error.retry_after
                 seconds = wait.total_seconds() if isinstance(wait, timedelta) else wait
                 release_claim(session, row_ids, now + timedelta(seconds=seconds))
+                self.pacer.hold_all(seconds)  # Telegram's wait holds for every chat
                 log.warning("send held by flood control row=%s", row_id)
                 return False
             if isinstance(error, Forbidden) or (
