@@ -426,6 +426,7 @@ class OutboxMessage(Base):
         Index("ix_outbox_pending", "sent_at", "id"),
         Index("ix_outbox_chat", "channel", "user_ref", "sent_at"),
         Index("ix_outbox_failed_at", "failed_at"),
+        Index("ix_outbox_announcement", "announcement_id", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -439,6 +440,7 @@ class OutboxMessage(Base):
     message_id: Mapped[str | None] = mapped_column(String(32))  # the channel's id once sent
     failed_at: Mapped[datetime | None]  # set aside: never sent (see `failure`)
     failure: Mapped[str | None] = mapped_column(String(32))  # blocked, rejected, gave_up...
+    announcement_id: Mapped[int | None] = mapped_column(BigId)  # an announcement's copy
 
 
 class InactiveChat(Base):

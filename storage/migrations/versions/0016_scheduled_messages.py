@@ -1,4 +1,5 @@
-"""scheduled messages: reminders and notices sent once at their time
+"""scheduled messages: reminders and notices sent once at their time; outbox rows know
+their announcement (progress)
 
 Revision ID: 0016
 Revises: 0013
@@ -37,9 +38,16 @@ def upgrade() -> None:
     op.create_index(
         "ix_scheduled_messages_due", "scheduled_messages", ["done_at", "due_at"], unique=False
     )
+    op.add_column("outbox", sa.Column("announcement_id", BIG_ID, nullable=True))
+    op.create_index(
+        "ix_outbox_announcement", "outbox", ["announcement_id", "sent_at"], unique=False
+    )
 
 
 def downgrade() -> None:
     """Revert this revision."""
+    op.drop_index("ix_outbox_announcement", table_name="outbox")
+    with op.batch_alter_table("outbox") as batch:
+        batch.drop_column("announcement_id")
     op.drop_index("ix_scheduled_messages_due", table_name="scheduled_messages")
     op.drop_table("scheduled_messages")
