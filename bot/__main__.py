@@ -63,6 +63,15 @@ def main(argv: list[str] | None = None) -> int:
         "deactivate", help="close an account (ends its sessions at once)"
     )
     staff_deactivate.add_argument("username")
+    announce = commands.add_parser(
+        "announce", help="announce to an office's subscribers and show the delivery's progress"
+    )
+    announce.add_argument("--office", required=True, help="office code, e.g. bandung")
+    announce.add_argument("--text", required=True, help="the announcement, 10 to 800 characters")
+    announce.add_argument(
+        "--watch-only", action="store_true",
+        help="only show progress (the worker sends) even when Telegram is configured",
+    )  # fmt: skip
     worker = commands.add_parser("worker", help="run background work in a loop")
     worker.add_argument("--interval", type=float, default=30.0, help="seconds between rounds")
     worker.add_argument("--rounds", type=int, default=None, help="stop after this many rounds")
@@ -117,7 +126,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.command == "staff":
         return run_staff(args, Loket(settings))
-    if args.command in ("seed", "payment", "sweep", "worker", "stats"):
+    if args.command in ("seed", "payment", "sweep", "worker", "stats", "announce"):
         return run_service_command(args, Loket(settings))
     if args.command == "poll":
         return run_poll(settings, args.rounds)
@@ -349,6 +358,10 @@ def run_service_command(args: argparse.Namespace, loket: Loket) -> int:
 
             with loket.sessions() as session:
                 print(json.dumps(delivery_figures(session)))
+        elif args.command == "announce":
+            from bot.announcing import announce_from_cli
+
+            return announce_from_cli(loket, args.office, args.text, args.watch_only)
         elif args.command == "worker":
             worker.check_database(loket)  # down at start: one line and a non-zero exit
             loket.log_start()

@@ -16,7 +16,10 @@ from sqlalchemy import select
 
 from bot.billing import clean_code, is_valid_code
 from bot.flows.booking import sold_out_key
-from bot.notices import expiry_notice, notify, payment_notice
+from bot.i18n import _
+from bot.mailer import queue_email
+from bot.notices import confirmation, notify, payment_notice
+from bot.reminders import plan_expiry_notice
 from bot.service import Loket
 from storage.booking import (
     ConflictingNotice,
@@ -143,6 +146,9 @@ def apply_notice(
 
             def tell(booking: Booking, outcome: PaymentOutcome) -> None:
                 notify(session, booking, lambda b: payment_notice(b, outcome), now)
+                if outcome is PaymentOutcome.CONFIRMED and loket.settings.smtp_host:
+                    queue_email(session, booking, lambda: _("Jadwal paspor Anda sudah pasti"),
+                                confirmation, now)  # fmt: skip
 
             result = record_payment(
                 session,
@@ -168,13 +174,14 @@ def apply_notice(
 
 
 def sweep(loket: Loket) -> int:
-    """Expire unpaid holds in database time, return their seats, and tell the applicants."""
+    """Expire unpaid holds in database time, return their seats, and tell the applicants
+    (by day at once; a hold that expired at night is told at 06.00 office time)."""
     with loket.sessions() as session, session.begin():
         now = loket.now(session)
         released: list[int] = []
 
         def expired(booking: Booking) -> None:
-            notify(session, booking, expiry_notice, now)
+            plan_expiry_notice(session, booking, now)
             released.append(booking.slot_id)
 
         count = release_expired(session, now, on_expired=expired)

@@ -35,6 +35,7 @@ class Settings:
     public_url: str | None = None
     telegram_rate: int = 30  # messages a second, all chats together (Bot API guidance)
     telegram_chat_rate: int = 1  # messages a second to one chat
+    telegram_send_threads: int = 16  # chats one sender delivers to side by side (they mostly wait)
     apply_in_web: bool = True  # False: web processes only accept; `python -m bot apply` applies
     host: str = "127.0.0.1"  # the address `serve` listens on (0.0.0.0: every interface)
     port: int = 8000
@@ -75,6 +76,15 @@ class Settings:
     metrics_key: str | None = None  # bearer key of /metrics (unset: loopback clients only)
     auto_migrate: bool = True
     log_level: str = "INFO"
+    # Email (booking confirmation, H-1 reminder with an .ics file) where the applicant gave an
+    # address; off while no SMTP host is set. The password only ever comes from the environment.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "Loket <loket@localhost>"
+    smtp_starttls: bool = True
+    email_rate: float = 5.0  # emails a second from one sender
 
     @property
     def embedded(self) -> bool:
@@ -114,6 +124,7 @@ class Settings:
             public_url=env.get("PUBLIC_URL") or None,
             telegram_rate=int(env.get("TELEGRAM_RATE_PER_SECOND", "30")),
             telegram_chat_rate=int(env.get("TELEGRAM_CHAT_RATE_PER_SECOND", "1")),
+            telegram_send_threads=int(env.get("TELEGRAM_SEND_THREADS", "16")),
             apply_in_web=env.get("LOKET_APPLY_IN_WEB", "1") == "1",
             host=env.get("HOST") or "127.0.0.1",
             port=int(env.get("PORT", "8000")),
@@ -142,4 +153,11 @@ class Settings:
             metrics_key=env.get("LOKET_METRICS_KEY") or None,
             auto_migrate=env.get("LOKET_AUTO_MIGRATE", auto_default) == "1",
             log_level=env.get("LOG_LEVEL", "INFO"),
+            smtp_host=env.get("LOKET_SMTP_HOST") or None,
+            smtp_port=int(env.get("LOKET_SMTP_PORT", "587")),
+            smtp_user=env.get("LOKET_SMTP_USER") or None,
+            smtp_password=env.get("LOKET_SMTP_PASSWORD") or None,
+            smtp_from=env.get("LOKET_SMTP_FROM") or "Loket <loket@localhost>",
+            smtp_starttls=env.get("LOKET_SMTP_STARTTLS", "1") == "1",
+            email_rate=float(env.get("LOKET_EMAIL_RATE_PER_SECOND", "5")),
         )

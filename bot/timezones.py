@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.i18n import _, format_date
@@ -40,3 +40,23 @@ def format_moment(moment: datetime, timezone: str) -> str:
 def format_window(start: time, end: time, timezone: str) -> str:
     """Show a time window as "08.00–10.00 WIB"."""
     return f"{start.strftime('%H.%M')}–{end.strftime('%H.%M')} {zone_label(timezone)}"
+
+
+# An office's night: messages that can wait are not sent between these local times.
+QUIET_FROM = time(21, 0)
+QUIET_UNTIL = time(6, 0)
+
+
+def quiet(moment: datetime, timezone: str) -> bool:
+    """Tell whether a moment falls in the office's night (21.00 to 06.00 local)."""
+    clock = moment.astimezone(ZoneInfo(timezone)).time()
+    return clock >= QUIET_FROM or clock < QUIET_UNTIL
+
+
+def out_of_night(moment: datetime, timezone: str) -> datetime:
+    """Return the moment itself, or the next 06.00 local when it falls in the night."""
+    if not quiet(moment, timezone):
+        return moment
+    here = moment.astimezone(ZoneInfo(timezone))
+    day = here.date() + timedelta(days=1) if here.time() >= QUIET_FROM else here.date()
+    return datetime.combine(day, QUIET_UNTIL, ZoneInfo(timezone))

@@ -27,7 +27,7 @@ from bot.i18n import _
 from bot.phone_sender import SMS_CHANNEL
 from bot.settings import Settings
 from bot.shared import SharedState
-from bot.timezones import format_moment
+from bot.timezones import format_moment, quiet
 from storage.applications import REG_ALPHABET
 from storage.booking import active_booking, queue_message, record_event
 from storage.models import (
@@ -39,7 +39,7 @@ from storage.models import (
     Slot,
 )
 
-REMIND_BEFORE = timedelta(hours=24)  # the reminder goes out this long before the deadline
+REMIND_BEFORE = timedelta(hours=38)  # 10.00 office time on the day before the deadline's day
 UNBOOKED_LINK = timedelta(days=3)  # a link made before any booking lasts this long
 CODE_LENGTH = 8  # a short code read out over the phone: Crockford base32, 40 bits
 CHANNEL_KEY = "documents_channel"  # in the application's answers: where the link went
@@ -228,8 +228,8 @@ def remind_missing(session: Session, now: datetime, base_url: str, secret: str) 
             continue
         deadline = documents_deadline(booking)
         due = deadline - REMIND_BEFORE
-        if not (due <= now < deadline):
-            continue
+        if not (due <= now < deadline) or quiet(now, booking.slot.office.timezone):
+            continue  # not yet, too late, or the office's night (the next round by day sends it)
         sent_at = where.get("sent_at")
         if isinstance(sent_at, str) and datetime.fromisoformat(sent_at) >= due:
             continue  # the link itself went out within the last day: it is the reminder
@@ -238,7 +238,7 @@ def remind_missing(session: Session, now: datetime, base_url: str, secret: str) 
         token = make_token(secret, application.id, deadline)
         url = f"{base_url.rstrip('/')}/unggah/{token}"
         text = (
-            _("Pengingat: besok batas akhir pengiriman dokumen.")
+            _("Pengingat: batas akhir pengiriman dokumen sudah dekat.")
             + "\n"
             + link_text(application, url, deadline, booking.slot.office.timezone)
         )

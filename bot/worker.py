@@ -1,4 +1,5 @@
-"""The background worker: expire unpaid holds, extend calendars, record no-shows, purge."""
+"""The background worker: expire unpaid holds, send reminders, extend calendars, record
+no-shows, purge."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from bot.ballot import draw_due, offer_waitlists
 from bot.channels.telegram import BotRunner, TelegramChannel
 from bot.consoles import session_secret
 from bot.logsafe import log_failure
+from bot.mailer import Mailer
 from bot.payments import sweep
+from bot.reminders import plan_round, send_due
 from bot.seed import extend_calendars
 from bot.service import Loket
 from bot.uploads import public_base, remind_missing
@@ -39,6 +42,9 @@ def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str,
         purged = purge_applied(session, now - KEEP_APPLIED)
         purged_outbox = purge_outbox(session, now - KEEP_DELIVERED)
     with loket.sessions() as session, session.begin():
+        planned = plan_round(session, loket.now(session))
+    reminders = send_due(loket.sessions, loket.now, email=loket.settings.smtp_host is not None)
+    with loket.sessions() as session, session.begin():
         # Waiting rooms admit on time even when nobody taps; the admitted are told.
         admit_everywhere(session, loket.now(session))
     with loket.sessions() as session, session.begin():
@@ -55,12 +61,17 @@ def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str,
         )  # fmt: skip
     figures = {"expired": expired, "slots_made": made, "no_shows": no_shows, "purged": purged,
                "outbox_purged": purged_outbox, "ballots_drawn": drawn,
-               "waitlist_offered": offered, "documents_reminded": reminded}  # fmt: skip
+               "waitlist_offered": offered, "documents_reminded": reminded,
+               "reminders_planned": planned,
+               "reminders_sent": reminders.get("reminders_sent", 0),
+               "reminders_moot": reminders.get("reminders_moot", 0)}  # fmt: skip
     # SMS/WhatsApp messages (one-time codes, upload links, reminders) a turn, a console or
     # this round queued and a failure or a crash left (turns kick their own).
     figures["sms_sent"] = loket.deliver_phone_messages()
     if telegram is not None:
         figures["telegram_sent"] = telegram.flush_pending()
+    if loket.settings.smtp_host:
+        figures["email_sent"] = Mailer(loket).flush_pending()
     with loket.sessions() as session:
         figures.update(delivery_figures(session))  # counts for operators, no personal data
     return figures

@@ -426,6 +426,7 @@ class OutboxMessage(Base):
         Index("ix_outbox_pending", "sent_at", "id"),
         Index("ix_outbox_chat", "channel", "user_ref", "sent_at"),
         Index("ix_outbox_failed_at", "failed_at"),
+        Index("ix_outbox_announcement", "announcement_id", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -439,6 +440,7 @@ class OutboxMessage(Base):
     message_id: Mapped[str | None] = mapped_column(String(32))  # the channel's id once sent
     failed_at: Mapped[datetime | None]  # set aside: never sent (see `failure`)
     failure: Mapped[str | None] = mapped_column(String(32))  # blocked, rejected, gave_up...
+    announcement_id: Mapped[int | None] = mapped_column(BigId)  # an announcement's copy
 
 
 class InactiveChat(Base):
@@ -710,3 +712,28 @@ class BallotEntry(Base):
     entered_at: Mapped[datetime]
     days: Mapped[list[str] | None] = mapped_column(JSON)
     passed_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class ScheduledMessage(Base):
+    """A message to a booking's applicant at a set time (a reminder, a notice), sent once.
+
+    One row per booking, kind and slot (a rescheduled booking is reminded of its new day
+    once more); the worker claims a due row with a conditional UPDATE in the transaction that
+    writes its outbox row, so a crash sends it neither twice nor never. A row that became moot
+    (paid, cancelled, moved) is closed with the reason instead.
+    """
+
+    __tablename__ = "scheduled_messages"
+    __table_args__ = (
+        UniqueConstraint("booking_id", "kind", "slot_id"),
+        Index("ix_scheduled_messages_due", "done_at", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(24))  # bot.reminders.Kind
+    slot_id: Mapped[int] = mapped_column(BigId)  # the booking's slot when planned
+    due_at: Mapped[datetime]  # UTC, already moved out of the office's night where it may wait
+    created_at: Mapped[datetime]
+    done_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(24))  # sent, or why it became moot

@@ -8,7 +8,7 @@ in the follower's language. The caller owns the session and the transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, and_, delete, func, insert, select
@@ -119,6 +119,12 @@ def announce(
         .where(Subscription.office_id == office_id)
         .order_by(Subscription.id)
     ).all()
+    entry = Announcement(
+        office_id=office_id, staff_id=staff_id, text=text, recipients=len(followers),
+        created_at=now,
+    )  # fmt: skip
+    session.add(entry)
+    session.flush()
     payloads: dict[str | None, dict[str, Any]] = {}
     rows = []
     for channel, user_ref, locale in followers:
@@ -126,13 +132,38 @@ def announce(
             payloads[locale] = render(office, text, locale)
         rows.append(
             {"channel": channel, "user_ref": user_ref, "payload": payloads[locale],
-             "created_at": now}
+             "created_at": now, "announcement_id": entry.id}
         )  # fmt: skip
     if rows:
         session.execute(insert(OutboxMessage), rows)
-    entry = Announcement(
-        office_id=office_id, staff_id=staff_id, text=text, recipients=len(rows), created_at=now
-    )
-    session.add(entry)
-    session.flush()
     return entry
+
+
+RATE_WINDOW = timedelta(minutes=1)  # the "current rate" of an announcement's delivery
+
+
+def announcement_progress(session: Session, announcement_id: int, now: datetime) -> dict[str, Any]:
+    """Say how far an announcement's delivery got: sent, failed (set aside), remaining, the
+    rate over the last minute and the finish it gives. Counts only, no personal data."""
+    entry = session.get(Announcement, announcement_id)
+    if entry is None:
+        raise ValueError(f"no announcement {announcement_id}")
+    mine = OutboxMessage.announcement_id == announcement_id
+    failed, remaining, recent = session.execute(
+        select(
+            func.count(OutboxMessage.failed_at),
+            func.count(OutboxMessage.id).filter(
+                OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None)
+            ),
+            func.count(OutboxMessage.id).filter(OutboxMessage.sent_at > now - RATE_WINDOW),
+        ).where(mine)
+    ).one()
+    # Rows purged a week after delivery count as sent.
+    sent = entry.recipients - failed - remaining
+    rate = recent / RATE_WINDOW.total_seconds()
+    finish = None
+    if remaining and rate > 0:
+        finish = (now + timedelta(seconds=remaining / rate)).isoformat()
+    return {"id": entry.id, "recipients": entry.recipients, "sent": sent, "failed": failed,
+            "remaining": remaining, "per_second": round(rate, 2), "finish_at": finish,
+            "done": remaining == 0}  # fmt: skip

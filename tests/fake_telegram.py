@@ -67,6 +67,18 @@ class FakeTelegram:
     blocked: set[str] = field(default_factory=set)  # chats that blocked the bot (403)
     refused: dict[str, str] = field(default_factory=dict)  # chat -> a permanent 400's text
     refuse_next_sends: int = 0  # answer 400 "message is too long" (whatever the chat)
+    # Opt-in limits as Telegram enforces them (bench/outbox.py): at most `limit_per_second`
+    # messages in one second overall and `limit_per_chat` to one chat, counted per clock second;
+    # beyond them the answer is 429 with `retry_after`, and a send to a chat before its
+    # retry_after ran out is counted as a violation (Telegram would extend the wait).
+    limit_per_second: int | None = None
+    limit_per_chat: int | None = None
+    retry_after: int = 1
+    accepted: list[tuple[str, float, str]] = field(default_factory=list)  # chat, time, text
+    throttled: int = 0
+    retry_after_violations: int = 0
+    _counts: dict[Any, int] = field(default_factory=dict)
+    _banned_until: dict[str, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _update_ids: Any = field(default_factory=lambda: itertools.count(1000))
@@ -126,6 +138,10 @@ class FakeTelegram:
                      "parameters": {"retry_after": 3}}  # fmt: skip
             return Response(json.dumps(flood), 429,
                             content_type="application/json")(environ, start_response)  # fmt: skip
+        if method in ("sendMessage", "sendPhoto") and self.limit_per_second is not None:
+            limited = self.limit(str(params.get("chat_id")), str(params.get("text", "")))
+            if limited is not None:
+                return limited(environ, start_response)
         if method == "getFile" and params.get("file_id") not in self.files:
             missing = {"ok": False, "error_code": 400,
                        "description": "Bad Request: wrong file_id"}  # fmt: skip
@@ -148,6 +164,29 @@ class FakeTelegram:
             "ok": False, "error_code": 500, "description": str(result)}  # fmt: skip
         return Response(json.dumps(body), 200 if ok else 500,
                         content_type="application/json")(environ, start_response)  # fmt: skip
+
+    def limit(self, chat_id: str, text: str) -> Response | None:
+        """Count one send against the opt-in limits: None when it fits, else a 429."""
+        now = time.time()
+        second = int(now)
+        with self.lock:
+            if now < self._banned_until.get(chat_id, 0.0) or now < self._banned_until.get("*", 0.0):
+                self.retry_after_violations += 1
+            overall = self._counts.get(second, 0)
+            mine = self._counts.get((chat_id, second), 0)
+            over_all = self.limit_per_second is not None and overall >= self.limit_per_second
+            over_chat = self.limit_per_chat is not None and mine >= self.limit_per_chat
+            if over_all or over_chat:
+                self.throttled += 1
+                self._banned_until["*" if over_all else chat_id] = now + self.retry_after
+                flood = {"ok": False, "error_code": 429,
+                         "description": f"Too Many Requests: retry after {self.retry_after}",
+                         "parameters": {"retry_after": self.retry_after}}  # fmt: skip
+                return Response(json.dumps(flood), 429, content_type="application/json")
+            self._counts[second] = overall + 1
+            self._counts[(chat_id, second)] = mine + 1
+            self.accepted.append((chat_id, now, text))
+        return None
 
     def refusal_for(self, chat_id: str) -> tuple[int, str] | None:
         """A permanent refusal for this chat, if the test set one (blocked, not found...)."""

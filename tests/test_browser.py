@@ -24,6 +24,7 @@ from bot.phone_sender import RecordingSender
 from bot.service import Loket
 from bot.validators import parse_phone
 from bot.web import create_app
+from storage.booking import mark_sent
 from storage.models import (
     Application,
     BillingCode,
@@ -353,3 +354,28 @@ def test_a_superadmin_switches_office_with_the_csp_in_force(
     page.select_option("select[name=office]", "bandung")  # the page script submits the form
     page.wait_for_url("**/office?office=bandung")
     assert "Bandung" in page.inner_text("h1")
+
+
+def test_an_announcements_progress_updates_without_reload(
+    page: Any, site: str, loket: Loket
+) -> None:
+    staff(loket, "dewi.kantor", "office_admin", "jakarta-selatan")
+    with loket.sessions() as session, session.begin():
+        office_id = session.execute(
+            select(Office.id).where(Office.code == "jakarta-selatan")
+        ).scalar_one()
+        for chat in ("6001", "6002", "6003"):
+            subscribe(session, "telegram", chat, office_id, "id", loket.now(session))
+    log_in(page, site, "dewi.kantor")
+    page.fill("textarea[name=text]", "Kuota Desember dibuka Senin pukul 08.00 WIB.")
+    page.click("form[action*='/office/announce'] button")
+    page.wait_for_selector("#announcement-progress")
+    assert page.inner_text("#announcement-progress [data-field=remaining]") == "3"
+    with loket.sessions() as session, session.begin():
+        for row_id in session.execute(select(OutboxMessage.id)).scalars().all():
+            mark_sent(session, row_id, "1", loket.now(session))
+    # The page asks again by itself every 2 seconds: no reload.
+    remaining = page.locator("#announcement-progress [data-field=remaining]")
+    playwright_api.expect(remaining).to_have_text("0", timeout=30_000)
+    assert page.inner_text("#announcement-progress [data-field=sent]") == "3"
+    assert page.inner_text("#announcement-progress [data-field=finish]") == "selesai"

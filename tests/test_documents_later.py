@@ -192,12 +192,16 @@ def test_the_documents_reminder_goes_once_a_day_before_the_deadline(
         deadline = documents_deadline(session.execute(select(Booking)).scalar_one())
     pay(loket, code)
     assert run_once(loket)["documents_reminded"] == 0  # too early
-    clock.now = deadline - timedelta(hours=25)
+    clock.now = deadline - timedelta(hours=39)  # 09.00 on the day before the deadline's day
     assert run_once(loket)["documents_reminded"] == 0
-    clock.now = deadline - timedelta(hours=23)
+    clock.now = deadline - timedelta(hours=26)  # 22.00 that day: the office's night
+    assert run_once(loket)["documents_reminded"] == 0
+    clock.now = deadline - timedelta(hours=23)  # 01.00: still night
+    assert run_once(loket)["documents_reminded"] == 0
+    clock.now = deadline - timedelta(hours=18)  # 06.00 on the last day
     figures = run_once(loket)
     assert figures["documents_reminded"] == 1 and figures["sms_sent"] == 1
-    assert sender.sent[-1][1].startswith("Pengingat: besok batas akhir pengiriman dokumen.")
+    assert sender.sent[-1][1].startswith("Pengingat: batas akhir pengiriman dokumen sudah dekat.")
     assert "/unggah/" in sender.sent[-1][1]
     clock.advance(hours=1)
     assert run_once(loket)["documents_reminded"] == 0  # once only

@@ -240,11 +240,17 @@ class BotRunner:
             self.thread.join(timeout=10)
 
 
+HOLD_KEY = "pace:hold"  # every sender waits until this time after a 429
+EDGE = 0.1  # seconds at the end of each second in which no send starts
+HEADROOM = 0.05  # share of the overall budget left unused (30 a second: 28 are sent)
+
+
 class Pacer:
     """Keep sends under the Bot API's limits, across every process (shared state counts).
 
     Telegram allows about 30 messages a second overall and about one a second to one chat;
-    a sender waits for the next second rather than collect 429s. Counters live in shared
+    a sender waits for the next second rather than collect 429s, starts none in a second's
+    last tenth, and after a 429 every sender waits out its retry_after. Counters live in shared
     state (Redis at scale), one per second.
     """
 
@@ -257,16 +263,30 @@ class Pacer:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.shared = shared
-        self.per_second = per_second
+        # Keep 5% of the overall budget for sends decided in one second that reach Telegram in
+        # the next (a busy machine delays a request by tens of milliseconds or more).
+        self.per_second = max(1, per_second - int(per_second * HEADROOM + 0.5))
         self.per_chat = per_chat
         self.clock = clock
         self.sleep = sleep
+
+    def hold_all(self, seconds: float) -> None:
+        """Stop every sender for `seconds` (Telegram answered 429 with this retry_after)."""
+        self.shared.set(HOLD_KEY, str(self.clock() + seconds), seconds + 1)
 
     def wait(self, chat_id: str) -> None:
         """Return when one more message to `chat_id` fits in the current second."""
         for _attempt in range(600):  # ten minutes at most, then send anyway
             now = self.clock()
+            held = self.shared.get(HOLD_KEY)
+            if held is not None and float(held) > now:
+                self.sleep(float(held) - now)
+                continue
             second = int(now)
+            if now - second > 1 - EDGE:
+                # A send decided in a second's last moment reaches Telegram in the next one.
+                self.sleep(second + 1 - now)
+                continue
             if self.shared.incr(f"pace:chat:{chat_id}:{second}", 2) <= self.per_chat and (
                 self.shared.incr(f"pace:all:{second}", 2) <= self.per_second
             ):
@@ -323,6 +343,7 @@ class TelegramChannel:
         # In a web worker, updates are applied and replies sent after the 200, on a few threads:
         # the update is durably in the inbox, so answering Telegram need not wait for the turn.
         self.senders = ThreadPoolExecutor(4, "telegram-send") if background else None
+        self.send_threads = max(1, settings.telegram_send_threads)
 
     # ---- inbound -----------------------------------------------------------------------
 
@@ -553,8 +574,9 @@ class TelegramChannel:
 
     # ---- outbound ----------------------------------------------------------------------
 
-    def flush(self, chat_id: str) -> int:
-        """Send one chat's pending outbox rows in order, until none is left; return the count.
+    def flush(self, chat_id: str, limit: int | None = None) -> int:
+        """Send one chat's pending outbox rows in order, until none is left (or `limit` were
+        sent: the rest are given back); return the count.
 
         Each delivered row is recorded before the next is sent; the last one's record and the
         next claim share a transaction (one clock reading per round). A row that cannot be
@@ -563,7 +585,15 @@ class TelegramChannel:
         """
         sent = 0
         done: tuple[int, str] | None = None
+        left: list[int] = []  # claimed rows given back unsent once `limit` is reached
         while True:
+            if limit is not None and sent >= limit:
+                with self.loket.sessions() as session, session.begin():
+                    if done is not None:
+                        mark_sent(session, done[0], done[1], self.loket.now(session))
+                    release_claim(session, left)
+                failpoint("after-record")
+                return sent
             with self.loket.sessions() as session, session.begin():
                 now = self.loket.now(session)
                 if done is not None:
@@ -576,6 +606,9 @@ class TelegramChannel:
             if not rows:
                 return sent
             for position, (row_id, payload) in enumerate(rows):
+                if limit is not None and sent >= limit:
+                    left = [r for r, _p in rows[position:]]
+                    break
                 try:
                     message_id = str(self._send(chat_id, payload))
                 except Exception as error:
@@ -583,9 +616,10 @@ class TelegramChannel:
                         return sent
                     continue  # this row is set aside; the next ones still go out
                 sent += 1
-                if position < len(rows) - 1:
+                if position < len(rows) - 1 and (limit is None or sent < limit):
                     with self.loket.sessions() as session, session.begin():
                         mark_sent(session, row_id, message_id, now)
+                    failpoint("after-record")
                 else:
                     done = (row_id, message_id)
 
@@ -606,6 +640,7 @@ class TelegramChannel:
                 wait = error.retry_after
                 seconds = wait.total_seconds() if isinstance(wait, timedelta) else wait
                 release_claim(session, row_ids, now + timedelta(seconds=seconds))
+                self.pacer.hold_all(seconds)  # Telegram's wait holds for every chat
                 log.warning("send held by flood control row=%s", row_id)
                 return False
             if isinstance(error, Forbidden) or (
@@ -690,9 +725,34 @@ class TelegramChannel:
         with self.loket.sessions() as session:
             before = db_now(session) - grace  # the clock `received_at` was written with
         self.drain_waiting(before)
-        with self.loket.sessions() as session:
-            chats = pending_chats(session, CHANNEL)
-        return sum(self.flush(chat) for chat in chats)
+        return self.deliver_pending()
+
+    def deliver_pending(self) -> int:
+        """Deliver every chat's waiting rows, one row per chat per pass, chats side by side
+        on the send threads, until a pass sends nothing; return the number sent.
+
+        One row per chat per pass keeps a thread from idling on one chat's one-a-second pace
+        while thousands of other chats wait (an announcement); the global pace still holds.
+        """
+        sent = 0
+        with ThreadPoolExecutor(self.send_threads, "telegram-flush") as pool:
+            while True:
+                with self.loket.sessions() as session:
+                    chats = pending_chats(session, CHANNEL)
+                if not chats:
+                    return sent
+                done = sum(pool.map(lambda chat: self.flush_safely(chat, 1), chats))
+                sent += done
+                if done == 0:  # what is left waits for a retry time (backoff, flood control)
+                    return sent
+
+    def flush_safely(self, chat_id: str, limit: int | None = None) -> int:
+        """Flush one chat, logging (not raising) an unexpected failure: the rest go on."""
+        try:
+            return self.flush(chat_id, limit)
+        except Exception as error:
+            log_failure(log, "flush failed", error)
+            return 0
 
     # ---- set-up ------------------------------------------------------------------------
 

@@ -9,7 +9,16 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,6 +36,7 @@ from storage.applications import normalize_booking_code
 from storage.ballot import aware, current_ballot, new_ballot
 from storage.models import (
     OFFICE_MOVES,
+    Announcement,
     Office,
     ReleaseMode,
     SlotTemplate,
@@ -50,7 +60,7 @@ from storage.office import (
     walk_ins,
 )
 from storage.staff import audit
-from storage.subscriptions import announce, count_subscribers
+from storage.subscriptions import announce, announcement_progress, count_subscribers
 
 blueprint = Blueprint("office", __name__, url_prefix="/office")
 ADMINS = (StaffRole.OFFICE_ADMIN,)
@@ -137,6 +147,11 @@ def dashboard() -> ResponseReturnValue:
             missing[booking.id] = missing_labels(booking.application)
         queue = walk_ins(db, office.id, today)
         followers = count_subscribers(db, office.id)
+        latest = db.execute(
+            select(Announcement.id).where(Announcement.office_id == office.id)
+            .order_by(Announcement.id.desc()).limit(1)
+        ).scalar_one_or_none()  # fmt: skip
+        progress = None if latest is None else announcement_progress(db, latest, now)
         offices = list(db.execute(select(Office).order_by(Office.name)).scalars())
         db.expunge_all()
     days: dict[date, list[object]] = {}
@@ -146,6 +161,7 @@ def dashboard() -> ResponseReturnValue:
         "office_dashboard.html",
         office=office,
         followers=followers,
+        progress=progress,
         today=today,
         day=day,
         days=days,
@@ -329,6 +345,20 @@ def announce_text() -> ResponseReturnValue:
               {"recipients": sent.recipients}, now, office.id)  # fmt: skip
     flash(_("Pengumuman diantrekan untuk {n} pelanggan.").format(n=sent.recipients), "success")
     return _back()
+
+
+@blueprint.get("/announcements/<int:announcement_id>/progress")
+@staff_required(*ADMINS)
+def announcement_progress_json(announcement_id: int) -> ResponseReturnValue:
+    """How far an announcement's delivery got (counts only), for the dashboard to poll."""
+    with office_work() as (db, office, now, _today):
+        entry = db.get(Announcement, announcement_id)
+        if entry is None or entry.office_id != office.id:
+            abort(404)
+        progress = announcement_progress(db, announcement_id, now)
+    answer = jsonify(progress)
+    answer.headers["Cache-Control"] = "no-store"
+    return answer
 
 
 @blueprint.post("/close-day")
