@@ -48,8 +48,13 @@ class Agent:
         self.actions += 1
 
     def click(self, selector: str) -> None:
-        """Click (or press Space on) one control."""
+        """Click one control."""
         self.page.click(selector)
+        self.actions += 1
+
+    def press(self, key: str) -> None:
+        """Press one key where the focus is (Enter submits, Space ticks)."""
+        self.page.keyboard.press(key)
         self.actions += 1
 
 
@@ -63,7 +68,7 @@ def test_an_agent_registers_and_books_a_caller_without_photos_in_at_most_20_acti
     assert page.url.endswith("/agent")  # the form is the agent's home
     agent = Agent(page)
     nik = make_nik(date(1990, 8, 17), serial=77)
-    agent.click("input[name=consent]")
+    agent.click("input[name=consent]")  # once the caller agreed to the statement read out
     agent.type("phone", "0812 5555 0101")
     agent.type("full_name", "siti aminah")
     agent.type("nik", make_nik(date(1990, 8, 18), serial=77))  # misheard: the day is wrong
@@ -83,7 +88,7 @@ def test_an_agent_registers_and_books_a_caller_without_photos_in_at_most_20_acti
     page.wait_for_selector("[data-testid=checklist] li:has-text('Akta kelahiran')")
     agent.choose("#f-travel_purpose", "wisata")
     agent.type("address", "Jl. Merdeka No. 10, RT 01/RW 02, Braga, Kota Bandung")
-    agent.click("#caller-submit")
+    agent.press("Enter")  # from the field after the address: keyboard only
     page.wait_for_selector("#caller-booking:not([hidden])")
     registered = page.inner_text("[data-testid=registered]")
     agent.choose("#b-office", office_value(page, "Jakarta Selatan"))
@@ -91,7 +96,8 @@ def test_an_agent_registers_and_books_a_caller_without_photos_in_at_most_20_acti
     agent.choose("#b-day", first_value(page, "#b-day"))
     page.wait_for_selector("#b-window:not([disabled])")
     agent.choose("#b-window", first_value(page, "#b-window"))
-    agent.click("#b-hold")
+    assert page.evaluate("document.activeElement.id") == "b-hold"  # the focus went there
+    agent.press("Enter")
     page.wait_for_selector("#read-out:not([hidden])")  # no reload: the read-out box appears
     shown = page.inner_text("[data-testid=readout-code]").replace(" ", "")
     # Nothing the form said before submitting lingers as an error (its NIK is now taken).

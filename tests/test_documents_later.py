@@ -20,6 +20,7 @@ from bot.web import create_app
 from bot.worker import run_once
 from storage.models import (
     Application,
+    AuditEntry,
     BillingCode,
     Booking,
     Document,
@@ -256,3 +257,25 @@ def test_the_upload_page_refuses_what_the_chat_refuses(
             select(Document.kind).where(Document.application_id == application.id)
         ).all()
         assert kinds == []
+
+
+def test_an_agent_sends_the_link_again_from_the_application_page(
+    agent: FlaskClient,  # noqa: F811
+    loket: Loket,
+    sender: RecordingSender,
+) -> None:
+    reg = register_and_book(agent, loket)
+    path = f"/agent/application/{reg}"
+    page = agent.get(path).get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert csrf and "Kirim tautan unggah" in page
+    answer = agent.post(f"{path}/documents", data={"channel": "sms", "csrf_token": csrf.group(1)})
+    assert answer.status_code == 302
+    shown = agent.get(path).get_data(as_text=True)
+    assert "Tautan unggah dokumen dikirim lewat SMS/WhatsApp ke +62812****0101" in shown
+    assert run_once(loket)["sms_sent"] == 1 and "/unggah/" in sender.sent[-1][1]
+    with loket.sessions() as session:
+        entry = session.execute(
+            select(AuditEntry).where(AuditEntry.action == "agent.documents_link")
+        ).scalar_one()
+        assert entry.target == reg and entry.detail == {"channel": "sms"}

@@ -643,26 +643,51 @@ def form_documents() -> ResponseReturnValue:
         abort(400)
     service = loket()
     with service.sessions() as db, db.begin():
-        application = _caller_application(db, body)
-        now = service.now(db)
-        if not missing_labels(application):
-            return jsonify(message=_("Dokumen penelepon ini sudah lengkap.")), 409
-        base = service.settings.public_url or request.host_url
-        delivery = send_link(
-            db, service.shared, application, str(channel), base, session_secret(service.settings),
-            now,
-        )  # fmt: skip
-        audit(db, current_staff_id(), "agent.documents_link", application.reg_number,
-              {"channel": delivery.channel}, now)  # fmt: skip
-        if delivery.code is not None:
-            message = _(
-                'Bacakan: "Buka {address} lalu ketik kode {code}." Kode berlaku sampai batas '
-                "waktu dokumen."
-            ).format(address=base.rstrip("/") + "/unggah", code=group(delivery.code))
-            return jsonify(message=message, code=group(delivery.code))
-        where = _("Telegram") if delivery.channel == "telegram" else _("SMS/WhatsApp")
-        message = _("Tautan unggah dokumen dikirim lewat {channel} ke {phone}.").format(
-            channel=where, phone=mask_phone(application.phone)
-        )
+        message, code = documents_link(db, _caller_application(db, body), str(channel))
     service.phone_delivery.kick()  # an SMS link goes out right after the commit
-    return jsonify(message=message)
+    if message is None:
+        return jsonify(message=_("Dokumen penelepon ini sudah lengkap.")), 409
+    return jsonify(message=message, code=code)
+
+
+@blueprint.post("/application/<reg_number>/documents")
+@staff_required(*AGENTS)
+def application_documents(reg_number: str) -> ResponseReturnValue:
+    """The same link from an application's page (a caller who calls back)."""
+    channel = request.form.get("channel", "")
+    if channel not in LINK_CHANNELS:
+        abort(400)
+    service = loket()
+    with service.sessions() as db, db.begin():
+        message, _code = documents_link(db, _caller_application(db, {"application": reg_number}),
+                                        channel)  # fmt: skip
+    service.phone_delivery.kick()
+    flash(message or _("Dokumen penelepon ini sudah lengkap."), "success" if message else "error")
+    return redirect(url_for("agent.application", reg_number=reg_number))
+
+
+def documents_link(
+    db: Session, application: Application, channel: str
+) -> tuple[str | None, str | None]:
+    """Send the upload link (audited); say what the agent tells the caller, and the short code
+    if one was made. None when nothing is missing."""
+    service = loket()
+    now = service.now(db)
+    if not missing_labels(application):
+        return None, None
+    base = service.settings.public_url or request.host_url
+    delivery = send_link(
+        db, service.shared, application, channel, base, session_secret(service.settings), now
+    )
+    audit(db, current_staff_id(), "agent.documents_link", application.reg_number,
+          {"channel": delivery.channel}, now)  # fmt: skip
+    if delivery.code is not None:
+        message = _(
+            'Bacakan: "Buka {address} lalu ketik kode {code}." Kode berlaku sampai batas '
+            "waktu dokumen."
+        ).format(address=base.rstrip("/") + "/unggah", code=group(delivery.code))
+        return message, group(delivery.code)
+    where = _("Telegram") if delivery.channel == "telegram" else _("SMS/WhatsApp")
+    return _("Tautan unggah dokumen dikirim lewat {channel} ke {phone}.").format(
+        channel=where, phone=mask_phone(application.phone)
+    ), None
