@@ -1,4 +1,5 @@
-"""The background worker: expire unpaid holds, extend calendars, record no-shows, purge."""
+"""The background worker: expire unpaid holds, extend calendars, record no-shows, purge, and
+once a day apply the retention of personal data."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from bot.ballot import draw_due, offer_waitlists
 from bot.channels.telegram import BotRunner, TelegramChannel
 from bot.logsafe import log_failure
 from bot.payments import sweep
+from bot.retention import run_daily
 from bot.seed import extend_calendars
 from bot.service import Loket
 from bot.waiting_room import admit_everywhere
@@ -48,6 +50,10 @@ def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str,
     figures = {"expired": expired, "slots_made": made, "no_shows": no_shows, "purged": purged,
                "outbox_purged": purged_outbox, "ballots_drawn": drawn,
                "waitlist_offered": offered}  # fmt: skip
+    # Personal data past its retention, once a day (counts only; see bot/retention.py).
+    retention = run_daily(loket)
+    if retention is not None:
+        figures.update({f"retention_{name}": number for name, number in retention.items()})
     if telegram is not None:
         figures["telegram_sent"] = telegram.flush_pending()
     with loket.sessions() as session:

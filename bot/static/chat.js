@@ -49,6 +49,12 @@
         });
         item.appendChild(copy);
       }
+      if (entry.download) {
+        const link = document.createElement("a");
+        link.href = entry.download; link.className = "download"; link.setAttribute("download", "");
+        link.textContent = entry.download_label || "JSON";
+        item.appendChild(link);
+      }
       if (entry.qr) {
         const image = document.createElement("img");
         image.src = entry.qr; image.alt = "QR"; image.className = "qr";
@@ -104,7 +110,8 @@
       messages.forEach(function (m) {
         if (m.copy && focus === undefined) focus = transcript.length;
         transcript.push({ from: "bot", text: m.text, choices: m.choices, expects: m.expects, qr: m.qr,
-          offers_location: m.offers_location, copy: m.copy, copy_label: m.copy_label, copied_label: m.copied_label });
+          offers_location: m.offers_location, copy: m.copy, copy_label: m.copy_label, copied_label: m.copied_label,
+          download: m.download, download_label: m.download_label });
       });
       save(); redraw(focus);
     }
