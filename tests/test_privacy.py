@@ -240,7 +240,7 @@ def test_datasaya_shows_the_chats_own_data_and_who_on_staff_opened_it(
     assert reg in reply and NAME in reply
     assert "3273••••••••0001" in reply and NIK not in reply  # masked on the screen
     assert "e-KTP" in reply and "Kartu Keluarga" in reply
-    assert "Ani Wulandari (agent.view)" in reply
+    assert "Ani Wulandari (membuka data lengkap, layanan pelanggan)" in reply
     assert "Joko" not in reply  # only this chat's own
     exports = [message for message in reply.messages if message.export]
     assert len(exports) == 1 and "berlaku 10 menit" in exports[0].text
@@ -468,7 +468,8 @@ def test_staff_lists_mask_the_nik_and_full_views_are_audited(
     assert views(loket, "office.view") == [("budi.jaksel", reg)]
     # The applicant sees who opened their record.
     reply = applicant.say("/datasaya")
-    assert "Ani (agent.view)" in reply and "Budi (office.view)" in reply
+    assert "Ani (membuka data lengkap, layanan pelanggan)" in reply
+    assert "Budi (membuka data lengkap, kantor imigrasi)" in reply
 
 
 def test_another_offices_admin_cannot_open_the_full_view(client: FlaskClient, loket: Loket) -> None:

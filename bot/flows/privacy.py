@@ -38,7 +38,7 @@ from storage.privacy import (
 from storage.subscriptions import subscriptions_for
 
 NAME = "erasure"
-CONFIRM_WORD = "hapus"
+CONFIRM_WORDS = ("hapus", "erase")  # the typed word, in Indonesian or English
 # Channels where a chat is not the person's own: an agent types for a caller on the phone.
 NOT_OWN_CHAT = ("agent",)
 
@@ -69,15 +69,13 @@ def refuse_for_agents(ctx: Context) -> bool:
 def describe_application(ctx: Context, application: Application) -> list[str]:
     """The lines that tell one application's data, masked where a chat screen may be seen."""
     lines = [
-        _("• {number}: {name}, NIK {nik}").format(
-            number=application.reg_number,
-            name=application.full_name,
-            nik=mask_nik(application.nik),
-        ),
+        f"• {application.reg_number}: {application.full_name}, NIK {mask_nik(application.nik)}",
         "  "
-        + _("Tanggal lahir, tempat lahir, jenis kelamin, nomor HP, email, alamat, tujuan perjalanan"
-            + " dan jawaban pendaftaran lain (lengkap di file)."),
-    ]  # fmt: skip
+        + _(
+            "Juga tersimpan: tempat dan tanggal lahir, jenis kelamin, nomor HP, email, alamat, "
+            "tujuan perjalanan dan jawaban pendaftaran lainnya (lengkap di file)."
+        ),
+    ]
     documents = [document_name(document.kind) for document in application.documents]
     if documents:
         lines.append("  " + _("Foto dokumen: {names}.").format(names=", ".join(documents)))
@@ -107,10 +105,10 @@ def describe_application(ctx: Context, application: Application) -> list[str]:
         for action in actions[-5:]:
             lines.append(
                 "    "
-                + _("{when}: {staff} ({action})").format(
+                + "{when}: {staff} ({action})".format(
                     when=format_moment(action_time(action), "Asia/Jakarta"),
                     staff=action["staff"] or _("sistem"),
-                    action=action["action"],
+                    action=_(ACTION_WORDS.get(action["action"], action["action"])),
                 )
             )
         if len(actions) > 5:
@@ -134,6 +132,15 @@ BOOKING_WORDS = {
     BookingStatus.EXPIRED: N_("kedaluwarsa, tidak dibayar"),
     BookingStatus.CANCELLED: N_("dibatalkan"),
     BookingStatus.NO_SHOW: N_("tidak hadir"),
+}
+# What a staff member did, in the applicant's words (the file keeps the audit log's names).
+ACTION_WORDS = {
+    "agent.view": N_("membuka data lengkap, layanan pelanggan"),
+    "office.view": N_("membuka data lengkap, kantor imigrasi"),
+    "agent.cancel": N_("membatalkan permohonan"),
+    "agent.reschedule": N_("mengubah jadwal"),
+    "office.checkin": N_("mencatat kehadiran"),
+    "office.status": N_("mengubah status"),
 }
 BILLING_WORDS = {
     BillingStatus.UNPAID: N_("belum dibayar"),
@@ -257,8 +264,8 @@ def confirm_prompt(ctx: Context) -> str:
 
 def read_word(_ctx: Context, event: Inbound) -> str:
     """Accept only the typed word HAPUS (a button cannot confirm this step)."""
-    if event.kind is EventKind.TEXT and event.text.strip().casefold() == CONFIRM_WORD:
-        return CONFIRM_WORD
+    if event.kind is EventKind.TEXT and event.text.strip().casefold() in CONFIRM_WORDS:
+        return CONFIRM_WORDS[0]
     raise Invalid(_('Untuk menghapus, ketik kata HAPUS. Jika tidak jadi, ketik "batal".'))
 
 
