@@ -331,9 +331,12 @@ def test_search_finds_by_each_key_and_keeps_no_nik_in_the_audit(
     )
     assert "Tidak ada permohonan yang cocok" in nothing.get_data(as_text=True)
     with loket.sessions() as session:
-        details = session.execute(
-            select(AuditEntry.detail).where(AuditEntry.action == "agent.search")
-        ).scalars()
+        details = (
+            session.execute(select(AuditEntry.detail).where(AuditEntry.action == "agent.search"))
+            .scalars()
+            .all()
+        )
+        assert details  # every search is recorded (they were lost before commit once)
         assert all(application.nik not in str(detail) for detail in details)
 
 
