@@ -509,3 +509,20 @@ def test_telegram_sends_the_data_as_a_document_read_at_sending_time(
         payloads = [json.dumps(p) for p in session.execute(select(OutboxMessage.payload)).scalars()]
     sent = [p for p in payloads if '"export": "' in p]
     assert len(sent) == 1 and NIK not in sent[0]  # the outbox holds a token, not the data
+
+
+def test_the_chat_api_carries_the_export_as_a_file(loket: Loket) -> None:
+    import base64
+    from dataclasses import replace
+
+    loket.prepare_demo()
+    loket.settings = replace(loket.settings, api_key="api-key-for-tests")
+    client = create_app(loket.settings, loket).test_client()
+    register(Chat(loket, "wa-6281", channel="api"))
+    answer = client.post(
+        "/api/v1/chat", json={"user": "wa-6281", "text": "/datasaya"},
+        headers={"Authorization": "Bearer api-key-for-tests"},
+    )  # fmt: skip
+    files = [m["file"] for m in answer.get_json()["messages"] if "file" in m]
+    assert len(files) == 1 and files[0]["content_type"] == "application/json"
+    assert json.loads(base64.b64decode(files[0]["base64"]))["applications"][0]["nik"] == NIK
