@@ -283,6 +283,19 @@ def anonymise(session: Session, application: Application, now: datetime) -> set[
     ballot entries; delete its documents and waiting-room numbers. Returns photo keys to
     delete from the store. Idempotent."""
     keys = drop_documents(session, application, now)
+    # A blank NIK must not sit on an open application or an active seat: the unique indexes
+    # of open NIKs would make two blanks collide. Erasure cancels first; retention reaches
+    # only applications whose appointment is long over (the worker marks no-shows daily).
+    if application.status not in CLOSED_STATUSES:
+        served = application.status in AT_THE_OFFICE  # a missed appointment: cancelled
+        application.status = ApplicationStatus.COMPLETED if served else ApplicationStatus.CANCELLED
+        application.closed_at = application.closed_at or now
+    session.execute(
+        update(Booking)
+        .where(Booking.application_id == application.id, Booking.status == BookingStatus.CONFIRMED)
+        .values(status=BookingStatus.NO_SHOW)
+        .execution_options(synchronize_session=False)
+    )
     application.nik = ""
     application.full_name = ""
     application.birth_place = ""
@@ -482,9 +495,6 @@ def retention_round(session: Session, now: datetime, keep: Retention) -> Erasure
             continue
         if _last_moment(session, application) + keep.applications > now:
             continue
-        if application.status == ApplicationStatus.REGISTERED:
-            application.status = ApplicationStatus.CANCELLED  # abandoned for a year
-            application.closed_at = now
         done.blob_keys |= anonymise(session, application, now)
         done.add("applications_anonymised")
     done.add(

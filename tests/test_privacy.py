@@ -307,28 +307,39 @@ def test_retention_deletes_photos_after_the_appointment_then_anonymises(
     loket: Loket, chat: Chat, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert pay(loket, registered_and_held(loket, chat)) == "confirmed"  # Monday 23 November
+    # A second person whose paid appointment is never marked (no worker ran): two blank NIKs
+    # must not collide in the unique indexes of open applications and active seats.
+    other = Chat(loket, "other")
+    register(other, {"nik": make_nik(date(1985, 1, 2), serial=7), "birth_date": "02-01-1985",
+                     "full_name": "joko widodo"})  # fmt: skip
+    assert pay(loket, billing_code(book(other)), reference="REF-2") == "confirmed"
     backdate(loket, clock)
     files = stored_files(loket)
-    assert len(files) == 3
+    assert len(files) == 6
     caplog.set_level(logging.DEBUG)
     clock.advance(days=20)
     assert run_retention(loket)["photo_files_deleted"] == 0  # 30 days after the appointment
     assert stored_files(loket) == files
     clock.advance(days=12)  # 24 December: more than 30 days after 23 November
     counts = run_retention(loket)
-    assert counts["documents_deleted"] == 1 and counts["photo_files_deleted"] == 3
+    assert counts["documents_deleted"] == 2 and counts["photo_files_deleted"] == 6
     assert stored_files(loket) == set()
     with loket.sessions() as session:
-        application = session.execute(select(Application)).scalar_one()
-        assert application.nik == NIK and application.documents_deleted_at is not None
+        mine = select(Application).where(Application.nik == NIK)
+        application = session.execute(mine).scalar_one()
+        assert application.documents_deleted_at is not None
         assert session.execute(select(Document)).first() is None
     assert "Foto dokumen sudah dihapus sesuai masa simpan." in chat.say("/datasaya")
     clock.advance(days=365)
     counts = run_retention(loket)
-    assert counts["applications_anonymised"] == 1
+    assert counts["applications_anonymised"] == 2
     assert NIK not in everything(loket) and NAME not in everything(loket)
+    assert "JOKO" not in everything(loket)
     with loket.sessions() as session:
-        assert session.execute(select(BillingCode.status)).scalar_one() == "paid"
+        assert set(session.execute(select(BillingCode.status)).scalars()) == {"paid"}
+        statuses = set(session.execute(select(Application.status, Booking.status).join(
+            Booking, Booking.application_id == Application.id)).all())  # fmt: skip
+        assert statuses == {("cancelled", "no_show")}  # missed, closed
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert NIK not in logged and "Budi" not in logged and "retention {" in logged
 
