@@ -243,7 +243,7 @@ def test_datasaya_shows_the_chats_own_data_and_who_on_staff_opened_it(
     assert "Ani Wulandari (membuka data lengkap, layanan pelanggan)" in reply
     assert "Joko" not in reply  # only this chat's own
     exports = [message for message in reply.messages if message.export]
-    assert len(exports) == 1 and "berlaku 10 menit" in exports[0].text
+    assert len(exports) == 1 and "file JSON terlampir" in exports[0].text
     assert NIK not in (exports[0].export or "")
 
     with loket.sessions() as session:
@@ -276,8 +276,9 @@ def test_web_chat_gives_a_signed_short_lived_link_for_its_own_browser_only(
     register(Chat(loket, user, channel="web"))
     sent = client.post("/chat/send", json={"text": "/datasaya"},
                        headers={"X-CSRFToken": csrf.group(1)})  # fmt: skip
-    links = [m["download"] for m in sent.get_json()["messages"] if m.get("download")]
-    assert len(links) == 1
+    shown = [m for m in sent.get_json()["messages"] if m.get("download")]
+    assert len(shown) == 1 and "berlaku 10 menit dan hanya untuk Anda" in shown[0]["text"]
+    links = [m["download"] for m in shown]
     link = links[0]
     assert link.startswith("/datasaya/") and NIK not in link and user not in link
     answer = client.get(link)

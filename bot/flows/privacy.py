@@ -181,15 +181,14 @@ def my_data(ctx: Context) -> Transition | None:
     ctx.say("\n".join(lines))
     found = conversation_id(ctx.session, ctx.channel, ctx.user_ref)
     if found is not None:
-        ctx.notes.append(
-            Outbound(
-                _(
-                    "Salinan lengkap data Anda (file JSON). Tautan unduhan berlaku {minutes} "
-                    "menit dan hanya untuk Anda."
-                ).format(minutes=ctx.settings.export_link_minutes),
-                export=export_token(ctx.settings, found),
-            )
-        )
+        if ctx.channel == "web":  # a download link (bot/consoles/webchat.py)
+            said = _(
+                "Salinan lengkap data Anda (file JSON). Tautan unduhan berlaku {minutes} "
+                "menit dan hanya untuk Anda."
+            ).format(minutes=ctx.settings.export_link_minutes)
+        else:  # Telegram sends a document, the chat API a file, the terminal writes one
+            said = _("Salinan lengkap data Anda ada di file JSON terlampir.")
+        ctx.notes.append(Outbound(said, export=export_token(ctx.settings, found)))
     return None
 
 
