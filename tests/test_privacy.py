@@ -538,3 +538,20 @@ def test_the_chat_api_carries_the_export_as_a_file(loket: Loket) -> None:
     files = [m["file"] for m in answer.get_json()["messages"] if "file" in m]
     assert len(files) == 1 and files[0]["content_type"] == "application/json"
     assert json.loads(base64.b64decode(files[0]["base64"]))["applications"][0]["nik"] == NIK
+
+
+def test_the_terminal_writes_the_export_as_a_private_file(loket: Loket) -> None:
+    import io
+    import stat
+
+    from bot.channels.terminal import TerminalChat
+
+    register(Chat(loket, "console-user", channel="terminal"))
+    out = io.StringIO()
+    terminal = TerminalChat(loket, "console-user", jsonl=False, language=None, out=out)
+    terminal.run(io.StringIO("/datasaya\n"))
+    match = re.search(r"\(File: (.+\.json)\)", out.getvalue())
+    assert match, out.getvalue()
+    path = Path(match.group(1))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert json.loads(path.read_bytes())["applications"][0]["nik"] == NIK
