@@ -555,3 +555,27 @@ def test_the_terminal_writes_the_export_as_a_private_file(loket: Loket) -> None:
     path = Path(match.group(1))
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert json.loads(path.read_bytes())["applications"][0]["nik"] == NIK
+
+
+def test_the_web_chat_tab_forgets_the_conversation_after_an_erasure(loket: Loket) -> None:
+    loket.prepare_demo()
+    client = create_app(loket.settings, loket).test_client()
+    page = client.get("/").get_data(as_text=True)
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', page)
+    assert csrf
+    headers = {"X-CSRFToken": csrf.group(1)}
+    with client.session_transaction() as cookie:
+        user = cookie["web_user"]
+    register(Chat(loket, user, channel="web"))
+
+    def send(body: dict[str, str]) -> list[dict[str, object]]:
+        answer = client.post("/chat/send", json=body, headers=headers)
+        messages: list[dict[str, object]] = answer.get_json()["messages"]
+        return messages
+
+    assert not any(m["forget"] for m in send({"text": "/hapusdata"}))
+    assert not any(m["forget"] for m in send({"choice": "yes"}))
+    erased = send({"text": "HAPUS"})
+    assert erased[0]["forget"] is True  # before the menu question
+    assert "sudah dihapus" in str(erased[0]["text"])
+    assert NIK not in everything(loket)

@@ -60,6 +60,7 @@ def render_message(message: Outbound) -> dict[str, Any]:
         "copied_label": _("Tersalin") if message.copy else None,
         "download": url_for("webchat.download", token=message.export) if message.export else None,
         "download_label": _("Unduh data saya (JSON)") if message.export else None,
+        "forget": message.forget,
     }
 
 

@@ -42,6 +42,9 @@ class Outbound:
     # short-lived token naming the conversation (bot/privacy.py), never the data itself. Each
     # channel renders it its own way (Telegram: a document; web chat: a download link).
     export: str | None = None
+    # The person's data was just erased: a channel that keeps a copy of the conversation on
+    # the person's device (the web chat's tab) forgets it before showing this message.
+    forget: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Render in the shape shared by the terminal's --jsonl mode and the chat API."""
@@ -62,6 +65,7 @@ class Outbound:
             "copy": self.copy,
             "notice": self.notice,
             "export": self.export,
+            "forget": self.forget,
         }
 
     @classmethod
@@ -76,6 +80,7 @@ class Outbound:
             copy=data.get("copy"),
             notice=bool(data.get("notice", False)),
             export=data.get("export"),
+            forget=bool(data.get("forget", False)),
         )
 
 
@@ -191,5 +196,6 @@ def merge(messages: list[Outbound]) -> list[Outbound]:
             offers_location=last.offers_location,
             copy=next((m.copy for m in messages if m.copy), None),
             export=next((m.export for m in messages if m.export), None),
+            forget=any(m.forget for m in messages),
         )
     ]

@@ -295,7 +295,7 @@ def erase(ctx: Context, _value: Any) -> Transition:
         ).format(count=done.counts["applications_anonymised"])
     if done.counts.get("holds_cancelled"):
         text += " " + _("Jadwal yang belum dibayar sudah dibatalkan.")
-    ctx.say(text)
+    ctx.notes.append(Outbound(text, forget=True))
     return StartFlow("menu")
 
 

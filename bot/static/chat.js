@@ -108,6 +108,8 @@
     function receive(messages) {
       let focus;
       messages.forEach(function (m) {
+        // The person's data was erased: the tab's copy of the conversation goes too.
+        if (m.forget) { transcript = []; focus = undefined; }
         if (m.copy && focus === undefined) focus = transcript.length;
         transcript.push({ from: "bot", text: m.text, choices: m.choices, expects: m.expects, qr: m.qr,
           offers_location: m.offers_location, copy: m.copy, copy_label: m.copy_label, copied_label: m.copied_label,
