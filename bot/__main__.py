@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     payment.add_argument("--paid-at", default=None, help="ISO time with zone (default: now)")
     commands.add_parser("sweep", help="expire unpaid holds and return their seats")
     commands.add_parser("stats", help="print delivery counts for operators (no personal data)")
+    commands.add_parser(
+        "retention", help="delete and anonymise personal data past its retention (counts only)"
+    )
     poll = commands.add_parser("poll", help="run the Telegram bot by long polling")
     poll.add_argument("--rounds", type=int, default=None, help="stop after this many polls")
     commands.add_parser("serve", help="run the web app on PORT (registers the webhook)")
@@ -126,7 +129,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.command == "staff":
         return run_staff(args, Loket(settings))
-    if args.command in ("seed", "payment", "sweep", "worker", "stats", "announce"):
+    if args.command in ("seed", "payment", "sweep", "worker", "stats", "announce", "retention"):
         return run_service_command(args, Loket(settings))
     if args.command == "poll":
         return run_poll(settings, args.rounds)
@@ -353,6 +356,10 @@ def run_service_command(args: argparse.Namespace, loket: Loket) -> int:
             print(json.dumps(result.to_json()))
         elif args.command == "sweep":
             print(json.dumps({"expired": payments.sweep(loket)}))
+        elif args.command == "retention":
+            from bot.retention import run_retention
+
+            print(json.dumps(run_retention(loket)))
         elif args.command == "stats":
             from storage.outbox import delivery_figures
 

@@ -25,8 +25,9 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from bot.core.flow import Invalid
-from bot.core.messages import Inbound
+from bot.core.messages import Inbound, Outbound
 from bot.limits import too_many, turn_wait
+from bot.privacy import FILE_TYPE, export_file
 from bot.service import Loket
 from bot.validators import parse_phone
 
@@ -167,8 +168,23 @@ def chat() -> tuple[Response, int]:
         if not service.process(CHANNEL, user, event, event_key):
             return jsonify(messages=[], repeated=True), 200
         messages = service.pending_messages(CHANNEL, user)
-        return jsonify(messages=[message.to_json() for message in messages]), 200
+        return jsonify(messages=[render(service, user, message) for message in messages]), 200
     # Notices that arrived meanwhile (payment confirmed, hold expired) come first; they are
     # taken with the turn, so a failed turn loses none of them.
     messages = service.converse(CHANNEL, user, event)
-    return jsonify(messages=[message.to_json() for message in messages]), 200
+    return jsonify(messages=[render(service, user, message) for message in messages]), 200
+
+
+def render(service: Loket, user: str, message: Outbound) -> dict[str, Any]:
+    """A message in the API's shape; the user's data export (/datasaya) rides along as a
+    file for the gateway to deliver (`file`: name, content type, base64 content)."""
+    shaped = message.to_json()
+    if message.export:
+        with service.sessions() as session:
+            name, data = export_file(session, CHANNEL, user, service.now(session))
+        shaped["file"] = {
+            "name": name,
+            "content_type": FILE_TYPE,
+            "base64": base64.b64encode(data).decode("ascii"),
+        }
+    return shaped

@@ -77,6 +77,35 @@ class EncryptedBlobStore:
             temporary.unlink(missing_ok=True)
         return key
 
+    def delete(self, key: str) -> bool:
+        """Remove a document's file from disk (erasure, retention); False when it was not there.
+
+        The file is overwritten with zeros before it is unlinked, so the ciphertext does not
+        linger in free blocks on file systems that overwrite in place (the key would open it).
+        """
+        path = self._path(key)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return False
+        with contextlib.suppress(OSError), path.open("r+b") as handle:
+            handle.write(b"\0" * size)
+            handle.flush()
+            os.fsync(handle.fileno())
+        path.unlink(missing_ok=True)
+        return True
+
+    def stored_keys(self) -> list[str]:
+        """Every stored document's key (the retention job looks for orphans)."""
+        return [p.name for p in self.folder.glob("??/*") if _BLOB_KEY.fullmatch(p.name)]
+
+    def stored_at(self, key: str) -> float | None:
+        """When a document's file was written (POSIX time), None when there is none."""
+        try:
+            return self._path(key).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
     def get(self, key: str) -> bytes:
         """Return the decrypted bytes; raise ValueError if the file was altered."""
         sealed = self._path(key).read_bytes()

@@ -167,6 +167,15 @@ class BlobStore(Protocol):
     def get(self, key: str) -> bytes:
         """Return stored bytes."""
 
+    def delete(self, key: str) -> bool:
+        """Remove stored bytes from disk; False when they were not there."""
+
+    def stored_keys(self) -> list[str]:
+        """Every stored key."""
+
+    def stored_at(self, key: str) -> float | None:
+        """When a key's bytes were written (POSIX time), None when there are none."""
+
 
 class LocalBlobStore:
     """Content-addressed plain files under a folder (tests and tools; documents are encrypted)."""
@@ -191,6 +200,24 @@ class LocalBlobStore:
     def get(self, key: str) -> bytes:
         """Return stored bytes."""
         return self._path(key).read_bytes()
+
+    def delete(self, key: str) -> bool:
+        """Remove stored bytes from disk; False when they were not there."""
+        path = self._path(key)
+        existed = path.exists()
+        path.unlink(missing_ok=True)
+        return existed
+
+    def stored_keys(self) -> list[str]:
+        """Every stored key."""
+        return [p.name for p in self.folder.glob("??/*") if len(p.name) == 64]
+
+    def stored_at(self, key: str) -> float | None:
+        """When a key's bytes were written (POSIX time), None when there are none."""
+        try:
+            return self._path(key).stat().st_mtime
+        except FileNotFoundError:
+            return None
 
 
 def upload_rules(settings: Settings) -> ImageRules:

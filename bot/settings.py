@@ -74,6 +74,12 @@ class Settings:
     apply_rate: int = 100  # updates applied a second, all appliers together (for the wait said)
     ready_timeout_ms: int = 2000  # /readyz: the database must answer within this
     metrics_key: str | None = None  # bearer key of /metrics (unset: loopback clients only)
+    # Personal data (UU PDP): how long it is kept (storage/privacy.py, the daily retention job),
+    # and how long a /datasaya download link works.
+    retention_document_days: int = 30  # photos, after the appointment or the cancellation
+    retention_application_days: int = 365  # then applications are anonymised
+    retention_conversation_days: int = 90  # chats silent this long lose their conversation
+    export_link_minutes: int = 10
     auto_migrate: bool = True
     log_level: str = "INFO"
     # Email (booking confirmation, H-1 reminder with an .ics file) where the applicant gave an
@@ -151,6 +157,10 @@ class Settings:
             apply_rate=int(env.get("LOKET_APPLY_RATE", "100")),
             ready_timeout_ms=int(env.get("LOKET_READY_TIMEOUT_MS", "2000")),
             metrics_key=env.get("LOKET_METRICS_KEY") or None,
+            retention_document_days=int(env.get("LOKET_RETENTION_DOCUMENT_DAYS", "30")),
+            retention_application_days=int(env.get("LOKET_RETENTION_APPLICATION_DAYS", "365")),
+            retention_conversation_days=int(env.get("LOKET_RETENTION_CONVERSATION_DAYS", "90")),
+            export_link_minutes=int(env.get("LOKET_EXPORT_LINK_MINUTES", "10")),
             auto_migrate=env.get("LOKET_AUTO_MIGRATE", auto_default) == "1",
             log_level=env.get("LOG_LEVEL", "INFO"),
             smtp_host=env.get("LOKET_SMTP_HOST") or None,

@@ -418,3 +418,11 @@ def parse_passport_number(text: str) -> str:
             )
         )
     return number
+
+
+def mask_nik(nik: str) -> str:
+    """Show a NIK as staff lists do: its region (4 digits) and serial (4), the birth date and
+    the rest hidden, enough to tell two people apart, not to use the number."""
+    if len(nik) != 16:
+        return "•" * len(nik)
+    return nik[:4] + "•" * 8 + nik[-4:]

@@ -1,5 +1,5 @@
 """The background worker: expire unpaid holds, send reminders, extend calendars, record
-no-shows, purge."""
+no-shows, purge, and once a day apply the retention of personal data."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from bot.logsafe import log_failure
 from bot.mailer import Mailer
 from bot.payments import sweep
 from bot.reminders import plan_round, send_due
+from bot.retention import run_daily
 from bot.seed import extend_calendars
 from bot.service import Loket
 from bot.uploads import public_base, remind_missing
@@ -68,6 +69,10 @@ def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str,
     # SMS/WhatsApp messages (one-time codes, upload links, reminders) a turn, a console or
     # this round queued and a failure or a crash left (turns kick their own).
     figures["sms_sent"] = loket.deliver_phone_messages()
+    # Personal data past its retention, once a day (counts only; see bot/retention.py).
+    retention = run_daily(loket)
+    if retention is not None:
+        figures.update({f"retention_{name}": number for name, number in retention.items()})
     if telegram is not None:
         figures["telegram_sent"] = telegram.flush_pending()
     if loket.settings.smtp_host:

@@ -136,6 +136,12 @@ class Application(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     # The customer-care agent who registered the caller (None: the applicant did it themself).
     registered_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    # When the application was cancelled (retention counts from it, or from the appointment).
+    closed_at: Mapped[datetime | None]
+    # Retention and erasure (storage/privacy.py): photos deleted from the store, then the
+    # person's data replaced by blanks; the row keeps only what payments and audit need.
+    documents_deleted_at: Mapped[datetime | None]
+    anonymised_at: Mapped[datetime | None]
 
     documents: Mapped[list[Document]] = relationship(
         back_populates="application", cascade="all, delete-orphan", order_by="Document.id"

@@ -236,7 +236,11 @@ def audit(
     now: datetime,
     office_id: int | None = None,
 ) -> None:
-    """Record one staff action in the caller's transaction."""
+    """Record one staff action in the caller's transaction.
+
+    Written at once (a flush): views detach what they loaded (`expunge_all`) before their
+    transaction commits, which silently dropped a pending entry (agent.search, agent.view).
+    """
     session.add(
         AuditEntry(
             staff_id=staff_id,
@@ -247,6 +251,7 @@ def audit(
             at=now,
         )
     )
+    session.flush()
 
 
 def _aware(moment: datetime) -> datetime:

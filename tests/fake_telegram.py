@@ -147,7 +147,7 @@ class FakeTelegram:
                        "description": "Bad Request: wrong file_id"}  # fmt: skip
             return Response(json.dumps(missing), 400,
                             content_type="application/json")(environ, start_response)  # fmt: skip
-        if method in ("sendMessage", "sendPhoto"):
+        if method in ("sendMessage", "sendPhoto", "sendDocument"):
             refusal = self.refusal_for(str(params.get("chat_id")))
             if refusal is not None:
                 code, description = refusal
@@ -221,13 +221,14 @@ class FakeTelegram:
                 if ready or time.monotonic() >= deadline:
                     return True, ready
                 time.sleep(0.02)
-        if method in ("sendMessage", "sendPhoto"):
+        if method in ("sendMessage", "sendPhoto", "sendDocument"):
             with self.lock:
                 if self.fail_next_sends > 0:
                     self.fail_next_sends -= 1
                     return False, "temporary failure"
+                shown = "<document>" if method == "sendDocument" else "<photo>"
                 sent = Sent(str(params["chat_id"]), next(self._ids), method,
-                            params.get("text", "<photo>"), params.get("reply_markup"))  # fmt: skip
+                            params.get("text", shown), params.get("reply_markup"))  # fmt: skip
                 self.sent.append(sent)
             return True, self.message(sent.chat_id, sent.message_id, sent.text)
         if method == "editMessageText":

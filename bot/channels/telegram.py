@@ -41,6 +41,7 @@ from bot.i18n import N_, _, use_locale
 from bot.logsafe import log_failure
 from bot.metrics import refused
 from bot.notices import chat_locale
+from bot.privacy import export_file
 from bot.qr import qr_png
 from bot.service import Loket
 from bot.settings import Settings
@@ -99,6 +100,8 @@ COMMANDS = (
     ("antrean", N_("Nomor antrean dan giliran")),
     ("langganan", N_("Kabar kuota dan paspor simpatik")),
     ("berhenti", N_("Berhenti berlangganan kabar kuota")),
+    ("datasaya", N_("Data pribadi saya dan salinannya")),
+    ("hapusdata", N_("Hapus data pribadi saya")),
     ("batal", N_("Batalkan")),
     ("bahasa", N_("Ganti bahasa")),
     ("bantuan", N_("Bantuan")),
@@ -168,7 +171,9 @@ class TapShaper:
         ]
         rest = merge(replies[len(notices) :])
         for number, reply in enumerate(rest):
-            editable = number == 0 and type(tapped) is int and not reply.qr and not reply.copy
+            editable = (
+                number == 0 and type(tapped) is int and not (reply.qr or reply.copy or reply.export)
+            )
             editable = (
                 editable and reply.expects is not Expect.CONTACT and len(reply.text) <= TEXT_LIMIT
             )
@@ -702,6 +707,16 @@ class TelegramChannel:
             self.pacer.wait(chat_id)
             photo = self.runner.call(bot.send_photo(chat_id, qr_png(message.qr)))
             last_id = photo.message_id
+        if message.export:
+            # The person's data as a document, read now (never stored in the outbox): what
+            # is held at sending time, nothing if it was erased meanwhile.
+            with self.loket.sessions() as session:
+                name, data = export_file(session, CHANNEL, chat_id, self.loket.now(session))
+            self.pacer.wait(chat_id)
+            document = self.runner.call(
+                bot.send_document(chat_id, data, filename=name, disable_content_type_detection=True)
+            )
+            last_id = document.message_id
         return keyboard_id if markup is not None else last_id
 
     def apply_forever(

@@ -16,6 +16,7 @@ from typing import TextIO
 from bot.core.messages import Expect, Inbound, Outbound, excerpt
 from bot.i18n import _, use_locale
 from bot.logsafe import log_failure
+from bot.privacy import export_file
 from bot.qr import qr_png
 from bot.service import Loket
 
@@ -96,6 +97,8 @@ class TerminalChat:
             self.out.write(message.text + "\n")
             if message.qr is not None:
                 self.out.write(f"  (QR: {self.save_qr(message.qr)})\n")
+            if message.export is not None:
+                self.out.write(f"  (File: {self.save_export()})\n")
             for number, choice in enumerate(message.choices, start=1):
                 self.out.write(f"  [{number}] {choice.label}\n")
             if message.expects is Expect.PHOTO:
@@ -113,6 +116,18 @@ class TerminalChat:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{content}.png"
         path.write_bytes(qr_png(content))
+        return path
+
+    def save_export(self) -> Path:
+        """Write this chat's data export (/datasaya) under the data folder, readable only by
+        its owner, and return its path."""
+        folder = self.loket.settings.data_dir / "exports"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self.loket.sessions() as session:
+            name, data = export_file(session, CHANNEL, self.user, self.loket.now(session))
+        path = folder / name
+        path.touch(mode=0o600)
+        path.write_bytes(data)
         return path
 
     def run(self, lines: TextIO) -> None:

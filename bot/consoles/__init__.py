@@ -26,6 +26,7 @@ from bot.i18n import SUPPORTED_LOCALES, _, format_date, format_money, reset_loca
 from bot.service import Loket
 from bot.settings import Settings
 from bot.timezones import format_moment, format_window
+from bot.validators import mask_nik
 from storage.models import Staff, StaffRole
 from storage.staff import session_staff
 
@@ -94,6 +95,7 @@ def install(app: Flask, settings: Settings) -> None:
         booking_label=labels.booking_label,
         billing_label=labels.billing_label,
         channel_label=labels.channel_label,
+        mask_nik=mask_nik,
     )
 
     @app.before_request

@@ -305,6 +305,7 @@ def cancel(reg_number: str) -> ResponseReturnValue:
             cancel_booking(db, booking, f"agent: {reason}")
             service.shared.delete(sold_out_key(booking.slot_id))
         found.status = ApplicationStatus.CANCELLED
+        found.closed_at = now
         audit(db, current_staff_id(), "agent.cancel", found.reg_number, {"reason": reason}, now)
         changed_by_staff(db, found, "cancelled", reason, now)
     flash(_("Permohonan {number} dibatalkan.").format(number=reg_number), "success")

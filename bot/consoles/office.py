@@ -203,6 +203,27 @@ def checkin() -> ResponseReturnValue:
     return _back()
 
 
+@blueprint.get("/application/<reg_number>")
+@staff_required(*ADMINS)
+def application(reg_number: str) -> ResponseReturnValue:
+    """One applicant's whole data, NIK included, for verifying the berkas at the counter
+    against the e-KTP; every opening is recorded in the audit log (lists show NIKs masked)."""
+    with office_work() as (db, office, now, _today):
+        found = office_application(db, office.id, reg_number)
+        if found is None:
+            abort(404)  # another office's application: not even its existence is shown
+        documents = list(found.documents)
+        audit(db, current_staff_id(), "office.view", reg_number, {}, now, office.id)
+        db.expunge_all()
+    return render_template(
+        "office_application.html",
+        application=found,
+        documents=documents,
+        office=office,
+        status_label=status_label,
+    )
+
+
 @blueprint.post("/application/<reg_number>/status")
 @staff_required(*ADMINS)
 def move(reg_number: str) -> ResponseReturnValue:

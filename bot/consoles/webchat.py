@@ -14,12 +14,14 @@ from typing import Any
 from flask import (
     Blueprint,
     Response,
+    abort,
     g,
     jsonify,
     make_response,
     render_template,
     request,
     session,
+    url_for,
 )
 from sqlalchemy import select
 
@@ -28,6 +30,7 @@ from bot.core.engine import ConversationState
 from bot.core.messages import Inbound, Outbound
 from bot.i18n import SUPPORTED_LOCALES, _, reset_locale, set_locale
 from bot.limits import too_many, turn_wait
+from bot.privacy import FILE_TYPE, LinkExpired, export_file, read_export_token
 from bot.qr import qr_png
 from storage.conversations import lock_conversation
 from storage.models import Conversation
@@ -55,6 +58,9 @@ def render_message(message: Outbound) -> dict[str, Any]:
         "copy": message.copy,
         "copy_label": _("Salin kode billing") if message.copy else None,
         "copied_label": _("Tersalin") if message.copy else None,
+        "download": url_for("webchat.download", token=message.export) if message.export else None,
+        "download_label": _("Unduh data saya (JSON)") if message.export else None,
+        "forget": message.forget,
     }
 
 
@@ -193,3 +199,32 @@ def poll() -> tuple[Response, int]:
         return jsonify(messages=[]), 200
     messages = loket().pending_messages(CHANNEL, str(session["web_user"]))
     return jsonify(messages=[render_message(message) for message in messages]), 200
+
+
+@blueprint.get("/datasaya/<token>")
+def download(token: str) -> Response:
+    """This browser's own data as a JSON file (/datasaya): the link is signed, lasts
+    LOKET_EXPORT_LINK_MINUTES, names only a conversation's number, and opens only in the
+    browser whose chat it is (another browser, or a forged or expired link, gets nothing)."""
+    try:
+        conversation_id = read_export_token(loket().settings, token)
+    except LinkExpired:
+        message = _("Tautan unduhan sudah kedaluwarsa. Ketik /datasaya di chat untuk tautan baru.")
+        page = render_template("error.html", title=_("Tautan kedaluwarsa"), text=message)
+        response = make_response(page, 410)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    user = session.get("web_user")
+    if conversation_id is None or user is None:
+        abort(404)
+    service = loket()
+    with service.sessions() as db:
+        conversation = db.get(Conversation, conversation_id)
+        if conversation is None or (conversation.channel, conversation.user_ref) != (CHANNEL, user):
+            abort(404)
+        name, data = export_file(db, CHANNEL, str(user), service.now(db))
+    response = make_response(data)
+    response.headers["Content-Type"] = f"{FILE_TYPE}; charset=utf-8"
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response

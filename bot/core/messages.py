@@ -38,6 +38,13 @@ class Outbound:
     # A short notice about the answer just given ("jam itu baru saja penuh"): a channel that
     # can shows it where the tap was (Telegram: the tap's alert) instead of a new message.
     notice: bool = False
+    # A copy of the person's own data to hand over as a file (/datasaya): a signed,
+    # short-lived token naming the conversation (bot/privacy.py), never the data itself. Each
+    # channel renders it its own way (Telegram: a document; web chat: a download link).
+    export: str | None = None
+    # The person's data was just erased: a channel that keeps a copy of the conversation on
+    # the person's device (the web chat's tab) forgets it before showing this message.
+    forget: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Render in the shape shared by the terminal's --jsonl mode and the chat API."""
@@ -57,6 +64,8 @@ class Outbound:
             "offers_location": self.offers_location,
             "copy": self.copy,
             "notice": self.notice,
+            "export": self.export,
+            "forget": self.forget,
         }
 
     @classmethod
@@ -70,6 +79,8 @@ class Outbound:
             offers_location=bool(data.get("offers_location", False)),
             copy=data.get("copy"),
             notice=bool(data.get("notice", False)),
+            export=data.get("export"),
+            forget=bool(data.get("forget", False)),
         )
 
 
@@ -173,7 +184,7 @@ def merge(messages: list[Outbound]) -> list[Outbound]:
     """
     if len(messages) < 2 or sum(1 for m in messages if m.qr) > 1:
         return messages
-    if sum(1 for m in messages if m.copy) > 1:
+    if sum(1 for m in messages if m.copy) > 1 or sum(1 for m in messages if m.export) > 1:
         return messages
     last = messages[-1]
     return [
@@ -184,5 +195,7 @@ def merge(messages: list[Outbound]) -> list[Outbound]:
             qr=next((m.qr for m in messages if m.qr), None),
             offers_location=last.offers_location,
             copy=next((m.copy for m in messages if m.copy), None),
+            export=next((m.export for m in messages if m.export), None),
+            forget=any(m.forget for m in messages),
         )
     ]

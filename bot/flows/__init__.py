@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from bot.core.engine import Engine
-from bot.flows import booking, cancellation, menu, registration, reschedule, subscription
+from bot.flows import (
+    booking,
+    cancellation,
+    menu,
+    privacy,
+    registration,
+    reschedule,
+    subscription,
+)
 from bot.i18n import N_
 from bot.waiting_room import queue_status
 
@@ -26,10 +34,12 @@ GENERAL_HELP = N_(
     "• /batalkan: batalkan permohonan\n"
     "• /langganan: terima kabar kuota baru dan sesi paspor simpatik dari kantor imigrasi\n"
     "• /berhenti: berhenti berlangganan kabar kuota\n"
+    "• /datasaya: data pribadi Anda yang disimpan Loket, dan salinannya\n"
+    "• /hapusdata: hapus data pribadi Anda\n"
     "• /bahasa: ganti bahasa"
 )
 
-FLOWS = (menu, registration, booking, reschedule, cancellation, subscription)
+FLOWS = (menu, registration, booking, reschedule, cancellation, subscription, privacy)
 
 
 def build_engine() -> Engine:
@@ -51,6 +61,8 @@ def build_engine() -> Engine:
             "/batalkan": cancellation.start_cancellation,
             "/langganan": subscription.start_subscription,
             "/berhenti": subscription.start_unsubscribe,
+            "/datasaya": privacy.my_data,
+            "/hapusdata": privacy.start_erasure,
         },
         on_start={registration.NAME: registration.may_start},
         cancel_command="/batalkan",

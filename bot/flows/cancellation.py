@@ -58,6 +58,7 @@ def after_confirm(ctx: Context, value: Any) -> Transition | None:
         cancel_booking(ctx.session, booking, "cancelled by applicant")
         ctx.shared.delete(sold_out_key(booking.slot_id))
     application.status = ApplicationStatus.CANCELLED
+    application.closed_at = ctx.now
     ctx.say(
         _("Permohonan {number} dibatalkan.").format(number=application.reg_number)
         + (" " + _("Kursinya sudah dilepas.") if booking is not None else "")

@@ -49,6 +49,12 @@
         });
         item.appendChild(copy);
       }
+      if (entry.download) {
+        const link = document.createElement("a");
+        link.href = entry.download; link.className = "download"; link.setAttribute("download", "");
+        link.textContent = entry.download_label || "JSON";
+        item.appendChild(link);
+      }
       if (entry.qr) {
         const image = document.createElement("img");
         image.src = entry.qr; image.alt = "QR"; image.className = "qr";
@@ -102,9 +108,12 @@
     function receive(messages) {
       let focus;
       messages.forEach(function (m) {
+        // The person's data was erased: the tab's copy of the conversation goes too.
+        if (m.forget) { transcript = []; focus = undefined; }
         if (m.copy && focus === undefined) focus = transcript.length;
         transcript.push({ from: "bot", text: m.text, choices: m.choices, expects: m.expects, qr: m.qr,
-          offers_location: m.offers_location, copy: m.copy, copy_label: m.copy_label, copied_label: m.copied_label });
+          offers_location: m.offers_location, copy: m.copy, copy_label: m.copy_label, copied_label: m.copied_label,
+          download: m.download, download_label: m.download_label });
       });
       save(); redraw(focus);
     }
