@@ -329,10 +329,19 @@ class Broker:
         if "Ketik nomor HP" not in reply:
             return reply
         with self.phone_locks[phone]:  # one code in flight per SIM card
+            before = self.received(phone)
             asked = say({"text": phone}, "")
             if "kode" not in asked.lower():
                 raise Refused(self.reason(asked))
+            # The SMS may be delivered after the turn answers (off the turn): wait for it.
+            while self.received(phone) == before:
+                self.pause(0.05)
             return str(say({"text": self.sender.last_code(e164(phone))}, ""))
+
+    def received(self, phone: str) -> int:
+        """Count the messages this SIM card has received."""
+        number = e164(phone)
+        return sum(1 for to, _text in list(self.sender.sent) if to == number)
 
     def pause(self, seconds: float) -> None:
         """Wait, but never past the deadline."""

@@ -71,7 +71,6 @@ from storage.models import (  # noqa: E402
     Application,
     Ballot,
     BallotEntry,
-    BallotStatus,
     Conversation,
     Office,
     PhoneVerification,
@@ -754,8 +753,9 @@ def close_and_draw(
                 at > closed_at and method == "sendMessage"
                 for at, method in fake.times.get(chat, ())))  # fmt: skip
 
-    wait_until(lambda: told() >= len(entrants), args.drain_limit, 1.0)
-    figures = check_ballot(port, args.seats)
+    if drawn:
+        wait_until(lambda: told() >= len(entrants), args.drain_limit, 1.0)
+    figures = check_ballot(port, args.seats) if drawn else {"recomputed_matches": False}
     figures["told"] = told()
     figures["settled"] = drawn
     return figures
@@ -780,8 +780,6 @@ def _drawn(engine: Any) -> bool:
 def _entrants(engine: Any) -> list[int]:
     with make_session_factory(engine)() as session:
         refs = session.execute(select(BallotEntry.account_ref)).scalars().all()
-        statuses = session.execute(select(BallotEntry.status)).scalars().all()
-    assert all(status != BallotStatus.ENTERED for status in statuses)
     return [int(ref) for ref in refs]
 
 
