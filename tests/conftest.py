@@ -107,8 +107,10 @@ def _empty_tables(engine: Engine) -> None:
         else:
             for table in tables:
                 connection.execute(text(f"DELETE FROM {table}"))
-        # Seats taken or closed by a test come back; slots a test added (simpatik) go.
-        connection.execute(text("DELETE FROM slots WHERE kind = 'simpatik' OR note = 'test slot'"))
+        # Seats taken or closed by a test come back; slots a test added (simpatik, keliling) go.
+        connection.execute(
+            text("DELETE FROM slots WHERE kind IN ('simpatik', 'keliling') OR note = 'test slot'")
+        )
         connection.execute(
             text("UPDATE slots SET taken = 0, closed = false WHERE taken > 0 OR closed")
         )

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from bot.core.engine import Engine
-from bot.flows import booking, cancellation, menu, registration, reschedule, subscription
+from bot.flows import (
+    booking,
+    cancellation,
+    menu,
+    outreach,
+    registration,
+    reschedule,
+    subscription,
+)
 from bot.i18n import N_
 from bot.waiting_room import queue_status
 
@@ -26,10 +34,11 @@ GENERAL_HELP = N_(
     "• /batalkan: batalkan permohonan\n"
     "• /langganan: terima kabar kuota baru dan sesi paspor simpatik dari kantor imigrasi\n"
     "• /berhenti: berhenti berlangganan kabar kuota\n"
+    "• /grup: masukkan kode grup Eazy Passport (pendaftaran rombongan)\n"
     "• /bahasa: ganti bahasa"
 )
 
-FLOWS = (menu, registration, booking, reschedule, cancellation, subscription)
+FLOWS = (menu, registration, booking, reschedule, cancellation, subscription, outreach)
 
 
 def build_engine() -> Engine:
@@ -51,7 +60,9 @@ def build_engine() -> Engine:
             "/batalkan": cancellation.start_cancellation,
             "/langganan": subscription.start_subscription,
             "/berhenti": subscription.start_unsubscribe,
+            "/grup": outreach.start_group,
         },
         on_start={registration.NAME: registration.may_start},
         cancel_command="/batalkan",
+        deep_link=outreach.open_link,
     )
