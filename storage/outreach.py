@@ -273,6 +273,18 @@ def group_by_code(session: Session, code: str) -> OutreachRequest | None:
     ).scalar_one_or_none()
 
 
+REQUEST_KINDS = ("company", "school", "community", "mosque", "church", "other")
+MIN_GROUP, MAX_GROUP = 30, 2000  # Eazy Passport serves groups of about 30-50 or more
+
+
+def create_request(session: Session, *, now: datetime, **fields: object) -> OutreachRequest:
+    """Record an organisation's request for a visit (fields already checked by the form)."""
+    request = OutreachRequest(status=RequestStatus.NEW, created_at=now, updated_at=now, **fields)
+    session.add(request)
+    session.flush()
+    return request
+
+
 def requests_of_office(session: Session, office_id: int) -> list[OutreachRequest]:
     """Return the office's requests, open ones first, newest first."""
     waiting = OutreachRequest.status.in_((RequestStatus.NEW, RequestStatus.PROPOSED))

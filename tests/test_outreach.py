@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
 
+import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import select
+from werkzeug.test import TestResponse
 
+from bot.phone_sender import RecordingSender
 from bot.service import Loket
+from bot.web import create_app
 from storage.booking import HoldRefusal, hold_seat
 from storage.models import (
     Application,
@@ -19,6 +24,8 @@ from storage.models import (
     Slot,
 )
 from storage.outreach import Window, approve, create_session, progress
+from storage.staff import add_staff
+from tests.test_consoles import PASSWORD, log_in, token
 from tests.transcript import Chat, billing_code, make_nik, register
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)  # the fake clock's start, 10:00 WIB
@@ -182,3 +189,179 @@ def test_a_non_member_is_refused_a_members_only_session(loket: Loket) -> None:
         result = hold_seat(session, application, slot_id, NOW, loket.settings.payment_window)
         assert result.refusal is HoldRefusal.NOT_MEMBER
         assert session.get(OutreachSession, group.session_id) is not None
+
+
+# ---- the pages: request form, office answers, status page ----------------------------------
+
+CONTACT = "+6281377778888"
+
+
+@pytest.fixture
+def client(loket: Loket) -> FlaskClient:
+    """The real app, with the demo offices, an agent and the Jakarta Selatan office admin."""
+    loket.prepare_demo()
+    with loket.sessions() as session, session.begin():
+        add_staff(session, "ani.cs", "Ani", "agent", PASSWORD)
+        add_staff(session, "budi.jaksel", "Budi", "office_admin", PASSWORD, "jakarta-selatan")
+    return create_app(loket.settings, loket).test_client()
+
+
+def request_form(**changes: str) -> dict[str, str]:
+    """A school's request to the Jakarta Selatan office."""
+    return {
+        "office": "jakarta-selatan", "organisation": "SMA Negeri 70 Jakarta", "kind": "school",
+        "contact_name": "Ibu Sari Wulandari", "contact_phone": "0813 7777 8888",
+        "contact_email": "sari@example.com", "expected": "45",
+        "preferred_dates": "7 atau 8 Desember", "venue": "Aula SMA Negeri 70",
+        "address": "Jl. Bulungan No. 1, Kebayoran Baru", "city": "Jakarta Selatan", **changes,
+    }  # fmt: skip
+
+
+def sent_to(sender: RecordingSender, phone: str) -> list[str]:
+    """The texts the phone sender delivered to a number."""
+    return [text for to, text in sender.sent if to == phone]
+
+
+def submit(client: FlaskClient, **changes: str) -> TestResponse:
+    """Post the public request form with the page's CSRF token."""
+    return client.post(
+        "/eazy", data={**request_form(**changes), "csrf_token": token(client, "/eazy")}
+    )
+
+
+def test_a_request_is_proposed_another_date_approved_and_its_progress_counted(
+    client: FlaskClient, loket: Loket, sender: RecordingSender
+) -> None:
+    small = submit(client, expected="12")
+    assert small.status_code == 400
+    assert "Eazy Passport melayani rombongan 30 sampai 2000 pemohon" in small.get_data(as_text=True)
+    answer = submit(client)
+    assert answer.status_code == 302
+    status_path = answer.headers["Location"]
+    assert status_path.startswith("/eazy/status/")
+    assert "Sari" not in status_path and "8888" not in status_path  # no personal data in links
+    assert "sudah diterima Kantor Imigrasi" in sent_to(sender, CONTACT)[-1]
+    page = client.get(status_path).get_data(as_text=True)
+    assert "Menunggu jawaban kantor" in page
+    assert client.get(status_path[:-2] + "xx").status_code == 404  # a forged link finds nothing
+
+    assert log_in(client, "budi.jaksel") == 302
+    listing = client.get("/office/keliling").get_data(as_text=True)
+    assert "SMA Negeri 70 Jakarta" in listing
+    with loket.sessions() as session:
+        request_id = session.execute(select(OutreachRequest.id)).scalar_one()
+    path = f"/office/eazy/{request_id}"
+    proposed = client.post(path, data={"action": "propose", "day": "2026-12-09",
+                                       "reason": "Tanggal 7-8 sudah penuh.",
+                                       "csrf_token": token(client, path)})  # fmt: skip
+    assert proposed.status_code == 302
+    told = sent_to(sender, CONTACT)[-1]
+    assert "mengusulkan tanggal lain" in told and "Rabu, 09 Desember 2026" in told
+    assert "Kantor mengusulkan tanggal lain" in client.get(status_path).get_data(as_text=True)
+
+    form = {"action": "approve", "day": "2026-12-09", "start": "08:00", "end": "13:00",
+            "quota": "45", "latitude": "-6.2350", "longitude": "106.7990",
+            "documents": "e-KTP, KK", "csrf_token": token(client, path)}  # fmt: skip
+    no_place = client.post(path, data={**form, "latitude": ""})
+    assert no_place.status_code == 400
+    assert "Isi koordinat tempat" in no_place.get_data(as_text=True)
+    assert client.post(path, data=form).status_code == 302
+    with loket.sessions() as session:
+        approved = session.get(OutreachRequest, request_id)
+        assert approved is not None and approved.status == RequestStatus.APPROVED
+        code = approved.group_code
+        assert code is not None
+    told = sent_to(sender, CONTACT)[-1]
+    assert "disetujui" in told and code in told and f"/?start={code}" in told
+
+    # A member joins through the group's link and books; the page counts, names nobody.
+    member = Chat(loket, "siswa-1")
+    member.say(f"/start {code}")
+    register(member, {"full_name": "rizky ramadhan"})
+    member.say("1")
+    assert "Kursi Anda ditahan" in member.verified(member.say("1")), member.transcript()
+    client.post("/staff/logout", data={"csrf_token": token(client, "/office")})
+    page = client.get(status_path).get_data(as_text=True)
+    assert code in page
+    assert 'data-count="registered">1<' in page and 'data-count="held">1<' in page
+    assert 'data-count="paid">0<' in page
+    assert "Rizky" not in page and "RIZKY" not in page
+    # The office sees who registered.
+    assert log_in(client, "budi.jaksel") == 302
+    assert "RIZKY RAMADHAN" in client.get(path).get_data(as_text=True).upper()
+
+
+def test_a_request_is_declined_with_a_reason_and_isolated_by_office(
+    client: FlaskClient, loket: Loket, sender: RecordingSender
+) -> None:
+    assert submit(client, office="bandung").status_code == 302
+    assert submit(client).status_code == 302
+    with loket.sessions() as session:
+        bandung_id, jaksel_id = session.execute(
+            select(OutreachRequest.id).order_by(OutreachRequest.id)
+        ).scalars()
+    assert log_in(client, "budi.jaksel") == 302
+    assert client.get(f"/office/eazy/{bandung_id}").status_code == 404
+    path = f"/office/eazy/{jaksel_id}"
+    short = client.post(path, data={"action": "decline", "reason": "no",
+                                    "csrf_token": token(client, path)})  # fmt: skip
+    assert short.status_code == 400
+    assert "Tulis alasan" in short.get_data(as_text=True)
+    reason = "Petugas sedang melayani haji sampai Januari."
+    answer = client.post(path, data={"action": "decline", "reason": reason,
+                                     "csrf_token": token(client, path)})  # fmt: skip
+    assert answer.status_code == 302
+    told = sent_to(sender, CONTACT)[-1]
+    assert "tidak dapat dipenuhi" in told and reason in told
+    again = client.post(path, data={"action": "decline", "reason": reason,
+                                    "csrf_token": token(client, path)})  # fmt: skip
+    assert again.status_code == 400
+    assert "sudah diputuskan" in again.get_data(as_text=True)
+
+
+def test_customer_care_records_a_request_for_a_caller(
+    client: FlaskClient, loket: Loket, sender: RecordingSender
+) -> None:
+    assert log_in(client, "ani.cs") == 302
+    form = {**request_form(organisation="Masjid Al-Ikhlas", kind="mosque"),
+            "csrf_token": token(client, "/agent/eazy")}  # fmt: skip
+    assert client.post("/agent/eazy", data=form).status_code == 302
+    with loket.sessions() as session:
+        stored = session.execute(select(OutreachRequest)).scalar_one()
+        assert (stored.channel, stored.kind, stored.contact_phone) == ("agent", "mosque", CONTACT)
+        assert stored.created_by is not None
+    assert "Masjid Al-Ikhlas" in sent_to(sender, CONTACT)[-1]
+
+
+def test_the_public_form_is_rate_limited_per_address(client: FlaskClient) -> None:
+    csrf = token(client, "/eazy")
+    answers = [
+        client.post("/eazy", data={"csrf_token": csrf, "office": "x"}).status_code
+        for _ in range(11)
+    ]
+    assert answers[:10] == [400] * 10
+    assert answers[10] == 429
+
+
+def test_an_office_admin_opens_and_announces_an_outreach_session(
+    client: FlaskClient, loket: Loket
+) -> None:
+    watcher = Chat(loket, "watcher")
+    watcher.say("/langganan")
+    watcher.say("Jakarta Selatan")
+    assert log_in(client, "budi.jaksel") == 302
+    form = {"venue": "Mal Gandaria City", "address": "Jl. Sultan Iskandar Muda",
+            "city": "Jakarta Selatan", "latitude": "-6.2443", "longitude": "106.7834",
+            "day": "2026-12-05", "last_day": "2026-12-06", "start": "10:00", "end": "16:00",
+            "quota": "60", "access": "everyone", "documents": "e-KTP dan KK asli",
+            "announce": "1", "csrf_token": token(client, "/office/keliling/baru")}  # fmt: skip
+    past = client.post("/office/keliling/baru", data={**form, "day": "2026-11-20", "last_day": ""})
+    assert past.status_code == 400 and "setelah hari ini" in past.get_data(as_text=True)
+    assert client.post("/office/keliling/baru", data=form).status_code == 302
+    listing = client.get("/office/keliling").get_data(as_text=True)
+    assert "Mal Gandaria City" in listing and "0/60" in listing
+    with loket.sessions() as session:
+        windows = session.execute(select(Slot).where(Slot.outreach_id.is_not(None))).scalars()
+        assert sorted(w.day.isoformat() for w in windows) == ["2026-12-05", "2026-12-06"]
+    assert any("Paspor keliling" in m.text and "Mal Gandaria City" in m.text
+               for m in loket.pending_messages("test", "watcher"))  # fmt: skip
