@@ -9,6 +9,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
+from bot.channels.telegram import TelegramChannel
 from bot.phone_sender import RecordingSender
 from bot.service import Loket
 from bot.web import create_app
@@ -23,9 +24,11 @@ from storage.models import (
     RequestStatus,
     Slot,
 )
-from storage.outreach import Window, approve, create_session, progress
+from storage.outreach import Window, approve, create_session, is_member, progress
 from storage.staff import add_staff
+from tests.fake_telegram import FakeTelegram
 from tests.test_consoles import PASSWORD, log_in, token
+from tests.test_telegram import fake, telegram  # noqa: F401 (fixtures)
 from tests.transcript import Chat, billing_code, make_nik, register
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)  # the fake clock's start, 10:00 WIB
@@ -365,3 +368,17 @@ def test_an_office_admin_opens_and_announces_an_outreach_session(
         assert sorted(w.day.isoformat() for w in windows) == ["2026-12-05", "2026-12-06"]
     assert any("Paspor keliling" in m.text and "Mal Gandaria City" in m.text
                for m in loket.pending_messages("test", "watcher"))  # fmt: skip
+
+
+def test_the_telegram_deep_link_joins_the_group(
+    fake: FakeTelegram,  # noqa: F811
+    telegram: TelegramChannel,  # noqa: F811
+    loket: Loket,
+) -> None:
+    group = approved_group(loket)
+    fake.text(7301, f"/start {group.group_code}")  # what Telegram sends for t.me/<bot>?start=
+    telegram.poll(rounds=1, timeout=0)
+    said = "\n".join(fake.texts(7301))
+    assert "Anda bergabung dengan grup Eazy Passport SMA Negeri 3 Bandung." in said
+    with loket.sessions() as session:
+        assert is_member(session, group.id, "telegram", "7301")

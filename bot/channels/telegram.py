@@ -90,6 +90,7 @@ COMMANDS = (
     ("antrean", N_("Nomor antrean dan giliran")),
     ("langganan", N_("Kabar kuota dan paspor simpatik")),
     ("berhenti", N_("Berhenti berlangganan kabar kuota")),
+    ("grup", N_("Kode grup Eazy Passport")),
     ("batal", N_("Batalkan")),
     ("bahasa", N_("Ganti bahasa")),
     ("bantuan", N_("Bantuan")),
