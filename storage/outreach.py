@@ -349,6 +349,19 @@ def propose(
     request.updated_at = now
 
 
+def accept_proposal(request: OutreachRequest, now: datetime) -> bool:
+    """The contact person agrees to the office's proposed date: back to the office to approve.
+
+    Return False when there is no proposal to accept (already answered, or none made).
+    """
+    if request.status != RequestStatus.PROPOSED or request.proposed_day is None:
+        return False
+    request.status = RequestStatus.NEW
+    request.preferred_dates = f"Setuju tanggal usulan kantor: {request.proposed_day.isoformat()}"
+    request.updated_at = now
+    return True
+
+
 def decline(session: Session, request: OutreachRequest, reason: str, now: datetime) -> None:
     """Decline a request with the reason the contact person is told."""
     if request.status in (RequestStatus.APPROVED, RequestStatus.DECLINED):

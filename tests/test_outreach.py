@@ -261,6 +261,15 @@ def test_a_request_is_proposed_another_date_approved_and_its_progress_counted(
     told = sent_to(sender, CONTACT)[-1]
     assert "mengusulkan tanggal lain" in told and "Rabu, 09 Desember 2026" in told
     assert "Kantor mengusulkan tanggal lain" in client.get(status_path).get_data(as_text=True)
+    # The contact person agrees on the page (a POST with the page's token); the office approves.
+    accepted = client.post(status_path + "/setuju", data={"csrf_token": token(client, status_path)})
+    assert accepted.status_code == 302
+    page = client.get(status_path).get_data(as_text=True)
+    assert "Terima kasih. Kantor imigrasi akan menyetujui tanggal itu." in page
+    assert "Menunggu jawaban kantor" in page
+    with loket.sessions() as session:
+        agreed = session.get(OutreachRequest, request_id)
+        assert agreed is not None and agreed.preferred_dates.endswith("2026-12-09")
 
     form = {"action": "approve", "day": "2026-12-09", "start": "08:00", "end": "13:00",
             "quota": "45", "latitude": "-6.2350", "longitude": "106.7990",
@@ -320,6 +329,32 @@ def test_a_request_is_declined_with_a_reason_and_isolated_by_office(
                                     "csrf_token": token(client, path)})  # fmt: skip
     assert again.status_code == 400
     assert "sudah diputuskan" in again.get_data(as_text=True)
+
+
+class BrokenSender:
+    """A phone sender whose provider is down."""
+
+    def send(self, phone: str, text: str) -> None:
+        """Fail as an SMS gateway outage would."""
+        raise ConnectionError("gateway down")
+
+
+def test_an_answer_stands_when_the_message_to_the_contact_fails(
+    client: FlaskClient, loket: Loket
+) -> None:
+    assert submit(client).status_code == 302
+    loket.phone_sender = BrokenSender()
+    assert log_in(client, "budi.jaksel") == 302
+    with loket.sessions() as session:
+        request_id = session.execute(select(OutreachRequest.id)).scalar_one()
+    path = f"/office/eazy/{request_id}"
+    answer = client.post(path, data={"action": "decline", "reason": "Petugas sedang penuh.",
+                                     "csrf_token": token(client, path)})  # fmt: skip
+    assert answer.status_code == 302
+    assert "pesan ke penanggung jawab belum terkirim" in client.get(path).get_data(as_text=True)
+    with loket.sessions() as session:
+        declined = session.get(OutreachRequest, request_id)
+        assert declined is not None and declined.status == RequestStatus.DECLINED
 
 
 def test_customer_care_records_a_request_for_a_caller(

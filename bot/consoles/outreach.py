@@ -11,10 +11,23 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from datetime import date, timedelta
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    after_this_request,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
@@ -45,6 +58,7 @@ from storage.outreach import (
     REQUEST_KINDS,
     OutreachRefusal,
     Window,
+    accept_proposal,
     approve,
     create_request,
     create_session,
@@ -59,6 +73,7 @@ from storage.staff import audit
 from storage.subscriptions import announce
 
 blueprint = Blueprint("outreach", __name__)
+log = logging.getLogger(__name__)
 AGENTS = (StaffRole.AGENT,)
 # Requests from one source address: a burst of 10, then one every 2 minutes (generous, since
 # carrier-grade NAT puts many people behind one address; the office reads every request).
@@ -148,8 +163,32 @@ def group_links(code: str) -> dict[str, str]:
 
 
 def tell_contact(outreach_request: OutreachRequest, text: str) -> None:
-    """Send the contact person a short message (SMS/WhatsApp through the phone sender)."""
-    loket().phone_sender.send(outreach_request.contact_phone, text)
+    """Send the contact person a short message (SMS/WhatsApp through the phone sender) once
+    this request's transaction has committed: a rolled-back answer is never announced."""
+    pending: list[tuple[int, str, str]] = g.setdefault("contact_messages", [])
+    if not pending:
+        after_this_request(send_to_contacts)
+    pending.append((outreach_request.id, outreach_request.contact_phone, text))
+
+
+def send_to_contacts(response: Response) -> Response:
+    """Deliver the messages this request queued, unless it failed; a failed send is flashed
+    to the staff member (the decision stands) and logged by request id only."""
+    if response.status_code >= 400:
+        return response
+    for request_id, phone, text in g.pop("contact_messages", []):
+        try:
+            loket().phone_sender.send(phone, text)
+        except Exception:
+            log.warning("message to the contact person of request %s not sent", request_id)
+            flash(
+                _(
+                    "Tersimpan, tetapi pesan ke penanggung jawab belum terkirim. Mohon kabari "
+                    "lewat telepon."
+                ),
+                "error",
+            )
+    return response
 
 
 # ---- the request form (public and agent) ---------------------------------------------------
@@ -329,8 +368,26 @@ def status(token: str) -> ResponseReturnValue:
         qr = "data:image/png;base64," + base64.b64encode(qr_png(chosen)).decode()
     return render_template(
         "eazy_status.html", item=outreach_request, office=office, outreach=outreach,
-        windows=windows, counts=counts, links=links, qr=qr,
+        windows=windows, counts=counts, links=links, qr=qr, token=token,
     )  # fmt: skip
+
+
+@blueprint.post("/eazy/status/<token>/setuju")
+def accept(token: str) -> ResponseReturnValue:
+    """The contact person agrees to the date the office proposed; the office then approves."""
+    request_id = read_token(token)
+    if request_id is None:
+        abort(404)
+    service = loket()
+    with service.sessions() as db, db.begin():
+        outreach_request = db.get(OutreachRequest, request_id)
+        if outreach_request is None:
+            abort(404)
+        if accept_proposal(outreach_request, service.now(db)):
+            flash(_("Terima kasih. Kantor imigrasi akan menyetujui tanggal itu."), "success")
+        else:
+            flash(_("Tidak ada usulan tanggal yang menunggu jawaban Anda."), "error")
+    return redirect(url_for("outreach.status", token=token))
 
 
 def session_windows(db: Session, outreach_id: int) -> list[Slot]:
@@ -586,8 +643,8 @@ def act_on_request(
             note = (" " + form["reason"][:300]) if form["reason"] else ""
             tell_contact(item, _(
                 "Loket: {office} mengusulkan tanggal lain untuk kunjungan Eazy Passport "
-                "{organisation}: {date}.{note} Bila setuju, hubungi kantor; kantor lalu "
-                "menyetujuinya. Status: {status}"
+                "{organisation}: {date}.{note} Bila setuju, tekan \"Setuju dengan tanggal ini\" "
+                "di halaman status; bila tidak, hubungi kantor. Status: {status}"
             ).format(
                 office=office.name, organisation=item.organisation, date=format_date(day),
                 note=note, status=status_link(item.id),
