@@ -178,7 +178,7 @@ def find_places(ctx: Context, event: Inbound) -> list[dict[str, Any]]:
         if not sessions:
             raise
         offices = []
-    return sessions + offices
+    return offices + sessions  # the offices first, as before; sessions away from them after
 
 
 def office_options(ctx: Context) -> list[Option]:
