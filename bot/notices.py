@@ -11,13 +11,14 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from bot.billing import group_code
 from bot.core.engine import ConversationState
 from bot.core.messages import Outbound
 from bot.documents import document_label, required_documents
 from bot.i18n import _, format_date, format_money, resolve_locale, use_locale
+from bot.outreach import slot_venue_lines
 from bot.timezones import format_moment, format_window
 from storage.booking import queue_message
 from storage.models import Booking, Conversation, Office, PaymentOutcome, Slot
@@ -59,6 +60,7 @@ def confirmation(booking: Booking) -> Outbound:
                 ),
             ),
             _("Bawa dokumen asli: {documents}").format(documents=", ".join(documents)),
+            *away_lines(booking),
             "",
             _(
                 "Tunjukkan kode QR ini (atau kode booking) saat check-in, dan datang 15 menit "
@@ -69,6 +71,14 @@ def confirmation(booking: Booking) -> Outbound:
         ]
     )
     return Outbound(text, qr=booking.code)
+
+
+def away_lines(booking: Booking) -> list[str]:
+    """Say where an outreach (paspor keliling) appointment really is: not at the office."""
+    session = object_session(booking)
+    if session is None or booking.slot.outreach_id is None:
+        return []
+    return ["", *slot_venue_lines(session, booking.slot)]
 
 
 def change_rule(booking: Booking) -> str:

@@ -33,6 +33,7 @@ class Settings:
     telegram_base_file_url: str = "https://api.telegram.org/file/bot"
     telegram_webhook_secret: str | None = None
     public_url: str | None = None
+    telegram_bot_username: str | None = None  # for group links: https://t.me/<name>?start=CODE
     telegram_rate: int = 30  # messages a second, all chats together (Bot API guidance)
     telegram_chat_rate: int = 1  # messages a second to one chat
     telegram_send_threads: int = 16  # chats one sender delivers to side by side (they mostly wait)
@@ -128,6 +129,7 @@ class Settings:
             ),
             telegram_webhook_secret=env.get("TELEGRAM_WEBHOOK_SECRET") or None,
             public_url=env.get("PUBLIC_URL") or None,
+            telegram_bot_username=(env.get("TELEGRAM_BOT_USERNAME") or "").lstrip("@") or None,
             telegram_rate=int(env.get("TELEGRAM_RATE_PER_SECOND", "30")),
             telegram_chat_rate=int(env.get("TELEGRAM_CHAT_RATE_PER_SECOND", "1")),
             telegram_send_threads=int(env.get("TELEGRAM_SEND_THREADS", "16")),

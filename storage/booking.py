@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from storage import waiting_room
+from storage import outreach, waiting_room
 from storage.applications import REG_ALPHABET
 from storage.models import (
     Application,
@@ -86,6 +86,8 @@ class HoldRefusal(StrEnum):
     WALK_IN = "walk_in"  # the office serves walk-ins only for now
     BALLOT = "ballot"  # the office hands seats out by its ballot's draw only
     PHONE_LIMIT = "phone_limit"  # this phone number already holds seats for 5 people
+    NEW_ONLY = "new_only"  # an outreach session for first passports only
+    NOT_MEMBER = "not_member"  # an outreach session for one Eazy Passport group only
 
 
 class TurnPassed(Exception):
@@ -175,11 +177,19 @@ def hold_seat(
         return HoldResult(refusal=HoldRefusal.NOT_ELIGIBLE)
     office = session.get(Office, slot.office_id)
     assert office is not None
-    if office.walk_in_only:
+    # An outreach session (paspor keliling) is its own quota, away from the office: the
+    # office's walk-in switch, ballot and waiting room do not apply to it; its access does.
+    away = slot.outreach_id is not None
+    if away:
+        assert slot.outreach_id is not None
+        refusal = outreach.refusal_for(session, slot.outreach_id, application)
+        if refusal is not None:
+            return HoldResult(refusal=HoldRefusal(refusal))
+    if office.walk_in_only and not away:
         return HoldResult(refusal=HoldRefusal.WALK_IN)
-    if office.release_mode == ReleaseMode.BALLOT and not ballot_draw:
+    if office.release_mode == ReleaseMode.BALLOT and not ballot_draw and not away:
         return HoldResult(refusal=HoldRefusal.BALLOT)
-    queued = waiting_room.gated(office)
+    queued = waiting_room.gated(office) and not away
     if queued and waiting_room.admitted_now(session, office.id, application.nik, now) is None:
         return HoldResult(refusal=HoldRefusal.NOT_ADMITTED)
     if phone is not None:

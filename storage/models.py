@@ -230,6 +230,7 @@ class SlotKind(StrEnum):
     PERCEPATAN = "percepatan"
     PRIORITAS = "prioritas"  # 60+, disabled, children under 5, pregnant women
     SIMPATIK = "simpatik"  # weekend "paspor simpatik" sessions created by the office
+    KELILING = "keliling"  # outreach sessions away from the office ("paspor keliling")
 
 
 class BookingStatus(StrEnum):
@@ -323,6 +324,10 @@ class Slot(Base):
     release_at: Mapped[datetime]  # UTC; the seats cannot be held before
     closed: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str | None] = mapped_column(String(200))
+    # The outreach session (paspor keliling) these seats belong to; None: at the office.
+    # No foreign key on purpose: slots are reference data that outlive test truncation and
+    # a TRUNCATE ... CASCADE of the sessions would take every slot with it.
+    outreach_id: Mapped[int | None] = mapped_column(BigId, index=True)
 
     office: Mapped[Office] = relationship()
 
@@ -743,3 +748,92 @@ class ScheduledMessage(Base):
     created_at: Mapped[datetime]
     done_at: Mapped[datetime | None]
     outcome: Mapped[str | None] = mapped_column(String(24))  # sent, or why it became moot
+
+
+class OutreachAccess(StrEnum):
+    """Who may book an outreach session."""
+
+    EVERYONE = "everyone"
+    NEW_ONLY = "new_only"  # first passports only
+    GROUP = "group"  # members of one Eazy Passport group only
+
+
+class OutreachSession(Base):
+    """A paspor keliling session: officers of one office serve at a venue on some dates.
+
+    Its seats are ordinary slots (kind `keliling`, `outreach_id` set), so holds, billing
+    codes, the seat chart, check-in and status moves work unchanged.
+    """
+
+    __tablename__ = "outreach_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id", ondelete="CASCADE"))
+    venue: Mapped[str] = mapped_column(String(120))
+    address: Mapped[str] = mapped_column(String(300))
+    city: Mapped[str] = mapped_column(String(60))
+    latitude: Mapped[float]
+    longitude: Mapped[float]
+    access: Mapped[str] = mapped_column(String(16), default=OutreachAccess.EVERYONE)
+    documents: Mapped[str | None] = mapped_column(String(500))
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("outreach_requests.id"))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    created_at: Mapped[datetime]
+
+    office: Mapped[Office] = relationship()
+
+
+class RequestStatus(StrEnum):
+    """Where an Eazy Passport request stands."""
+
+    NEW = "new"
+    PROPOSED = "proposed"  # the office proposed another date; the contact person answers
+    APPROVED = "approved"  # a members-only session exists and the group code is given
+    DECLINED = "declined"
+
+
+class OutreachRequest(Base):
+    """An organisation's request for a visit (Eazy Passport), from the web form or an agent.
+
+    The contact person's name, phone and email are personal data: shown to the office only,
+    never in URLs or logs; the status page is reached by a signed link to the row's id.
+    """
+
+    __tablename__ = "outreach_requests"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id", ondelete="CASCADE"))
+    organisation: Mapped[str] = mapped_column(String(160))
+    kind: Mapped[str] = mapped_column(String(16))  # company, school, community, mosque, ...
+    contact_name: Mapped[str] = mapped_column(String(120))
+    contact_phone: Mapped[str] = mapped_column(String(20))  # E.164
+    contact_email: Mapped[str | None] = mapped_column(String(254))
+    expected: Mapped[int]
+    preferred_dates: Mapped[str] = mapped_column(String(200))
+    venue: Mapped[str] = mapped_column(String(120))
+    address: Mapped[str] = mapped_column(String(300))
+    city: Mapped[str] = mapped_column(String(60))
+    status: Mapped[str] = mapped_column(String(16), default=RequestStatus.NEW)
+    proposed_day: Mapped[date | None] = mapped_column(Date)
+    reason: Mapped[str | None] = mapped_column(String(300))
+    group_code: Mapped[str | None] = mapped_column(String(16), unique=True)
+    session_id: Mapped[int | None] = mapped_column(BigId)  # the approved session
+    channel: Mapped[str] = mapped_column(String(16))  # web, agent
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))  # the agent
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    office: Mapped[Office] = relationship()
+
+
+class OutreachMember(Base):
+    """A chat account that joined an Eazy Passport group with its code."""
+
+    __tablename__ = "outreach_members"
+
+    request_id: Mapped[int] = mapped_column(
+        ForeignKey("outreach_requests.id", ondelete="CASCADE"), primary_key=True
+    )
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_ref: Mapped[str] = mapped_column(String(128), primary_key=True)
+    joined_at: Mapped[datetime]

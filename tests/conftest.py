@@ -79,7 +79,7 @@ def db_engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)
     with make_session_factory(engine)() as session, session.begin():
         seed_offices(session)
-        extend_calendars(session, START, 62)
+        extend_calendars(session, START, SEEDED_DAYS)
     yield engine
     engine.dispose()
 
@@ -93,6 +93,8 @@ def backend(db_engine: Engine) -> str:
 # Offices and their calendars are made once per backend; everything else starts empty.
 REFERENCE_TABLES = {"offices", "slot_templates", "slots"}
 START = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)  # Sunday 22 November 2026, 10:00 WIB
+SEEDED_DAYS = 62  # the calendars made once per backend: START's day and 61 more
+SEEDED_LAST_DAY = START.date() + timedelta(days=SEEDED_DAYS - 1)
 
 
 def _empty_tables(engine: Engine) -> None:
@@ -107,8 +109,15 @@ def _empty_tables(engine: Engine) -> None:
         else:
             for table in tables:
                 connection.execute(text(f"DELETE FROM {table}"))
-        # Seats taken or closed by a test come back; slots a test added (simpatik) go.
-        connection.execute(text("DELETE FROM slots WHERE kind = 'simpatik' OR note = 'test slot'"))
+        # Seats taken or closed by a test come back; slots a test added (simpatik, keliling,
+        # and days a worker round at a later fake time added past the seeded horizon) go.
+        connection.execute(
+            text(
+                "DELETE FROM slots WHERE kind IN ('simpatik', 'keliling') OR note = 'test slot' "
+                "OR day > :last"
+            ),
+            {"last": SEEDED_LAST_DAY},
+        )
         connection.execute(
             text("UPDATE slots SET taken = 0, closed = false WHERE taken > 0 OR closed")
         )

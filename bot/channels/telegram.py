@@ -100,6 +100,7 @@ COMMANDS = (
     ("antrean", N_("Nomor antrean dan giliran")),
     ("langganan", N_("Kabar kuota dan paspor simpatik")),
     ("berhenti", N_("Berhenti berlangganan kabar kuota")),
+    ("grup", N_("Kode grup Eazy Passport")),
     ("datasaya", N_("Data pribadi saya dan salinannya")),
     ("hapusdata", N_("Hapus data pribadi saya")),
     ("batal", N_("Batalkan")),

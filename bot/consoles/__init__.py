@@ -66,7 +66,7 @@ def session_secret(settings: Settings) -> str:
 
 def install(app: Flask, settings: Settings) -> None:
     """Give the app cookies, CSRF protection, page languages and the staff blueprints."""
-    from bot.consoles import agent, auth, labels, office, upload, webchat
+    from bot.consoles import agent, auth, labels, office, outreach, upload, webchat
 
     app.config.update(
         SECRET_KEY=session_secret(settings),
@@ -136,6 +136,7 @@ def install(app: Flask, settings: Settings) -> None:
     app.register_blueprint(agent.blueprint)
     app.register_blueprint(office.blueprint)
     app.register_blueprint(upload.blueprint)
+    app.register_blueprint(outreach.blueprint)
 
 
 def loket() -> Loket:

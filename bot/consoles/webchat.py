@@ -34,6 +34,7 @@ from bot.privacy import FILE_TYPE, LinkExpired, export_file, read_export_token
 from bot.qr import qr_png
 from storage.conversations import lock_conversation
 from storage.models import Conversation
+from storage.outreach import normalize_group_code
 
 CHANNEL = "web"
 blueprint = Blueprint("webchat", __name__)
@@ -168,7 +169,10 @@ def page() -> Response:
         chosen = conversation_language(user)
         if chosen in SUPPORTED_LOCALES and chosen != g.locale:
             use_page_language(chosen)
-    response = make_response(render_template("chat.html"))
+    # A group's link (/?start=GRP-...) starts the chat with its code, as Telegram's deep link
+    # does; anything else in `start` is ignored.
+    start = normalize_group_code(request.args.get("start", ""))
+    response = make_response(render_template("chat.html", start=start))
     if chosen is not None and chosen in SUPPORTED_LOCALES:
         follow_language(response, chosen)
     return response

@@ -127,6 +127,7 @@ class Engine:
         on_start: Mapping[str, Callable[[Context], bool]] | None = None,
         review_step: str = "summary",
         cancel_command: str | None = None,
+        deep_link: Callable[[Context, str], Transition | None] | None = None,
     ) -> None:
         self.flows = dict(flows)
         self.home = home
@@ -136,6 +137,9 @@ class Engine:
         self.on_start = dict(on_start or {})
         self.review_step = review_step
         self.cancel_command = cancel_command  # what "batal" does when nothing is in progress
+        # What "/start PAYLOAD" does (a Telegram deep link, the web chat's ?start=): the payload
+        # is passed on; a bare /start stays the keyword.
+        self.deep_link = deep_link
 
     # ---- entry point -------------------------------------------------------------------
 
@@ -180,6 +184,18 @@ class Engine:
         ctx: Context,
         last_activity: datetime | None,
     ) -> list[Outbound]:
+        payload = self._deep_link_payload(event)
+        if payload is not None and self.deep_link is not None:
+            if state.flow is None:
+                self._start(state, ctx, self.home)
+                ctx.say(_(self.welcome))
+            transition = self.deep_link(ctx, payload)
+            if isinstance(transition, StartFlow) and self._in_progress(state):
+                state.pending, state.pending_flow = "resume", transition.flow
+            elif transition is not None:
+                state.pending = None
+                self._apply(transition, state, ctx)
+            return [*ctx.notes, self.ask(state, ctx)]
         if state.flow is None:
             # A first contact: greet, then still act on a command such as /daftar.
             self._start(state, ctx, self.home)
@@ -208,6 +224,16 @@ class Engine:
         else:
             self._answer_step(state, event, ctx)
         return [*ctx.notes, self.ask(state, ctx)]
+
+    @staticmethod
+    def _deep_link_payload(event: Inbound) -> str | None:
+        """Return the payload of "/start PAYLOAD" (or "/mulai PAYLOAD"), if that was sent."""
+        if event.kind is not EventKind.TEXT:
+            return None
+        words = event.text.split()
+        if len(words) == 2 and words[0].casefold() in ("/start", "/mulai"):
+            return words[1]
+        return None
 
     # ---- asking ------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from bot.flows import (
     booking,
     cancellation,
     menu,
+    outreach,
     privacy,
     registration,
     reschedule,
@@ -34,12 +35,13 @@ GENERAL_HELP = N_(
     "• /batalkan: batalkan permohonan\n"
     "• /langganan: terima kabar kuota baru dan sesi paspor simpatik dari kantor imigrasi\n"
     "• /berhenti: berhenti berlangganan kabar kuota\n"
+    "• /grup: masukkan kode grup Eazy Passport (pendaftaran rombongan)\n"
     "• /datasaya: data pribadi Anda yang disimpan Loket, dan salinannya\n"
     "• /hapusdata: hapus data pribadi Anda\n"
     "• /bahasa: ganti bahasa"
 )
 
-FLOWS = (menu, registration, booking, reschedule, cancellation, subscription, privacy)
+FLOWS = (menu, registration, booking, reschedule, cancellation, subscription, privacy, outreach)
 
 
 def build_engine() -> Engine:
@@ -61,9 +63,11 @@ def build_engine() -> Engine:
             "/batalkan": cancellation.start_cancellation,
             "/langganan": subscription.start_subscription,
             "/berhenti": subscription.start_unsubscribe,
+            "/grup": outreach.start_group,
             "/datasaya": privacy.my_data,
             "/hapusdata": privacy.start_erasure,
         },
         on_start={registration.NAME: registration.may_start},
         cancel_command="/batalkan",
+        deep_link=outreach.open_link,
     )

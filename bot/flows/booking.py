@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot import outreach
 from bot.ballot import ballot_text, can_enter, enter_ballot, open_ballot_days
 from bot.core.capabilities import capabilities
 from bot.core.flow import (
@@ -169,10 +170,27 @@ def find_offices(ctx: Context, event: Inbound) -> list[dict[str, Any]]:
     return [{"id": o.id, "km": None} for o in found]
 
 
+def find_places(ctx: Context, event: Inbound) -> list[dict[str, Any]]:
+    """Find outreach sessions (paspor keliling) and offices by a typed city or a location."""
+    sessions = outreach.find_sessions(ctx, event)
+    try:
+        offices = find_offices(ctx, event)
+    except Invalid:
+        if not sessions:
+            raise
+        offices = []
+    return offices + sessions  # the offices first, as before; sessions away from them after
+
+
 def office_options(ctx: Context) -> list[Option]:
-    """Offer the offices found in the previous step."""
+    """Offer the offices (and outreach sessions) found in the previous step."""
     options = []
     for found in ctx.answers.get("office_query", []):
+        if "outreach" in found:
+            option = outreach.session_option(ctx, found)
+            if option is not None:
+                options.append(option)
+            continue
         office = ctx.session.get(Office, found["id"])
         if office is None:
             continue
@@ -216,6 +234,8 @@ def available_days(ctx: Context) -> list[DayFree]:
     answered by the hold itself ("baru saja penuh"); the database decides every seat.
     """
     office = chosen_office(ctx)
+    if outreach.OUTREACH in ctx.answers:
+        return outreach.days(ctx, office)
     here = local(ctx.now, office.timezone)
     kinds = seat_kinds(booking_application(ctx), here.date())
     key = availability_key(ctx)
@@ -358,6 +378,8 @@ def why_not_bookable(ctx: Context, day: date, *, from_tomorrow: bool = False) ->
     office = chosen_office(ctx)
     today = office_today(office, ctx.now)
     shown = format_date(day)
+    if outreach.OUTREACH in ctx.answers:
+        return outreach.why_not(ctx, day)
     if day < today:
         return _("Tanggal {date} sudah lewat. Pilih tanggal lain.").format(date=shown)
     if from_tomorrow and day == today:
@@ -421,6 +443,8 @@ def queue_place(ctx: Context) -> Place | None:
 def seats_barred(ctx: Context) -> str | None:
     """Say why no dates are offered now: walk-in only, or still waiting for a turn."""
     office = chosen_office(ctx)
+    if outreach.OUTREACH in ctx.answers:
+        return None  # a session away from the office has its own seats
     if office.walk_in_only:
         return walk_in_text(ctx, office, booking_application(ctx))
     if office.release_mode == ReleaseMode.BALLOT:
@@ -456,6 +480,8 @@ def gated_day_reader(read: Any) -> Any:
 def day_prompt(ctx: Context) -> str:
     """Ask for a date, or say exactly when (and how) quota opens when none is free."""
     office = chosen_office(ctx)
+    if outreach.OUTREACH in ctx.answers:
+        return outreach.day_prompt(ctx, office)
     barred = seats_barred(ctx)
     if barred is not None:
         return barred
@@ -558,6 +584,7 @@ def after_day(ctx: Context, value: Any) -> Transition | None:
         return Stay()
     if value == "other_office":
         ctx.answers.pop(DAY_PAGE, None)
+        ctx.answers.pop(outreach.OUTREACH, None)
         return Jump("office_query")
     if value == "menu":
         return StartFlow("menu")
@@ -669,9 +696,11 @@ KIND_LABELS = {
 def day_slots(ctx: Context) -> list[Slot]:
     """Return the slots the applicant may book on the chosen day (read once per turn)."""
     office = chosen_office(ctx)
+    day = date.fromisoformat(ctx.answers["day"])
+    if outreach.OUTREACH in ctx.answers:
+        return outreach.slots(ctx, office, day)
     here = local(ctx.now, office.timezone)
     kinds = seat_kinds(booking_application(ctx), here.date())
-    day = date.fromisoformat(ctx.answers["day"])
     slots: list[Slot] = ctx.remember(
         f"slots:{office.id}:{day}",
         lambda: slots_on(ctx.session, office.id, day, kinds, ctx.now, here.date(), here.time()),
@@ -732,6 +761,7 @@ def billing_message(ctx: Context, application: Application, office: Office, slot
             "",
             _("Nama: {name}").format(name=application.full_name),
             _("Kantor: {office}").format(office=office.name),
+            *outreach.slot_venue_lines(ctx.session, slot),
             *payment_lines(office, slot, code, amount, deadline),
             "",
             *how_to_pay(),
@@ -799,6 +829,9 @@ def hold_chosen(ctx: Context, slot_id: int, *, from_slot_step: bool) -> Transiti
     if result_refusal in (HoldRefusal.ACTIVE_BOOKING, HoldRefusal.PHONE_LIMIT):
         ctx.say(hold_refusal_text(result_refusal, limit))
         return StartFlow("menu")
+    if result_refusal in (HoldRefusal.NEW_ONLY, HoldRefusal.NOT_MEMBER):
+        ctx.say(outreach.refusal_text(ctx, result_refusal.value, outreach.chosen_session(ctx)))
+        return Jump("office_query")
     if result_refusal in (HoldRefusal.NOT_ELIGIBLE, HoldRefusal.NOT_ADMITTED):
         ctx.say(hold_refusal_text(result_refusal, limit))
         return Jump("day")
@@ -1012,7 +1045,8 @@ def start_booking(ctx: Context) -> Transition | None:
 
 def booking_after_registration(application: Application) -> StartFlow:
     """Go straight from a new registration to choosing its office and date."""
-    return StartFlow(NAME, seed=(("application", str(application.id)),))
+    seed = (("application", str(application.id)), *outreach.member_seed(application))
+    return StartFlow(NAME, seed=seed)
 
 
 def office_query_prompt(ctx: Context) -> str:
@@ -1031,11 +1065,17 @@ OFFICE_QUERY = Step(
     key="office_query",
     prompt=office_query_prompt,
     expects=Expect.TEXT,
-    parse=find_offices,
+    parse=find_places,
     offers_location=True,
     help=N_("Kami menampilkan kantor yang cocok dengan nama kota, atau tiga kantor terdekat."),
 )
-OFFICE = Step(key="office", prompt=N_("Pilih kantor imigrasi:"), options=office_options)
+OFFICE = Step(
+    key="office",
+    prompt=N_("Pilih kantor imigrasi:"),
+    options=office_options,
+    check=lambda ctx, value: outreach.check_choice(ctx, value, booking_application(ctx)),
+    after=lambda ctx, value: outreach.settle_choice(ctx, value),
+)
 DAY = Step(
     key="day",
     prompt=day_prompt,

@@ -172,7 +172,12 @@
     });
 
     redraw();
-    if (!transcript.length) send({ open: true });
+    if (panel.dataset.start) {
+      // A group's link: start with its code once, then drop it from the address bar so a
+      // reload does not send it again.
+      send({ text: panel.dataset.start }, panel.dataset.start);
+      history.replaceState(null, "", location.pathname);
+    } else if (!transcript.length) send({ open: true });
     if (pollUrl) {
       setInterval(function () {
         if (busy || document.hidden) return;
