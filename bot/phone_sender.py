@@ -38,12 +38,11 @@ from storage.booking import (
     release_claim,
 )
 from storage.models import OutboxMessage
-from storage.outbox import count_failure, set_aside
+from storage.outbox import SMS_CHANNEL, count_failure, set_aside
 from storage.phones import CODE_LIFETIME
 
 log = logging.getLogger(__name__)
 
-SMS_CHANNEL = "sms"  # outbox rows to phone numbers (user_ref is the E.164 number)
 CLAIM_FOR = timedelta(seconds=60)  # longer than a gateway request may take
 MAX_SEND_ATTEMPTS = 6
 FIRST_RETRY = timedelta(seconds=5)

@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session
 
 from bot.documents import Requirement, document_label, missing_documents
 from bot.i18n import _
-from bot.phone_sender import SMS_CHANNEL
 from bot.settings import Settings
 from bot.shared import SharedState
 from bot.timezones import format_moment, quiet
@@ -38,6 +37,7 @@ from storage.models import (
     PhoneVerification,
     Slot,
 )
+from storage.outbox import SMS_CHANNEL
 
 REMIND_BEFORE = timedelta(hours=38)  # 10.00 office time on the day before the deadline's day
 UNBOOKED_LINK = timedelta(days=3)  # a link made before any booking lasts this long

@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 
 from storage.models import InactiveChat, OutboxMessage
 
+SMS_CHANNEL = "sms"  # outbox rows to phone numbers (user_ref is the E.164 number)
+
 
 def count_failure(session: Session, row_id: int) -> int:
     """Count one failed send of a row; return how many it has had."""

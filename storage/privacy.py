@@ -53,6 +53,7 @@ from storage.models import (
     StaffSession,
     Subscription,
 )
+from storage.outbox import SMS_CHANNEL
 from storage.phones import seats_held_by_phone
 
 # Statuses in which the office is working on the passport: the data is needed until it ends.
@@ -340,7 +341,11 @@ def erase_chat(session: Session, channel: str, user_ref: str, now: datetime) -> 
     """
     done = Erasure()
     verification = session.get(PhoneVerification, (channel, user_ref))
+    # SMS/WhatsApp messages (codes, links) are addressed to numbers, not to this chat.
+    phones = {verification.phone} if verification is not None else set()
     for application in owned_applications(session, channel, user_ref):
+        if application.phone:
+            phones.add(application.phone)
         for booking in bookings_for_application(session, application.id):
             if booking.status in ACTIVE:
                 cancel_booking(session, booking, "erased at the applicant's request")
@@ -356,7 +361,14 @@ def erase_chat(session: Session, channel: str, user_ref: str, now: datetime) -> 
         done.add(model.__tablename__, _rows(session.execute(delete(model).filter_by(**chat))))
     done.add(
         "outbox",
-        _rows(session.execute(delete(OutboxMessage).filter_by(**chat))),
+        _rows(session.execute(delete(OutboxMessage).filter_by(**chat)))
+        + _rows(
+            session.execute(
+                delete(OutboxMessage).where(
+                    OutboxMessage.channel == SMS_CHANNEL, OutboxMessage.user_ref.in_(phones)
+                )
+            )
+        ),
     )
     # Updates already applied (their texts, photos' ids); later ones still wait their turn.
     done.add(

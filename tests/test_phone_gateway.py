@@ -13,12 +13,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from bot.phone_sender import SMS_CHANNEL, HttpGatewaySender, TerminalSender, make_phone_sender
+from bot.phone_sender import HttpGatewaySender, TerminalSender, make_phone_sender
 from bot.service import Loket
 from bot.settings import Settings
 from bot.shared import SharedState
 from bot.worker import run_once
 from storage.models import Booking, OutboxMessage, PhoneVerification
+from storage.outbox import SMS_CHANNEL
 from tests.conftest import FakeClock
 from tests.test_release_modes import applicants, ask_dates
 from tests.transcript import Chat

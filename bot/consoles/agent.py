@@ -44,7 +44,6 @@ from bot.flows.booking import mask_phone, seat_kinds, sold_out_key
 from bot.flows.registration import FLOW as REGISTRATION
 from bot.i18n import N_, _, format_money
 from bot.notices import payment_lines
-from bot.phone_sender import SMS_CHANNEL
 from bot.timezones import local, local_date
 from bot.uploads import group, missing_labels, send_link, telegram_chat_for
 from bot.validators import parse_date, parse_full_name, parse_nik, parse_phone
@@ -72,6 +71,7 @@ from storage.models import (
     StaffRole,
 )
 from storage.office import find_applications
+from storage.outbox import SMS_CHANNEL
 from storage.staff import audit
 
 CHANNEL = "agent"  # callers registered by an agent; their phone number is their identity
