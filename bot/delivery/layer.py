@@ -36,7 +36,6 @@ from bot.i18n import _, use_locale
 from bot.logsafe import log_failure
 from bot.metrics import refused
 from bot.notices import chat_locale
-from bot.privacy import export_file
 from bot.service import Loket
 from storage import inbox
 from storage.booking import (
@@ -532,10 +531,7 @@ class Delivery:
         locale = str(payload.get("locale") or "id")
 
         def export() -> tuple[str, bytes]:
-            # The person's data as a file, read now (never stored in the outbox): what is
-            # held at sending time, nothing if it was erased meanwhile.
-            with self.loket.sessions() as session:
-                return export_file(session, self.name, chat_id, self.loket.now(session))
+            return self.loket.export_now(self.name, chat_id)  # read at sending time
 
         recipient = Recipient(chat_id, locale, now, last_inbound, export)
         with use_locale(locale):
