@@ -22,10 +22,10 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.core.ports import SharedState
 from bot.documents import Requirement, document_label, missing_documents
 from bot.i18n import _
 from bot.settings import Settings
-from bot.shared import SharedState
 from bot.timezones import format_moment, quiet
 from storage.applications import REG_ALPHABET
 from storage.booking import active_booking, queue_message, record_event
