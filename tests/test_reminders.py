@@ -215,7 +215,16 @@ def test_documents_reminder_follows_the_missing_documents_hook(
     at(clock, 23, 10, 0)  # H-3
     [text] = round_texts(loket, chat)
     assert "belum menerima foto dokumen berikut: e-KTP" in text
+    assert "Kirim fotonya lewat tautan pribadi ini sebelum Kamis, 26 November 2026" in text
+    assert "/unggah/" in text  # the same personal link an agent's caller gets
     at(clock, 23, 11, 0)
+    assert round_texts(loket, chat) == []
+    chat.say("/ubahjadwal")  # once per application, whatever moved since
+    chat.say("1")
+    chat.say("1 Desember")
+    assert "Jadwal berhasil diubah ke Selasa, 01 Desember 2026" in chat.say("1")
+    loket.pending_messages(chat.channel, chat.user)
+    at(clock, 28, 10, 0)  # H-3 of the new date: the documents are still missing
     assert round_texts(loket, chat) == []
 
 
