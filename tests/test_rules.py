@@ -57,6 +57,10 @@ def test_a_booking_moved_once_is_refused_a_second_move_in_the_chat_and_on_the_co
     assert wording.text(Audience.APPLICANT) in caller.say("1")
 
     assert log_in(client, "ani.cs") == 302
+    # What the agent reads to the caller says the change is used up, as the chat does.
+    found = client.post("/agent", data={"find": "1", "caller_phone": caller.phone(),
+                                        "csrf_token": token(client, "/agent")})  # fmt: skip
+    assert "Sudah pernah diubah sekali, jadi tidak bisa diubah lagi" in found.get_data(as_text=True)
     target = offered_window(loket)
     told = agent_post(client, reg_number, "reschedule", slot=str(target))
     assert told == [wording.text(Audience.STAFF)]
