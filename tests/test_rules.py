@@ -61,7 +61,10 @@ def test_a_booking_moved_once_is_refused_a_second_move_in_the_chat_and_on_the_co
     found = client.post("/agent", data={"find": "1", "caller_phone": caller.phone(),
                                         "csrf_token": token(client, "/agent")})  # fmt: skip
     assert "Sudah pernah diubah sekali, jadi tidak bisa diubah lagi" in found.get_data(as_text=True)
-    target = offered_window(loket)
+    page = client.get(f"/agent/application/{reg_number}").get_data(as_text=True)
+    assert wording.text(Audience.STAFF) in page  # said up front, no list of windows
+    assert 'name="slot"' not in page
+    target = offered_window(loket)  # a forged post is refused all the same
     told = agent_post(client, reg_number, "reschedule", slot=str(target))
     assert told == [wording.text(Audience.STAFF)]
     with loket.sessions() as session:
@@ -87,6 +90,8 @@ def test_a_booking_past_h_minus_1_is_refused_in_the_chat_and_on_the_console(
     assert wording.text(Audience.APPLICANT) in caller.say("1")
 
     assert log_in(client, "ani.cs") == 302
+    page = client.get(f"/agent/application/{reg_number}").get_data(as_text=True)
+    assert wording.text(Audience.STAFF) in page and 'name="slot"' not in page
     assert agent_post(client, reg_number, "reschedule", slot=str(target)) == [
         wording.text(Audience.STAFF)
     ]

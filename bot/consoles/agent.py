@@ -50,6 +50,7 @@ from bot.rules import (
     may_move_to,
     move_booking,
     reschedule_ballots,
+    reschedule_decision,
     seat_kinds,
 )
 from bot.timezones import local_date
@@ -233,8 +234,13 @@ def application(reg_number: str) -> ResponseReturnValue:
             _ = booking.slot.office.name
         current = bookings[0] if bookings else None
         alternatives: list[Slot] = []
+        move_refusal = None  # why this booking cannot be moved at all (the chat's rule)
         if current is not None and current.status == "confirmed":
-            alternatives = reschedule_options(db, found, current, now)
+            decision = reschedule_decision(current, now)
+            if decision.allowed:
+                alternatives = reschedule_options(db, found, current, now)
+            else:
+                move_refusal = decision.reason(Audience.STAFF)
         timezone = current.slot.office.timezone if current is not None else "Asia/Jakarta"
         audit(db, current_staff_id(), "agent.view", found.reg_number, {}, now)
         db.flush()  # write the audit row before expunging (an expunged one is lost)
@@ -247,6 +253,7 @@ def application(reg_number: str) -> ResponseReturnValue:
         documents=documents,
         missing=missing,
         alternatives=alternatives,
+        move_refusal=move_refusal,
         timezone=timezone,
         now=now,
         closed=found.status in CLOSED_STATUSES,
