@@ -19,6 +19,7 @@ from bot.core.messages import Outbound
 from bot.documents import document_label, required_documents
 from bot.i18n import _, format_date, format_money, resolve_locale, use_locale
 from bot.outreach import slot_venue_lines
+from bot.rules import moved_already
 from bot.timezones import format_moment, format_window
 from storage.booking import queue_message
 from storage.models import Booking, Conversation, Office, PaymentOutcome, Slot
@@ -83,7 +84,7 @@ def away_lines(booking: Booking) -> list[str]:
 
 def change_rule(booking: Booking) -> str:
     """Say whether the one allowed change of date is still available."""
-    if booking.reschedules >= 1:
+    if moved_already(booking):
         return _("Jadwal ini sudah pernah diubah satu kali, jadi tidak dapat diubah lagi.")
     return _("Jadwal dapat diubah satu kali, paling lambat sehari sebelumnya, dengan /ubahjadwal.")
 

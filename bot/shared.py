@@ -10,34 +10,10 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 import redis
 
-
-class SharedState(Protocol):
-    """Keys with a time to live."""
-
-    def get(self, key: str) -> str | None:
-        """Return the value, or None when absent or expired."""
-
-    def set(self, key: str, value: str, ttl_seconds: float) -> None:
-        """Store a value that disappears after `ttl_seconds`."""
-
-    def delete(self, key: str) -> None:
-        """Remove a key."""
-
-    def incr(self, key: str, ttl_seconds: float) -> int:
-        """Add one to a counter that disappears `ttl_seconds` after its first use; return it."""
-
-    def take(self, key: str, rate: float, burst: int) -> tuple[bool, float]:
-        """Take one token from a bucket refilled at `rate` a second, holding at most `burst`.
-
-        Atomic; returns (allowed, seconds to wait before a token is there when refused).
-        """
-
-    def close(self) -> None:
-        """Release connections."""
+from bot.core.ports import SharedState as SharedState  # the port this module implements
 
 
 def _bucket(rate: float, burst: int) -> tuple[int, int]:
