@@ -840,16 +840,6 @@ class OutreachMember(Base):
     joined_at: Mapped[datetime]
 
 
-class WhatsAppWindow(Base):
-    """When a WhatsApp user last wrote to us: free-form messages reach them for 24 hours
-    after it (the customer-service window), templates only afterwards."""
-
-    __tablename__ = "whatsapp_windows"
-
-    user_ref: Mapped[str] = mapped_column(String(128), primary_key=True)  # their number
-    last_inbound_at: Mapped[datetime | None]  # None: closed (Meta said so: error 131047)
-
-
 class WhatsAppStatus(Base):
     """What became of a message we sent on WhatsApp (status webhooks: sent, delivered, read,
     failed), keyed by its WhatsApp id; later statuses never go back to earlier ones."""

@@ -53,7 +53,6 @@ from storage.models import (
     StaffSession,
     Subscription,
     WhatsAppStatus,
-    WhatsAppWindow,
 )
 from storage.outbox import SMS_CHANNEL
 from storage.phones import seats_held_by_phone
@@ -389,9 +388,7 @@ def erase_chat(session: Session, channel: str, user_ref: str, now: datetime) -> 
     session.execute(
         delete(QueueEntry).where(QueueEntry.channel == channel, QueueEntry.account_ref == user_ref)
     )
-    if channel == WHATSAPP:  # the chat's id is the number: its window and statuses name it
-        windows = delete(WhatsAppWindow).where(WhatsAppWindow.user_ref == user_ref)
-        done.add("whatsapp_windows", _rows(session.execute(windows)))
+    if channel == WHATSAPP:  # the chat's id is the number: its statuses name it
         statuses = delete(WhatsAppStatus).where(WhatsAppStatus.user_ref == user_ref)
         done.add("whatsapp_statuses", _rows(session.execute(statuses)))
     # The number's lock row names it too; it is made again by the next hold that needs it.
@@ -538,10 +535,6 @@ def retention_round(session: Session, now: datetime, keep: Retention) -> Erasure
     done.add("outbox", _rows(session.execute(outbox)))
     inbox = delete(InboxUpdate).where(InboxUpdate.received_at < stale)
     done.add("inbox", _rows(session.execute(inbox)))
-    windows = delete(WhatsAppWindow).where(
-        or_(WhatsAppWindow.last_inbound_at < stale, WhatsAppWindow.last_inbound_at.is_(None))
-    )
-    done.add("whatsapp_windows", _rows(session.execute(windows)))
     statuses = delete(WhatsAppStatus).where(WhatsAppStatus.updated_at < stale)
     done.add("whatsapp_statuses", _rows(session.execute(statuses)))
     done.add(

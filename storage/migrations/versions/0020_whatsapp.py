@@ -1,4 +1,4 @@
-"""WhatsApp: customer-service windows, message statuses, longer outbox message ids
+"""WhatsApp: message statuses, longer outbox message ids
 
 Revision ID: 0020
 Revises: 0018_outreach
@@ -26,12 +26,6 @@ def upgrade() -> None:
             existing_nullable=True,
         )
     op.create_table(
-        "whatsapp_windows",
-        sa.Column("user_ref", sa.String(length=128), nullable=False),
-        sa.Column("last_inbound_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("user_ref", name=op.f("pk_whatsapp_windows")),
-    )
-    op.create_table(
         "whatsapp_statuses",
         sa.Column("message_id", sa.String(length=200), nullable=False),
         sa.Column("user_ref", sa.String(length=128), nullable=False),
@@ -54,7 +48,6 @@ def downgrade() -> None:
     op.drop_index("ix_whatsapp_statuses_updated_at", table_name="whatsapp_statuses")
     op.drop_index("ix_whatsapp_statuses_user_ref", table_name="whatsapp_statuses")
     op.drop_table("whatsapp_statuses")
-    op.drop_table("whatsapp_windows")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.alter_column(
             "message_id",
