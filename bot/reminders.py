@@ -113,7 +113,8 @@ def payment_reminder(booking: Booking, billing: BillingCode) -> Outbound:
             code=billing.code,
             number=booking.application.reg_number,
             deadline=format_moment(aware(billing.expires_at), office.timezone),
-        )
+        ),
+        kind="reminder",
     )
 
 
@@ -146,7 +147,7 @@ def day_before(booking: Booking) -> Outbound:
             ),
         ]
     )
-    return Outbound(text, qr=booking.code)
+    return Outbound(text, qr=booking.code, kind="reminder")
 
 
 def documents_reminder(booking: Booking, missing: list[str]) -> Outbound:
@@ -160,7 +161,8 @@ def documents_reminder(booking: Booking, missing: list[str]) -> Outbound:
             number=booking.application.reg_number,
             documents=", ".join(missing),
             date=format_date(booking.slot.day),
-        )
+        ),
+        kind="reminder",
     )
 
 

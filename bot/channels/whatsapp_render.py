@@ -2,14 +2,15 @@
 
 Choices become reply buttons (at most 3, titles at most 20 characters) or a list message (at
 most 10 rows in all, row titles at most 24 characters, descriptions at most 72); a longer list
-is paged, its last row "Lainnya" showing the next page. Typed answers work as on every channel.
+is paged, its last row "Lainnya" asking for the next page (`paged`). Typed answers work as on
+every channel.
 Outside the 24-hour customer-service window only an approved template can be sent: the
 notice's text becomes the template's one body parameter.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.channels.whatsapp_updates import MORE
@@ -60,17 +61,23 @@ def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def page_of(choices: tuple[Choice, ...], page: int) -> tuple[int, list[Choice], int | None]:
-    """Return where a page of choices starts, its choices and the next page's number (None
-    on the last page). Ten fit a list; more are shown nine at a time, the tenth row leading
-    to the next nine."""
+def paged(message: Outbound, page: int, original: str | None = None) -> Outbound:
+    """Return one page of a question with more choices than a list holds: nine of them and
+    a "Lainnya" choice leading to the next page (the last page holds up to ten). `original`
+    names the WhatsApp message of the whole question (later pages point back to it)."""
+    choices = message.choices
     start = (ROWS - 1) * page
     if start >= len(choices):
         start, page = 0, 0  # an old "lainnya" on a shorter list: from the start
-    rest = list(choices[start:])
+    rest = choices[start:]
+    text = message.text if page == 0 else message.text.rsplit("\n\n", 1)[-1]
     if len(rest) <= ROWS:
-        return start, rest, None
-    return start, rest[: ROWS - 1], page + 1
+        return replace(message, text=text, choices=rest)
+    shown = rest[: ROWS - 1]
+    last = min(len(choices), start + 2 * (ROWS - 1))
+    value = f"{MORE}{page + 1}" + (f":{original}" if original else "")
+    label = _("Lainnya ({a}–{b} dari {n})").format(a=start + ROWS, b=last, n=len(choices))
+    return replace(message, text=text, choices=(*shown, Choice(value, label)))
 
 
 def buttons_fit(choices: tuple[Choice, ...]) -> bool:
@@ -78,17 +85,16 @@ def buttons_fit(choices: tuple[Choice, ...]) -> bool:
     return len(choices) <= BUTTONS and all(len(c.label) <= BUTTON_TITLE for c in choices)
 
 
-def render(message: Outbound, page: int = 0) -> list[dict[str, Any]]:
+def render(message: Outbound) -> list[dict[str, Any]]:
     """Return the message objects (without `to`) that carry one message, in order; the QR
     code and the export, which need an upload first, are left to the sender."""
+    if len(message.choices) > ROWS:
+        message = paged(message, 0)
     choices = tuple(c for c in message.choices if 0 < len(c.value) <= ROW_ID)
     location = message.offers_location and not choices and message.expects is not Expect.CHOICE
     if not choices and not location:
         return [_text(part) for part in chunks(message.text)]
-    text = message.text or " "
-    if page > 0:  # a later page of a list: the question only, not the notes before it
-        text = text.rsplit("\n\n", 1)[-1]
-    parts = chunks(text, BODY_LIMIT)
+    parts = chunks(message.text or " ", BODY_LIMIT)
     head = "\n".join(parts[:-1])
     objects = [_text(part) for part in chunks(head)] if head else []
     body = {"text": parts[-1]}
@@ -109,30 +115,19 @@ def render(message: Outbound, page: int = 0) -> list[dict[str, Any]]:
             },
         }
     else:
-        interactive = {"type": "list", "body": body, "action": _list_action(choices, page)}
+        interactive = {"type": "list", "body": body, "action": _list_action(choices)}
     objects.append({"type": "interactive", "interactive": interactive})
     return objects
 
 
-def _list_action(choices: tuple[Choice, ...], page: int) -> dict[str, Any]:
-    """The list's button and sections: the page's choices, then "Lainnya" if more follow."""
-    start, rows, more = page_of(choices, page)
-    first, last = start + 1, start + len(rows)
-    title = _("Pilihan") if len(choices) <= ROWS else _("Pilihan {a}–{b}").format(a=first, b=last)
-    sections: list[dict[str, Any]] = [
-        {"title": cut(title, SECTION_TITLE), "rows": [_row(c) for c in rows]}
-    ]
-    if more is not None:
-        shown = min(len(choices), last + ROWS - 1)
-        row = {
-            "id": f"{MORE}{more}",
-            "title": cut(_("Lainnya"), ROW_TITLE),
-            "description": cut(
-                _("Pilihan {a}–{b} dari {n}").format(a=last + 1, b=shown, n=len(choices)),
-                ROW_DESCRIPTION,
-            ),
-        }
-        sections.append({"title": cut(_("Halaman berikutnya"), SECTION_TITLE), "rows": [row]})
+def _list_action(choices: tuple[Choice, ...]) -> dict[str, Any]:
+    """The list's button and sections: the choices, then the way to the next page."""
+    answers = [c for c in choices if not c.value.startswith(MORE)]
+    onward = [c for c in choices if c.value.startswith(MORE)]
+    sections = [{"title": cut(_("Pilihan"), SECTION_TITLE), "rows": [_row(c) for c in answers]}]
+    if onward:
+        rows = [_row(c) for c in onward]
+        sections.append({"title": cut(_("Halaman berikutnya"), SECTION_TITLE), "rows": rows})
     return {"button": cut(_("Pilih"), BUTTON_TITLE), "sections": sections}
 
 

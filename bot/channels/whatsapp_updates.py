@@ -16,7 +16,9 @@ from typing import Any
 from bot.channels.telegram_updates import Unreadable, checked_tree
 from bot.core.messages import Inbound
 
-MORE = "loket:more:"  # the id of a list's "lainnya" row: MORE + the next page's number
+# The id of a list's "lainnya" row: MORE + the next page's number [+ ":" + the id of the
+# message that first showed the whole question, on later pages].
+MORE = "loket:more:"
 ID_LIMIT = 200  # characters of a WhatsApp id we keep (real ones are about 60)
 STATUSES = ("sent", "delivered", "read", "failed")
 
@@ -34,6 +36,7 @@ class Incoming:
     mime_type: str | None = None
     replied_to: str | None = None  # the id of our message whose button or row was chosen
     more: int | None = None  # a "lainnya" row: the page of the list to show next
+    more_of: str | None = None  # ...of the question first sent as this WhatsApp message
 
 
 @dataclass(frozen=True)
@@ -140,8 +143,9 @@ def translate(message: dict[str, Any]) -> Incoming | None:
         if reply_kind not in ("button_reply", "list_reply"):
             raise Unreadable("interactive reply of an unknown kind")
         chosen = _id(_object(interactive.get(reply_kind), reply_kind).get("id"), "reply id")
-        if chosen.startswith(MORE) and chosen[len(MORE) :].isdigit():
-            return incoming(None, more=int(chosen[len(MORE) :]))
+        page, _colon, original = chosen.removeprefix(MORE).partition(":")
+        if chosen.startswith(MORE) and page.isdigit() and len(page) < 4:
+            return incoming(None, more=int(page), more_of=original or replied_to)
         return incoming(Inbound.press(chosen))
     if kind == "button":  # a quick-reply button of a template message: its text is the answer
         button = _object(message.get("button"), "button")
