@@ -2,8 +2,8 @@
 
 Statuses arrive at least once and out of order: a status is kept only if it is further along
 (sent < delivered < read; failed is final). Outside the 24-hour customer-service window Meta
-may accept a free-form message and report it `failed` (error 131047) later: such a message is
-queued again, to go as a template.
+may accept a free-form message and report it `failed` (error 131047) only later: the 200 of
+the send proves nothing, the status row does (operators count them with `failed_statuses`).
 """
 
 from __future__ import annotations
@@ -11,27 +11,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from storage.booking import queue_message
 from storage.models import OutboxMessage, WhatsAppStatus
 
 CHANNEL = "whatsapp"
 OUTSIDE_WINDOW = 131047  # Meta's error: more than 24 hours since the user's last message
 RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
-AS_TEMPLATE = "as_template"  # an outbox payload's flag: send it as a template, window or not
 
 
 def record_statuses(
     session: Session,
     statuses: Iterable[tuple[str, str, str, datetime, int | None]],
     now: datetime,
-) -> set[str]:
-    """Record (message id, recipient, status, Meta's time, error code) tuples; return the
-    recipients with a message queued again as a template (failed outside the window)."""
-    requeued: set[str] = set()
+) -> int:
+    """Record (message id, recipient, status, Meta's time, error code) tuples; return how many
+    changed what was known (repeats and older news change nothing)."""
+    changed = 0
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     for message_id, user_ref, status, at, error_code in statuses:
         created = session.execute(
@@ -53,21 +51,9 @@ def record_statuses(
                 continue  # a repeat, or older news than what we know
             row.status, row.error_code, row.status_at, row.updated_at = (
                 status, error_code, at, now)  # fmt: skip
-        outside = status == "failed" and error_code == OUTSIDE_WINDOW
-        if outside and _queue_as_template(session, user_ref, message_id, now):
-            requeued.add(user_ref)
+        changed += 1
     session.flush()
-    return requeued
-
-
-def _queue_as_template(session: Session, user_ref: str, message_id: str, now: datetime) -> bool:
-    """Queue the refused message again, flagged to go as a template; False if it is unknown
-    (purged) or was a template already."""
-    payload = sent_payload(session, user_ref, message_id)
-    if payload is None or payload.get(AS_TEMPLATE):
-        return False
-    queue_message(session, CHANNEL, user_ref, {**payload, AS_TEMPLATE: True}, now)
-    return True
+    return changed
 
 
 def status_of(session: Session, message_id: str) -> tuple[str, int | None] | None:
@@ -89,6 +75,16 @@ def sent_payload(session: Session, user_ref: str, message_id: str) -> dict[str, 
         .limit(1)
     ).scalar_one_or_none()
     return None if payload is None else dict(payload)
+
+
+def failed_statuses(session: Session) -> dict[int, int]:
+    """Count failed messages by Meta's error code (131047: sent outside the window)."""
+    rows = session.execute(
+        select(WhatsAppStatus.error_code, func.count())
+        .where(WhatsAppStatus.status == "failed")
+        .group_by(WhatsAppStatus.error_code)
+    ).all()
+    return {int(code or 0): int(count) for code, count in rows}
 
 
 def purge_statuses(session: Session, before: datetime) -> int:

@@ -99,11 +99,6 @@ def checked_id(update: Any) -> int:
     return update_id
 
 
-def checked_tree(value: Any) -> None:
-    """Check a parsed body is plain, shallow JSON with valid text (any push channel's)."""
-    _check_tree(value, 0)
-
-
 def _check_tree(value: Any, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise Unreadable("nested too deeply")
