@@ -141,12 +141,11 @@ def show_page(loket: Loket, incoming: Incoming) -> bool:
         locale = str((payload or {}).get("locale") or chat_locale(session, CHANNEL, chat_id))
         with use_locale(locale):
             if payload is None:
-                message = Outbound(
-                    _(
-                        "Daftar pilihan itu sudah tidak tersedia. Ketik jawaban Anda, atau ketik "
-                        "/mulai untuk kembali ke menu."
-                    )  # fmt: skip
+                gone = _(
+                    "Daftar pilihan itu sudah tidak tersedia. Ketik jawaban Anda, atau ketik "
+                    "/mulai untuk kembali ke menu."
                 )
+                message = Outbound(gone)
             else:
                 message = paged(Outbound.from_payload(payload), incoming.more, original)
         queue_message(session, CHANNEL, chat_id, {**message.to_payload(), "locale": locale}, now)
