@@ -71,13 +71,11 @@ class Runtime:
         return next((channel for channel in self.channels if channel.name == name), None)
 
     def resume_waiting(self) -> None:
-        """Apply and send what an earlier process accepted and left waiting (at start-up), on
-        each channel's background threads when it has them."""
+        """Apply and send what an earlier process accepted and left waiting (at start-up of a
+        process taking webhooks), on each such channel's background threads."""
         for channel in self.channels:
             if channel.senders is not None:
                 channel.senders.submit(resume_waiting, channel)
-            else:
-                resume_waiting(channel)
 
     def flush_pending(self) -> dict[str, int]:
         """Apply what waits too long and deliver every channel's leftovers (the worker)."""

@@ -142,8 +142,7 @@ def whatsapp(
     service = Loket(ready, db=loket.db, clock=clock, shared=shared_state)
     delivery = Delivery(service, WhatsAppTransport(ready))
     runtime = Runtime(service, [delivery])
-    app = create_app(ready, service)
-    app.config["RUNTIME"] = runtime
+    app = create_app(ready, service, runtime=runtime)
     yield WhatsApp(service, delivery, app.test_client(), fake, Webhooks(clock), clock)
     runtime.close(service=False)
     service.image_checks.shutdown(wait=True)
