@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from bot.channels.whatsapp import WhatsAppTransport
+from bot.channels.whatsapp_api import GraphError
 from bot.channels.whatsapp_render import (
     BODY_LIMIT,
     BUTTON_TITLE,
@@ -24,6 +25,7 @@ from bot.channels.whatsapp_render import (
 )
 from bot.core.messages import Choice, Expect, Outbound
 from bot.delivery.layer import Delivery
+from bot.delivery.transport import ChatBlocked, Refused, RetryLater
 from bot.flows.subscription import announcement_payload
 from bot.payments import apply_notice
 from bot.runtime import Runtime
@@ -54,6 +56,7 @@ from tests.fake_whatsapp import (
     Sent,
     Webhooks,
 )
+from tests.test_images import minimal_pdf
 from tests.transcript import ADULT_NEW, photo_bytes
 
 WA = "6281234567890"  # the applicant's WhatsApp id: their number
@@ -394,18 +397,46 @@ def test_a_long_list_is_paged_with_lainnya_and_every_row_can_be_chosen(whatsapp:
 
 
 def test_a_medium_too_large_is_refused_before_download(whatsapp: WhatsApp) -> None:
-    assert whatsapp.post(whatsapp.hooks.text(WA, "/daftar")) == 200
-    for _turn in range(30):
-        step = whatsapp.step()
-        if step == "doc_ktp":
-            break
-        answer(whatsapp, step or "", {**PLAN, "email": "Lewati"})
-    assert whatsapp.step() == "doc_ktp"
+    to_documents(whatsapp)
     media_id = whatsapp.fake.add_media(b"\xff\xd8" + b"0" * 100, size=25 * 1024 * 1024)
     assert whatsapp.post(whatsapp.hooks.image(WA, media_id)) == 200
     assert "melebihi batas 10 MB" in whatsapp.last().text
     assert whatsapp.fake.lookups == [media_id] and whatsapp.fake.downloads == []
     assert whatsapp.step() == "doc_ktp"
+
+
+def to_documents(whatsapp: WhatsApp) -> None:
+    """Register up to the first document step."""
+    assert whatsapp.post(whatsapp.hooks.text(WA, "/daftar")) == 200
+    for _turn in range(30):
+        step = whatsapp.step()
+        if step == "doc_ktp":
+            return
+        answer(whatsapp, step or "", PLAN)
+    raise AssertionError("never reached the documents")
+
+
+def test_a_photo_sent_as_a_document_is_taken_and_a_pdf_is_refused(whatsapp: WhatsApp) -> None:
+    to_documents(whatsapp)
+    pdf = whatsapp.fake.add_media(minimal_pdf(), "application/pdf")
+    assert whatsapp.post(whatsapp.hooks.document(WA, pdf, "ktp.pdf")) == 200
+    assert whatsapp.step() == "doc_ktp"
+    assert "File PDF tidak bisa kami terima" in whatsapp.last().text
+    scan = whatsapp.fake.add_media(photo_bytes("scan"), "image/jpeg")
+    assert whatsapp.post(whatsapp.hooks.document(WA, scan, "ktp.jpg", "image/jpeg")) == 200
+    assert whatsapp.step() == "doc_kk"
+
+
+def test_graph_api_failures_tell_the_delivery_layer_what_to_do() -> None:
+    throughput = WhatsAppTransport._error(GraphError(429, 130429, 2.0), "send")
+    assert isinstance(throughput, RetryLater) and throughput.retry_after == 2.0
+    pair = WhatsAppTransport._error(GraphError(400, 131056), "send")  # one person, too fast
+    assert isinstance(pair, RetryLater) and pair.retry_after is None
+    assert isinstance(WhatsAppTransport._error(GraphError(400, 131026), "send"), ChatBlocked)
+    assert isinstance(WhatsAppTransport._error(GraphError(400, 131009), "send"), Refused)
+    assert isinstance(WhatsAppTransport._error(GraphError(401, 190), "send"), RetryLater)
+    assert isinstance(WhatsAppTransport._error(GraphError(503, 1), "send"), RetryLater)
+    assert isinstance(WhatsAppTransport._error(GraphError(0), "send"), RetryLater)  # network
 
 
 def test_someone_elses_contact_card_counts_as_typed(whatsapp: WhatsApp) -> None:
