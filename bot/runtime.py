@@ -36,10 +36,10 @@ def build_channels(loket: Loket, *, web: bool = False, embedded: bool = False) -
 
             channels.append(TelegramChannel(loket, BotRunner(settings), background=web and webhook))
     if settings.whatsapp:  # WhatsApp has only its webhook: every process may send
-        from bot.channels.whatsapp import WhatsAppTransport
+        from bot.channels.whatsapp import SEND_THREADS, WhatsAppTransport
 
-        channels.append(Delivery(loket, WhatsAppTransport(settings), background=web,
-                                 send_threads=settings.telegram_send_threads))  # fmt: skip
+        transport = WhatsAppTransport(settings)
+        channels.append(Delivery(loket, transport, background=web, send_threads=SEND_THREADS))
     return channels
 
 
