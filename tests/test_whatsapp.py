@@ -511,3 +511,14 @@ def test_no_token_or_message_text_reaches_the_logs(
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert TOKEN not in logged and secret_text not in logged
     assert "unreadable" in logged
+
+
+def test_a_long_message_id_still_fits_the_inbox_key(whatsapp: WhatsApp) -> None:
+    message = whatsapp.hooks.text(WA, "/start")
+    message["id"] = "wamid." + "A" * 150
+    assert whatsapp.post(message) == 200
+    assert whatsapp.post(message) == 200  # the same long id: the same key, applied once
+    with whatsapp.loket.sessions() as session:
+        keys = session.execute(select(InboxUpdate.key)).scalars().all()
+    assert len(keys) == 1 and len(keys[0]) <= 80
+    assert len(whatsapp.fake.to(WA)) == 1

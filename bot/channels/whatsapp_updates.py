@@ -9,6 +9,7 @@ would redeliver anything else for days).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from bot.delivery.transport import Unreadable
 # message that first showed the whole question, on later pages].
 MORE = "loket:more:"
 ID_LIMIT = 200  # characters of a WhatsApp id we keep (real ones are about 60)
+KEY_LIMIT = 64  # characters of a message's key ("whatsapp:" + key fits 80)
 STATUSES = ("sent", "delivered", "read", "failed")
 MAX_DEPTH = 24  # real webhooks nest about 9 deep (entry, changes, value, messages, ...)
 
@@ -142,8 +144,15 @@ def split(body: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 def key_of(message: dict[str, Any]) -> tuple[str, str]:
-    """Return a message's id and its sender, the two things accepting it needs."""
-    return _id(message.get("id"), "message id"), _wa_id(message.get("from"), "sender")
+    """Return a message's key and its sender, the two things accepting it needs.
+
+    The key is the WhatsApp id (about 60 characters), or its digest when longer than
+    KEY_LIMIT: inbox and processed-event keys hold 80 characters with the channel's prefix.
+    """
+    message_id = _id(message.get("id"), "message id")
+    if len(message_id) > KEY_LIMIT:
+        message_id = "sha256:" + hashlib.sha256(message_id.encode()).hexdigest()[: KEY_LIMIT - 7]
+    return message_id, _wa_id(message.get("from"), "sender")
 
 
 def translate(message: dict[str, Any]) -> Incoming | None:
