@@ -44,6 +44,7 @@ from storage.models import (
     ProcessedEvent,
     WhatsAppStatus,
 )
+from storage.privacy import erase_chat
 from storage.subscriptions import announce, subscribe
 from storage.whatsapp import status_of
 from tests.conftest import FakeClock
@@ -522,3 +523,16 @@ def test_a_long_message_id_still_fits_the_inbox_key(whatsapp: WhatsApp) -> None:
         keys = session.execute(select(InboxUpdate.key)).scalars().all()
     assert len(keys) == 1 and len(keys[0]) <= 80
     assert len(whatsapp.fake.to(WA)) == 1
+
+
+def test_erasing_the_chat_forgets_its_statuses(whatsapp: WhatsApp) -> None:
+    assert whatsapp.post(whatsapp.hooks.text(WA, "/start")) == 200
+    other = "6281200000009"
+    statuses = [whatsapp.hooks.status(whatsapp.last().id, WA, "read"),
+                whatsapp.hooks.status("wamid.OTHER", other, "delivered")]  # fmt: skip
+    assert whatsapp.post(statuses=statuses) == 200
+    with whatsapp.loket.sessions() as session, session.begin():
+        erase_chat(session, "whatsapp", WA, whatsapp.loket.now(session))
+    with whatsapp.loket.sessions() as session:
+        left = session.execute(select(WhatsAppStatus.user_ref)).scalars().all()
+    assert left == [other]  # the number erased; nobody else's
