@@ -468,6 +468,16 @@ def test_send_failures_are_retried_set_aside_or_hold_the_chat(whatsapp: WhatsApp
     assert whatsapp.delivery.flush(WA) == 0
     whatsapp.clock.advance(minutes=1)
     assert whatsapp.delivery.flush(WA) == 1 and whatsapp.last().text == "satu"
+    fake.throttle_next_sends = 1  # a 429: held until Retry-After, then sent, not counted
+    queue("satu lagi")
+    assert whatsapp.delivery.flush(WA) == 0
+    assert whatsapp.delivery.flush(WA) == 0  # still held (the fake clock has not moved)
+    whatsapp.clock.advance(seconds=2)
+    assert whatsapp.delivery.flush(WA) == 1 and whatsapp.last().text == "satu lagi"
+    with whatsapp.loket.sessions() as session:
+        attempts = session.execute(select(OutboxMessage.attempts).order_by(
+            OutboxMessage.id.desc()).limit(1)).scalar_one()  # fmt: skip
+    assert attempts == 0
     fake.refuse_next_sends = 1  # a 400: that row is set aside, the next goes on
     queue("dua")
     queue("tiga")
