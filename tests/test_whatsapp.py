@@ -27,6 +27,7 @@ from bot.core.messages import Choice, Expect, Outbound
 from bot.delivery.layer import Delivery
 from bot.delivery.transport import ChatBlocked, Refused, RetryLater
 from bot.flows.subscription import announcement_payload
+from bot.load import LoadGauge, Reading
 from bot.payments import apply_notice
 from bot.runtime import Runtime
 from bot.service import Loket
@@ -546,3 +547,17 @@ def test_erasing_the_chat_forgets_its_statuses(whatsapp: WhatsApp) -> None:
     with whatsapp.loket.sessions() as session:
         left = session.execute(select(WhatsAppStatus.user_ref)).scalars().all()
     assert left == [other]  # the number erased; nobody else's
+
+
+def test_overloaded_the_webhook_accepts_nothing_and_tells_each_sender_at_once(
+    whatsapp: WhatsApp,
+) -> None:
+    busy = Reading(backlog=5000, latency=0.001)
+    whatsapp.client.application.config["LOAD"] = LoadGauge(
+        whatsapp.loket.settings, lambda: busy, clock=lambda: 0.0
+    )
+    hooks = whatsapp.hooks
+    assert whatsapp.post(hooks.text(WA, "/daftar"), hooks.text(WA, "halo")) == 200
+    assert whatsapp.count(InboxUpdate) == 0 and whatsapp.count(Conversation) == 0
+    told = "Layanan sedang ramai. Silakan coba lagi dalam sekitar 2 menit."
+    assert whatsapp.fake.texts(WA) == [told]  # once for the two messages

@@ -4,7 +4,8 @@ Every POST is checked against `X-Hub-Signature-256` (HMAC-SHA256 of the raw body
 secret) before anything is parsed or stored. Each message is then accepted into the inbox
 keyed by its WhatsApp id (a redelivered webhook adds nothing) and applied by the delivery
 layer in order per sender; statuses are recorded; a list's "Lainnya" row is answered here
-with the question's next page (a view, not a turn). What cannot be read is answered 200 and
+with the question's next page (a view, not a turn). Overloaded, nothing is accepted and each
+sender is told at once when to try again. What cannot be read is answered 200 and
 logged by shape: Meta would redeliver anything else for days.
 """
 
@@ -19,11 +20,13 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from bot.channels.whatsapp_api import SIGNATURE_HEADER, signature_ok
 from bot.channels.whatsapp_render import paged
-from bot.channels.whatsapp_updates import Incoming, read_status, split, translate
+from bot.channels.whatsapp_updates import Incoming, key_of, read_status, split, translate
 from bot.core.messages import Outbound
 from bot.delivery.layer import Delivery
-from bot.delivery.transport import Unreadable
+from bot.delivery.transport import TransportError, Unreadable
 from bot.i18n import _, use_locale
+from bot.load import busy_text
+from bot.metrics import refused
 from bot.notices import chat_locale
 from bot.service import Loket
 from bot.settings import Settings
@@ -79,6 +82,10 @@ def receive() -> tuple[Response, int]:
     except (ValueError, RecursionError) as error:  # Unreadable is a ValueError
         log.warning("unreadable whatsapp webhook set aside: %s", _shape(error))
         return jsonify(ok=True), 200
+    minutes = current_app.config["LOAD"].busy_minutes()
+    if minutes is not None:
+        answer_busy(delivery, messages, minutes)
+        return jsonify(ok=True), 200
     loket: Loket = current_app.config["LOKET"]
     chats: list[str] = []
     for message in messages:
@@ -101,6 +108,28 @@ def receive() -> tuple[Response, int]:
     for chat_id in dict.fromkeys(chats):
         delivery.schedule(chat_id)
     return jsonify(ok=True), 200
+
+
+def answer_busy(delivery: Delivery, messages: list[dict[str, Any]], minutes: int) -> None:
+    """Overloaded: accept nothing and tell each sender at once when to try again (as the
+    Telegram webhook does), one message per sender, without the database. Statuses wait
+    too: Meta does not send them again, so a few go unrecorded rather than add load."""
+    senders: set[str] = set()
+    for message in messages:
+        try:
+            _key, sender = key_of(message)
+        except Unreadable:
+            continue
+        if sender in senders:
+            continue
+        senders.add(sender)
+        refused("overload")
+        with use_locale("id"):  # WhatsApp sends no language; the chat's is in the database
+            text = busy_text(minutes)
+        try:
+            delivery.transport.send(sender, {"type": "text", "text": {"body": text}})
+        except TransportError as error:
+            log.warning("overload answer not sent: %s", error)
 
 
 def _shape(error: Exception) -> str:
