@@ -8,6 +8,7 @@ them from the worker.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -90,7 +91,12 @@ def change_rule(booking: Booking) -> str:
 
 
 def payment_notice(booking: Booking, outcome: PaymentOutcome) -> Outbound:
-    """Tell the applicant what their payment did."""
+    """Tell the applicant what their payment did (a notice of kind "payment")."""
+    return replace(payment_outcome(booking, outcome), kind="payment")
+
+
+def payment_outcome(booking: Booking, outcome: PaymentOutcome) -> Outbound:
+    """Word what a payment did."""
     if outcome is PaymentOutcome.CONFIRMED:
         confirmed = confirmation(booking)
         return Outbound(_("Pembayaran diterima.") + " " + confirmed.text, qr=confirmed.qr)

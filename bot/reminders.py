@@ -99,7 +99,8 @@ def payment_reminder(booking: Booking, billing: BillingCode) -> Outbound:
             code=billing.code,
             number=booking.application.reg_number,
             deadline=format_moment(aware(billing.expires_at), office.timezone),
-        )
+        ),
+        kind="reminder",
     )
 
 
@@ -132,7 +133,7 @@ def day_before(booking: Booking) -> Outbound:
             ),
         ]
     )
-    return Outbound(text, qr=booking.code)
+    return Outbound(text, qr=booking.code, kind="reminder")
 
 
 # ---- planning ---------------------------------------------------------------------------

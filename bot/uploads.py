@@ -233,7 +233,8 @@ def documents_reminder(booking: Booking, url: str, deadline: datetime) -> Outbou
         + "\n"
         + _("Kirim fotonya lewat tautan pribadi ini sebelum {deadline}: {url}").format(
             deadline=format_moment(deadline, timezone), url=url
-        )
+        ),
+        kind="reminder",
     )
 
 

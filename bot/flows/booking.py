@@ -749,9 +749,27 @@ def after_slot(ctx: Context, value: Any) -> Transition | None:
 
 
 def needs_phone_proof(ctx: Context) -> bool:
-    """Tell whether this account must prove its phone number before a seat can be held."""
-    required = ctx.settings.require_verified_phone
-    return required and verified_phone(ctx.session, ctx.channel, ctx.user_ref) is None
+    """Tell whether this account must prove its phone number before a seat can be held.
+
+    On a channel whose chat id is the number and which verified it itself (WhatsApp: the
+    sender's number), the proof is recorded here, in the turn's own transaction.
+    """
+    if not ctx.settings.require_verified_phone:
+        return False
+    if verified_phone(ctx.session, ctx.channel, ctx.user_ref) is not None:
+        return False
+    return not (verify_mode(ctx.channel) == "sender" and vouch_sender(ctx))
+
+
+def vouch_sender(ctx: Context) -> bool:
+    """Record the sender's own number as verified; False when it is not an Indonesian
+    mobile number (it cannot hold seats then, as a typed one could not)."""
+    try:
+        phone = parse_phone("+" + ctx.user_ref)
+    except Invalid:
+        return False
+    record_verification(ctx.session, ctx.channel, ctx.user_ref, phone, ctx.channel, ctx.now)
+    return True
 
 
 def hold_chosen(ctx: Context, slot_id: int, *, from_slot_step: bool) -> Transition | None:
@@ -852,8 +870,10 @@ def hold_refusal_text(refusal: HoldRefusal, limit: int) -> str:
 
 
 def verify_mode(channel: str) -> str:
-    """Return how this channel proves a phone number: contact, gateway, agent or code."""
-    return {"telegram": "contact", "api": "gateway", "agent": "agent"}.get(channel, "code")
+    """Return how this channel proves a phone number: contact, gateway, sender, agent or
+    code."""
+    modes = {"telegram": "contact", "api": "gateway", "whatsapp": "sender", "agent": "agent"}
+    return modes.get(channel, "code")
 
 
 def verify_prompt(ctx: Context) -> str:
@@ -864,6 +884,12 @@ def verify_prompt(ctx: Context) -> str:
             "Sebelum kursi ditahan, kami perlu memastikan nomor HP Anda. Tekan tombol "
             '"Bagikan nomor HP saya" di bawah. Hanya nomor milik akun Telegram ini yang '
             "diterima; nomor yang diketik atau kontak orang lain tidak bisa dipakai."
+        )
+    if mode == "sender":
+        return _(
+            "Sebelum kursi ditahan, nomor HP Anda perlu terverifikasi. Nomor WhatsApp ini "
+            "bukan nomor HP Indonesia, jadi tidak bisa dipakai. Silakan pilih jadwal lewat "
+            "web chat, atau hubungi layanan pelanggan."
         )
     if mode == "gateway":
         return _(
@@ -885,6 +911,10 @@ def verify_prompt(ctx: Context) -> str:
 def read_verification(ctx: Context, event: Inbound) -> str:
     """Take this channel's proof of the number; return what to do next ("hold" or "code")."""
     mode = verify_mode(ctx.channel)
+    if mode == "sender":
+        if verified_phone(ctx.session, ctx.channel, ctx.user_ref) is not None or vouch_sender(ctx):
+            return "hold"
+        raise Invalid(verify_prompt(ctx))
     if mode == "gateway":
         # The chat API records the gateway's verified number before the turn (bot/api.py).
         if verified_phone(ctx.session, ctx.channel, ctx.user_ref) is not None:
