@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.core.flow import Context, Transition
-from bot.core.messages import Outbound
+from bot.core.messages import Choice, Outbound
 from bot.documents import document_label, required_documents
 from bot.i18n import _, current_locale, use_locale
 from bot.metrics import ADMISSION_RATE
@@ -41,6 +41,9 @@ from storage.waiting_room import (
 def count(value: int) -> str:
     """Write a count as people read it ("1.234"; "1,234" in English)."""
     return format_decimal(value, format="#,##0", locale=current_locale())
+
+
+REFRESH = "queue:refresh"  # the date question asked again ("Lihat giliran saya")
 
 
 def release_words(office: Office, moment: datetime) -> str:
@@ -102,7 +105,9 @@ def admit_and_tell(
                 continue
             with use_locale(chat_locale(session, entry.channel, entry.account_ref)):
                 text = turn_text(office, entry) if admitted else passed_text(office)
-            _notify(session, entry, Outbound(text), now)
+                # One tap from the notice shows the dates (the date question asked again).
+                go_on = (Choice(REFRESH, _("Pilih tanggal sekarang")),) if admitted else ()
+            _notify(session, entry, Outbound(text, go_on), now)
 
 
 def admit_everywhere(session: Session, now: datetime) -> int:

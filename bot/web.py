@@ -32,6 +32,7 @@ from bot.payments import (
     read_notice,
     signature_ok,
 )
+from bot.release_gate import ReleaseGate, answer_tap
 from bot.service import Loket
 from bot.settings import Settings
 from storage.ballot import public_ballot
@@ -129,6 +130,7 @@ def create_app(
     app.config["TELEGRAM"] = telegram
     service: Loket = app.config["LOKET"]
     app.config["LOAD"] = load or LoadGauge(settings, database_measure(service.sessions))
+    app.config["GATE"] = ReleaseGate(service)  # release taps decided at accept time
     if telegram is None and settings.telegram_token and settings.telegram_webhook_secret:
         channel = TelegramChannel(app.config["LOKET"], BotRunner(settings), background=True)
         app.config["TELEGRAM"] = channel
@@ -289,7 +291,14 @@ def create_app(
             why = "nested too deeply" if isinstance(error, RecursionError) else "not JSON"
             set_aside_unreadable({"update_id": update_id_of(body)}, Unreadable(why))
             return jsonify(ok=True), 200
-        minutes = current_app.config["LOAD"].busy_minutes()
+        gauge: LoadGauge = current_app.config["LOAD"]
+        # A release tap decided here (a queue number, a ballot entry, "habis") is answered in
+        # this response, whatever the backlog; see bot/release_gate.py.
+        decided = answer_tap(current_app.config["GATE"], channel, update,
+                             lambda: gauge.busy_minutes() is not None)  # fmt: skip
+        if decided is not None:
+            return jsonify(decided), 200
+        minutes = gauge.busy_minutes()
         if minutes is not None:
             # Overloaded: not accepted; answered in this response (Telegram makes the call).
             refused("overload")

@@ -43,6 +43,7 @@ from bot.metrics import refused
 from bot.notices import chat_locale
 from bot.privacy import export_file
 from bot.qr import qr_png
+from bot.release_gate import GateShaper, gate_note
 from bot.service import Loket
 from bot.settings import Settings
 from bot.shared import SharedState
@@ -360,11 +361,12 @@ class TelegramChannel:
             self.drain(chat_id)
         return new
 
-    def accept(self, update: dict[str, Any]) -> tuple[str | None, bool]:
+    def accept(self, update: dict[str, Any], lane: int = 0) -> tuple[str | None, bool]:
         """Store an update in the inbox, unless it was seen; return its chat and whether new.
 
         This is all the webhook waits for: one INSERT keyed by the update_id. Updates we do not
-        handle (groups, edits, stickers...) are not stored and have no chat.
+        handle (groups, edits, stickers...) are not stored and have no chat. `lane` 1 holds
+        taps already decided and answered at accept time (`bot.release_gate`).
         """
         try:
             incoming = translate(update)
@@ -374,7 +376,9 @@ class TelegramChannel:
         if incoming is None:
             return None, False
         key = f"{CHANNEL}:{incoming.update_id}"
-        new = inbox.accept_now(self.loket.autocommit_db, CHANNEL, key, incoming.chat_id, update)
+        new = inbox.accept_now(
+            self.loket.autocommit_db, CHANNEL, key, incoming.chat_id, update, lane
+        )
         failpoint("after-accept")
         return incoming.chat_id, new
 
@@ -418,11 +422,14 @@ class TelegramChannel:
                 if incoming is None:  # accepted by an older version that read it differently
                     raise Unreadable("not an update we handle")
                 repeats = repeats_of(incoming, backlog[1:])
-                if self._stale_tap(chat_id, incoming):
+                note = gate_note(waiting.payload)  # answered at accept time (release_gate)
+                if note is None and self._stale_tap(chat_id, incoming):
                     self._answer_stale(chat_id, incoming, waiting.id, repeats)
                     continue
                 event = incoming.event or self._download(incoming)
-                shaper = TapShaper(incoming)
+                shaper: TapShaper | GateShaper = (
+                    TapShaper(incoming) if note is None else GateShaper(incoming, note)
+                )
                 done = self.loket.process(
                     CHANNEL, chat_id, event, waiting.key, inbox_row=waiting.id,
                     folded=[row_id for row_id, _repeat in repeats], shape=shaper,
@@ -442,8 +449,9 @@ class TelegramChannel:
                 failpoint("after-commit")
                 if incoming.callback_id is not None and not shaper.answers_tap:
                     self._acknowledge(incoming)
-                for _row_id, repeat in repeats:
-                    if repeat.callback_id is not None:
+                answered = {row.id for row in backlog if gate_note(row.payload) is not None}
+                for row_id, repeat in repeats:
+                    if repeat.callback_id is not None and row_id not in answered:
                         self._answer_tap(repeat.callback_id)
         self.flush(chat_id)
         return applied
@@ -503,14 +511,19 @@ class TelegramChannel:
         return True
 
     def drain_waiting(
-        self, received_before: datetime | None = None, pool: ThreadPoolExecutor | None = None
+        self,
+        received_before: datetime | None = None,
+        pool: ThreadPoolExecutor | None = None,
+        limit: int | None = None,
     ) -> int:
         """Apply every chat's updates accepted before a time and left waiting (a process died
         between the 200 and the turn, or web processes only accept); return how many were
-        applied. With a pool, chats are drained side by side (each chat still in order)."""
+        applied. With a pool, chats are drained side by side (each chat still in order);
+        with a limit, only the first `limit` chats (ordinary turns first), so a caller that
+        loops sees new ordinary turns before the rest of a long backlog of decided taps."""
         with self.loket.sessions() as session:
             before = received_before or db_now(session)
-            chats = inbox.waiting_chats(session, CHANNEL, before)
+            chats = inbox.waiting_chats(session, CHANNEL, before, limit)
 
         def one(chat_id: str) -> int:
             try:
@@ -729,7 +742,7 @@ class TelegramChannel:
         applied = 0
         with ThreadPoolExecutor(threads, "telegram-apply") as pool:
             while stop_at is None or time.monotonic() < stop_at:
-                done = self.drain_waiting(pool=pool)
+                done = self.drain_waiting(pool=pool, limit=threads * 4)
                 applied += done
                 if done == 0:
                     time.sleep(idle_sleep)
