@@ -81,7 +81,8 @@ class OfficeView:
     walk_in_only: bool
     timezone: str
     admit_per_minute: int
-    releases: tuple[tuple[datetime, int], ...]  # (release_at, seats free on coming days)
+    # (release_at, seats free on coming days, every kind: "habis" only when none is left)
+    releases: tuple[tuple[datetime, int], ...]
     admitted: dict[datetime, int]  # admissions so far, per release
     ballot: tuple[int, datetime, datetime, bool, int] | None  # id, opens, closes, drawn, days
 
@@ -103,7 +104,7 @@ def read_view(session: Session, office_id: int, today: date) -> OfficeView | Non
     free = func.sum(
         case(
             (
-                (Slot.closed.is_(False)) & (Slot.day >= today) & (Slot.kind == SlotKind.REGULER),
+                (Slot.closed.is_(False)) & (Slot.day >= today),
                 Slot.capacity - Slot.taken,
             ),
             else_=0,
@@ -208,28 +209,29 @@ class ReleaseGate:
         if incoming is None or incoming.callback_id is None or incoming.event is None:
             return None
         data = incoming.event.text
+        # Reads in short sessions closed before any write: SQLite's writer must not wait on
+        # this request's own open transaction.
         with self.loket.sessions() as session:
             row = session.execute(
                 select(Conversation.state, Conversation.locale).where(
                     Conversation.channel == "telegram", Conversation.user_ref == incoming.chat_id
                 )
             ).first()
-            if row is None:
-                return None
-            state, locale = row
-            if not isinstance(state, dict) or state.get("flow") != "booking":
-                return None
-            answers = state.get("answers") or {}
-            if "outreach" in answers or not answers.get("application"):
-                return None
-            sender = (update["callback_query"].get("from") or {}).get("language_code")
-            with use_locale(locale or sender or "id"):
-                decision = self._decide(session, incoming, state, answers, data)
+        if row is None:
+            return None
+        state, locale = row
+        if not isinstance(state, dict) or state.get("flow") != "booking":
+            return None
+        answers = state.get("answers") or {}
+        if "outreach" in answers or not answers.get("application"):
+            return None
+        sender = (update["callback_query"].get("from") or {}).get("language_code")
+        with use_locale(locale or sender or "id"):
+            decision = self._decide(incoming, state, answers, data)
         return None if decision is None else (incoming, decision)
 
     def _decide(
         self,
-        session: Session,
         incoming: Incoming,
         state: dict[str, Any],
         answers: dict[str, Any],
@@ -244,7 +246,7 @@ class ReleaseGate:
                 return self._ticket(incoming, int(data), now)
             return None
         if step == "day" and data == ENTER_BALLOT and str(answers.get("office", "")).isdigit():
-            return self._ballot(session, incoming, int(answers["office"]), answers, now)
+            return self._ballot(incoming, int(answers["office"]), answers, now)
         shown = state.get("shown") or []
         if step == "slot" and data.isdigit() and data in shown:
             office_id = str(answers.get("office", ""))
@@ -285,7 +287,6 @@ class ReleaseGate:
 
     def _ballot(
         self,
-        session: Session,
         incoming: Incoming,
         office_id: int,
         answers: dict[str, Any],
@@ -303,15 +304,17 @@ class ReleaseGate:
             application_id = int(answers["application"])
         except (TypeError, ValueError):
             return None
-        application = session.get(Application, application_id)
-        if application is None or (application.channel, application.account_ref) != (
-            "telegram", incoming.chat_id):  # fmt: skip
-            return None
-        if (
-            self.loket.settings.require_verified_phone
-            and verified_phone(session, "telegram", incoming.chat_id) is None
-        ):
-            return None  # the turn asks for the number first
+        with self.loket.sessions() as session:
+            application = session.get(Application, application_id)
+            if application is None or (application.channel, application.account_ref) != (
+                "telegram", incoming.chat_id):  # fmt: skip
+                return None
+            if (
+                self.loket.settings.require_verified_phone
+                and verified_phone(session, "telegram", incoming.chat_id) is None
+            ):
+                return None  # the turn asks for the number first
+            session.expunge(application)
         entry_id, new = self._enter(ballot_id, application, now)
         if entry_id is None:
             return None  # voided before: the turn decides again

@@ -97,7 +97,7 @@ def admit_and_tell(
 ) -> None:
     """Run the office's admissions and tell whoever was admitted or passed over (except the
     chat `skip`, which reads it in its own reply)."""
-    changes = admit_due(session, office, release_at, now)
+    changes = admit_due(session, office, release_at, now, applying=skip)
     ADMISSION_RATE.labels(office.code).set(office.admit_per_minute / 60)
     for entries, admitted in ((changes.admitted, True), (changes.expired, False)):
         for entry in entries:

@@ -248,14 +248,20 @@ class Admissions:
     expired: list[QueueEntry]
 
 
-def admit_due(session: Session, office: Office, release_at: datetime, now: datetime) -> Admissions:
+def admit_due(
+    session: Session,
+    office: Office,
+    release_at: datetime,
+    now: datetime,
+    applying: tuple[str, str] | None = None,
+) -> Admissions:
     """Pass the turns that ran out and admit the next waiting entries the rate allows, in
     number order, under the queue's lock (one admitter at a time per office release).
 
     Numbers given at accept time whose turns are not applied yet hold their place: nobody
     numbered after the first such ticket is admitted before it (the frontier); a ticket whose
     chat has nothing left waiting (`TICKET_GRACE` after it was issued) was not used, and is
-    voided and skipped."""
+    voided and skipped (never the ticket of the chat whose turn is `applying` now)."""
     if session.get_bind().dialect.name == "postgresql":
         # An advisory lock, not the counter row's: tickets take numbers from that row at
         # accept time and must not wait for a turn's transaction (SQLite serialises anyway).
@@ -287,7 +293,7 @@ def admit_due(session: Session, office: Office, release_at: datetime, now: datet
     room = grants(office, release_at, now) - live
     admitted: list[QueueEntry] = []
     if room > 0:
-        frontier = _ticket_frontier(session, office.id, release_at, now)
+        frontier = _ticket_frontier(session, office.id, release_at, now, applying)
         below = () if frontier is None else (QueueEntry.number < frontier,)
         admitted = list(
             session.execute(
@@ -307,7 +313,11 @@ def admit_due(session: Session, office: Office, release_at: datetime, now: datet
 
 
 def _ticket_frontier(
-    session: Session, office_id: int, release_at: datetime, now: datetime
+    session: Session,
+    office_id: int,
+    release_at: datetime,
+    now: datetime,
+    applying: tuple[str, str] | None,
 ) -> int | None:
     """Return the lowest number still held by an issued ticket whose turn waits (nobody after
     it is admitted first), voiding the unused tickets in front of it."""
@@ -324,6 +334,8 @@ def _ticket_frontier(
         ).scalars()
     )
     for ticket in tickets:
+        if (ticket.channel, ticket.account_ref) == applying:
+            return ticket.number  # its turn runs in this transaction
         waits = session.execute(
             select(
                 exists().where(

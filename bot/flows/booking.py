@@ -481,6 +481,10 @@ def gated_day_reader(read: Any) -> Any:
         offered = booking_day_options(ctx)
         if event.kind is EventKind.CHOICE and any(o.value == event.text for o in offered):
             return event.text
+        if event.kind is EventKind.CHOICE and event.text == ENTER_BALLOT:
+            # Entered already (the tap was recorded when it was accepted): the entry is
+            # checked again and the question asked again says where it stands.
+            return event.text
         if event.kind is EventKind.TEXT:
             chosen = match_typed(offered, event.text)
             if chosen is not None:
