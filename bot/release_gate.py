@@ -211,8 +211,8 @@ class ReleaseGate:
         data = incoming.event.text
         # Reads in short sessions closed before any write: SQLite's writer must not wait on
         # this request's own open transaction.
-        with self.loket.sessions() as session:
-            row = session.execute(
+        with self.loket.autocommit_db.connect() as connection:  # one round trip, no BEGIN
+            row = connection.execute(
                 select(Conversation.state, Conversation.locale).where(
                     Conversation.channel == "telegram", Conversation.user_ref == incoming.chat_id
                 )

@@ -127,6 +127,33 @@ def _ticket_row(
     return None if row is None else Ticket(int(row.number), str(row.status), False)
 
 
+# One round trip on PostgreSQL: the chat's ticket if it has one, else the next number from the
+# counter row (locked only for this statement: the engine autocommits) and a new ticket with it.
+_TICKET_SQL = text(
+    """
+    WITH existing AS (
+        SELECT number, status FROM queue_tickets
+        WHERE office_id = :office AND release_at = :release AND channel = :channel
+          AND account_ref = :ref
+    ), taken AS (
+        UPDATE release_queues SET issued = issued + 1
+        WHERE office_id = :office AND release_at = :release
+          AND NOT EXISTS (SELECT 1 FROM existing)
+        RETURNING issued
+    ), made AS (
+        INSERT INTO queue_tickets (office_id, release_at, number, channel, account_ref, status,
+                                   issued_at)
+        SELECT :office, :release, issued, :channel, :ref, 'issued', :now FROM taken
+        ON CONFLICT DO NOTHING
+        RETURNING number, status
+    )
+    SELECT number, status, true AS new FROM made
+    UNION ALL
+    SELECT number, status, false AS new FROM existing
+    """
+)
+
+
 def issue_ticket(
     engine: Engine,
     office_id: int,
@@ -140,7 +167,18 @@ def issue_ticket(
     Give it an autocommit engine on PostgreSQL (each statement commits: the counter row is
     locked only for its own UPDATE, never across a turn). A second tap, or a race of two,
     returns the same ticket (the unique key decides; a number lost to the race is a gap)."""
-    with engine.begin() if engine.dialect.name != "postgresql" else engine.connect() as conn:
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            for _attempt in range(3):
+                row = connection.execute(_TICKET_SQL, {
+                    "office": office_id, "release": release_at, "channel": channel,
+                    "ref": account_ref, "now": now}).first()  # fmt: skip
+                if row is not None:
+                    return Ticket(int(row.number), str(row.status), bool(row.new))
+                # No counter row yet (the release's first ticket), or a twin won the race.
+                _ensure_counter(connection, office_id, release_at)
+        raise RuntimeError("no ticket after three attempts")
+    with engine.begin() as conn:
         found = _ticket_row(conn, office_id, release_at, channel, account_ref)
         if found is not None:
             return found
