@@ -32,7 +32,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -96,11 +96,10 @@ class OfficeView:
         return sum(free for at, free in self.releases if at <= now)
 
 
-def read_view(session: Session, office_id: int, today: date) -> OfficeView | None:
-    """Read an office's release view from the database."""
-    office = session.get(Office, office_id)
-    if office is None:
-        return None
+def read_releases(
+    session: Session, office_id: int, today: date
+) -> tuple[tuple[datetime, int], ...]:
+    """Read an office's releases with the seats each left free on coming days (one query)."""
     free = func.sum(
         case(
             (
@@ -113,7 +112,15 @@ def read_view(session: Session, office_id: int, today: date) -> OfficeView | Non
     rows = session.execute(
         select(Slot.release_at, free).where(Slot.office_id == office_id).group_by(Slot.release_at)
     ).all()
-    releases = tuple((aware(at), int(seats or 0)) for at, seats in rows if at is not None)
+    return tuple((aware(at), int(seats or 0)) for at, seats in rows if at is not None)
+
+
+def read_view(session: Session, office_id: int, today: date) -> OfficeView | None:
+    """Read an office's release view from the database."""
+    office = session.get(Office, office_id)
+    if office is None:
+        return None
+    releases = read_releases(session, office_id, today)
     admitted: dict[datetime, int] = {}
     if office.release_mode == ReleaseMode.WAITING_ROOM:
         counted = session.execute(
@@ -167,7 +174,9 @@ class OfficeViews:
         if cached is not None and not fresh and now - cached[0] < VIEW_SECONDS:
             return cached[1]
         with self.sessions() as session:
-            view = read_view(session, office_id, today)
+            view = read_view(session, office_id, today) if not fresh or cached is None else (
+                replace(cached[1], releases=read_releases(session, office_id, today))
+                if cached[1] is not None else None)  # fmt: skip
         with self._lock:
             self._views[office_id] = (now, view)
         return view
@@ -191,7 +200,8 @@ class ReleaseGate:
 
     def __init__(self, loket: Any, views: OfficeViews | None = None) -> None:
         self.loket = loket
-        self.views = views or OfficeViews(loket.sessions)
+        # Views are read without BEGIN/ROLLBACK round trips (autocommit on PostgreSQL).
+        self.views = views or OfficeViews(sessionmaker(loket.autocommit_db, expire_on_commit=False))
 
     def now(self) -> datetime:
         """The time of a decision: the service's clock (tests), else this machine's."""
@@ -304,7 +314,8 @@ class ReleaseGate:
             application_id = int(answers["application"])
         except (TypeError, ValueError):
             return None
-        with self.loket.sessions() as session:
+        # Reads without BEGIN/ROLLBACK round trips (the autocommit engine on PostgreSQL).
+        with Session(self.loket.autocommit_db) as session:
             application = session.get(Application, application_id)
             if application is None or (application.channel, application.account_ref) != (
                 "telegram", incoming.chat_id):  # fmt: skip
