@@ -85,6 +85,7 @@ MAX_SEND_ATTEMPTS = 10  # failed sends of one outbox row before it is set aside 
 FIRST_RETRY = timedelta(seconds=15)
 LAST_RETRY = timedelta(hours=1)
 FOLD_LIMIT = 200  # waiting updates of one chat read at once to fold repeats of the oldest
+WORKER_DRAIN_CHATS = 64  # chats with stale waiting updates a worker round applies
 
 
 def send_backoff(attempts: int) -> timedelta:
@@ -753,7 +754,9 @@ class TelegramChannel:
         (the worker calls this); return the number of messages sent."""
         with self.loket.sessions() as session:
             before = db_now(session) - grace  # the clock `received_at` was written with
-        self.drain_waiting(before)
+        # A bounded number of chats a round (ordinary turns first): behind thousands of taps
+        # decided at accept time, the worker's round (admissions, draws) must come round again.
+        self.drain_waiting(before, limit=WORKER_DRAIN_CHATS)
         return self.deliver_pending()
 
     def deliver_pending(self) -> int:
