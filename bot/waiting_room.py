@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from babel.numbers import format_decimal
 from sqlalchemy import func, select
@@ -33,6 +34,7 @@ from storage.waiting_room import (
     gated,
     join_queue,
     latest_entry,
+    start_turn,
     waiting_ahead,
     waiting_room_offices,
 )
@@ -59,8 +61,30 @@ def release_words(office: Office, moment: datetime) -> str:
 # ---- notices -------------------------------------------------------------------------------
 
 
-def _notify(session: Session, entry: QueueEntry, render: Outbound, now: datetime) -> None:
-    queue_message(session, entry.channel, entry.account_ref, render.to_payload(), now)
+def _notify(
+    session: Session,
+    entry: QueueEntry,
+    render: Outbound,
+    now: datetime,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    payload = {**render.to_payload(), **(extra or {})}
+    queue_message(session, entry.channel, entry.account_ref, payload, now)
+
+
+TURN_ENTRY = "turn_entry"  # a "Giliran Anda" notice's entry: its turn starts when delivered
+
+
+def turn_delivered(sessions: Any, payload: dict[str, Any], now: datetime) -> None:
+    """Start an admitted person's turn when its "Giliran Anda" notice is delivered (a push
+    channel's sender calls this after the send), not when admitted: a notice that waited in
+    the outbox does not eat the minutes to choose a seat."""
+    entry_id = payload.get(TURN_ENTRY)
+    if type(entry_id) is not int:
+        return
+    minutes = int(payload.get("turn_minutes") or 0)
+    with sessions() as session, session.begin():
+        start_turn(session, entry_id, now + timedelta(minutes=minutes))
 
 
 def turn_text(office: Office, entry: QueueEntry) -> str:
@@ -107,7 +131,8 @@ def admit_and_tell(
                 text = turn_text(office, entry) if admitted else passed_text(office)
                 # One tap from the notice shows the dates (the date question asked again).
                 go_on = (Choice(REFRESH, _("Pilih tanggal sekarang")),) if admitted else ()
-            _notify(session, entry, Outbound(text, go_on), now)
+            extra = {TURN_ENTRY: entry.id, "turn_minutes": office.admit_minutes} if admitted else {}
+            _notify(session, entry, Outbound(text, go_on), now, extra)
 
 
 def admit_everywhere(session: Session, now: datetime) -> int:

@@ -458,6 +458,20 @@ def claim_admission(session: Session, office_id: int, nik: str, now: datetime) -
     return cast("CursorResult[Any]", result).rowcount >= 1
 
 
+def start_turn(session: Session, entry_id: int, until: datetime) -> None:
+    """Let a running turn last until `until` (never shorter: its notice was just delivered)."""
+    session.execute(
+        update(QueueEntry)
+        .where(
+            QueueEntry.id == entry_id,
+            QueueEntry.status == QueueStatus.ADMITTED,
+            QueueEntry.expires_at < until,
+        )
+        .values(expires_at=until)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def account_entries(session: Session, channel: str, account_ref: str) -> list[QueueEntry]:
     """Return this chat account's waiting or admitted entries (for /antrean)."""
     return list(

@@ -13,12 +13,14 @@ from bot.channels.telegram import TelegramChannel
 from bot.load import LoadGauge
 from bot.web import create_app
 from bot.worker import run_once
+from storage.ballot import aware
 from storage.models import (
     Application,
     BallotEntry,
     InboxUpdate,
     Office,
     PhoneVerification,
+    QueueEntry,
     QueueTicket,
     Slot,
 )
@@ -154,12 +156,17 @@ def test_a_queue_number_is_given_in_the_webhook_response_and_kept_in_accept_orde
     # A minute on, the third is admitted by the worker and told, with a button to go on.
     clock.advance(minutes=1)
     run_once(release.loket)
+    clock.advance(minutes=2)  # the notice waited in the outbox
     release.telegram.flush(third.user)
     notice = release.calls_to(third, "sendMessage")[-1]
     assert notice["text"].startswith("Giliran Anda: pilih tanggal dan jam di ")
     buttons = [b["callback_data"] for row in notice["reply_markup"]["inline_keyboard"] for b in row]
     assert buttons == ["queue:refresh"]
     assert statuses(release.loket)[2] == (3, "admitted")
+    # The five minutes of the turn count from the delivery, not from the admission.
+    with release.loket.sessions() as session:
+        ends = session.execute(select(QueueEntry.expires_at).where(QueueEntry.number == 3))
+        assert aware(ends.scalar_one()) == RELEASE + timedelta(minutes=3 + 5)
 
 
 def test_a_ticket_not_used_by_its_turn_is_voided_and_skipped(

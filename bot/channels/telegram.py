@@ -47,6 +47,7 @@ from bot.release_gate import GateShaper, gate_note
 from bot.service import Loket
 from bot.settings import Settings
 from bot.shared import SharedState
+from bot.waiting_room import TURN_ENTRY, turn_delivered
 from storage import inbox
 from storage.booking import (
     claim_outbox,
@@ -631,6 +632,8 @@ class TelegramChannel:
                     break
                 try:
                     message_id = str(self._send(chat_id, payload))
+                    if TURN_ENTRY in payload:  # "Giliran Anda": the turn starts now
+                        turn_delivered(self.loket.sessions, payload, now)
                 except Exception as error:
                     if not self._failed(chat_id, [r for r, _p in rows[position:]], error):
                         return sent
