@@ -672,6 +672,17 @@ def release(args: argparse.Namespace, mode: str, url: str, port: int, fake: Watc
                 return all(chat in seen.busy or chat in fake.times for chat in seen.sent)
 
         answered_in_time = wait_until(all_answered, args.drain_limit, 0.25)
+
+        def all_decided() -> bool:
+            """Every acknowledged tap ("kami terima") has its result too (a seat or not)."""
+            with fake.lock:
+                return all(
+                    any(at >= seen.sent[chat] and method in ANSWERING[:2]
+                        for at, method in fake.times.get(chat, ()))
+                    for chat, kind in seen.kinds.items() if kind == "ack"
+                )  # fmt: skip
+
+        decided_in_time = wait_until(all_decided, args.drain_limit, 0.5)
         settled = True
         ballot: dict[str, Any] = {}
         if people is not None:
@@ -748,6 +759,7 @@ def release(args: argparse.Namespace, mode: str, url: str, port: int, fake: Watc
         "schedule_late_p99_ms": round(percentile(seen.late, 0.99), 1),
         "post_errors": len(seen.errors) + (len(people.errors) if people else 0),
         "all_answered_in_limit": answered_in_time,
+        "all_decided_in_limit": decided_in_time,
         "settled": settled,
         "seconds": round(finished, 1),
         "calls": counts,
