@@ -48,6 +48,7 @@ from storage.models import (
     PhoneLock,
     PhoneVerification,
     QueueEntry,
+    QueueTicket,
     Slot,
     Staff,
     StaffSession,
@@ -385,6 +386,11 @@ def erase_chat(session: Session, channel: str, user_ref: str, now: datetime) -> 
     )
     session.execute(
         delete(QueueEntry).where(QueueEntry.channel == channel, QueueEntry.account_ref == user_ref)
+    )
+    session.execute(  # queue numbers given when the chat's taps were accepted
+        delete(QueueTicket).where(
+            QueueTicket.channel == channel, QueueTicket.account_ref == user_ref
+        )
     )
     # The number's lock row names it too; it is made again by the next hold that needs it.
     if verification is not None and not seats_held_by_phone(session, verification.phone):
