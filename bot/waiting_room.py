@@ -7,6 +7,7 @@ this module runs them for a turn or a worker round and words them, sending "Gili
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from bot.core.flow import Context, Transition
 from bot.core.messages import Choice, Outbound
 from bot.documents import document_label, required_documents
 from bot.i18n import _, current_locale, use_locale
+from bot.logsafe import log_failure
 from bot.metrics import ADMISSION_RATE
 from bot.notices import chat_locale
 from bot.settings import Settings
@@ -44,6 +46,8 @@ def count(value: int) -> str:
     """Write a count as people read it ("1.234"; "1,234" in English)."""
     return format_decimal(value, format="#,##0", locale=current_locale())
 
+
+log = logging.getLogger(__name__)
 
 REFRESH = "queue:refresh"  # the date question asked again ("Lihat giliran saya")
 
@@ -83,8 +87,11 @@ def turn_delivered(sessions: Any, payload: dict[str, Any], now: datetime) -> Non
     if type(entry_id) is not int:
         return
     minutes = int(payload.get("turn_minutes") or 0)
-    with sessions() as session, session.begin():
-        start_turn(session, entry_id, now + timedelta(minutes=minutes))
+    try:
+        with sessions() as session, session.begin():
+            start_turn(session, entry_id, now + timedelta(minutes=minutes))
+    except Exception as error:  # the notice went out: never send it again for this
+        log_failure(log, "starting a turn at delivery failed; it counts from admission", error)
 
 
 def turn_text(office: Office, entry: QueueEntry) -> str:
