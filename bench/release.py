@@ -75,6 +75,7 @@ from storage.models import (  # noqa: E402
     Office,
     PhoneVerification,
     QueueEntry,
+    QueueTicket,
     Slot,
 )
 from tests.fake_telegram import TOKEN, FakeTelegram  # noqa: E402
@@ -331,7 +332,20 @@ class Arrivals:
     due: dict[int, float] = field(default_factory=dict)  # chat -> when the schedule said
     late: list[float] = field(default_factory=list)  # ms behind the schedule
     busy: dict[int, float] = field(default_factory=dict)  # answered in the webhook response
+    # What the webhook's own answer was: "busy" ("sedang ramai"), "ack" (taken, the result
+    # follows) or "decided" (a queue number, a ballot entry, "habis").
+    kinds: dict[int, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+
+
+def answer_kind(answer: dict[str, Any]) -> str:
+    """Classify the webhook's own answer to a tap by its (Indonesian) text."""
+    text = str(answer.get("text", ""))
+    if "sedang ramai" in text:
+        return "busy"
+    if text.startswith("Permintaan Anda kami terima"):
+        return "ack"
+    return "decided"
 
 
 def arrive(poster: Poster, mode: str, users: int, seconds: float, clients: int,
@@ -371,6 +385,7 @@ def arrive(poster: Poster, mode: str, users: int, seconds: float, clients: int,
                 seen.late.append(max(0.0, (sent - due) * 1000))
                 if answer is not None:
                     seen.busy[chat] = time.monotonic()
+                    seen.kinds[chat] = answer_kind(answer)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for thread in threads:
@@ -432,6 +447,8 @@ class People:
             tap = (windows[chat % len(windows)], shown)
         elif dates and "Pilih tanggal" in shown.text:
             tap = (dates[0], shown)
+        elif shown.text.startswith("Giliran Anda:") and "queue:refresh" in values:
+            tap = ("queue:refresh", shown)  # the notice's own button
         elif shown.text.startswith("Giliran Anda:") and not shown.buttons:
             with self.fake.lock:
                 board = self.fake.keyboards.get(chat)
@@ -655,6 +672,17 @@ def release(args: argparse.Namespace, mode: str, url: str, port: int, fake: Watc
                 return all(chat in seen.busy or chat in fake.times for chat in seen.sent)
 
         answered_in_time = wait_until(all_answered, args.drain_limit, 0.25)
+
+        def all_decided() -> bool:
+            """Every acknowledged tap ("kami terima") has its result too (a seat or not)."""
+            with fake.lock:
+                return all(
+                    any(at >= seen.sent[chat] and method in ANSWERING[:2]
+                        for at, method in fake.times.get(chat, ()))
+                    for chat, kind in seen.kinds.items() if kind == "ack"
+                )  # fmt: skip
+
+        decided_in_time = wait_until(all_decided, args.drain_limit, 0.5)
         settled = True
         ballot: dict[str, Any] = {}
         if people is not None:
@@ -678,17 +706,25 @@ def release(args: argparse.Namespace, mode: str, url: str, port: int, fake: Watc
 
     latencies = []
     from_due = []  # the same, counted from when the schedule meant to send it
+    decided = []  # until the definitive answer: a seat held, "habis", a number, an entry
     for chat, sent in seen.sent.items():
+        calls = fake.times.get(chat, ())
+        kind = seen.kinds.get(chat)
         if chat in seen.busy:
             answered_at = seen.busy[chat]
         else:
-            calls = fake.times.get(chat, ())
             after = [at for at, method in calls if at >= sent and method in ANSWERING]
             if not after:
                 continue
             answered_at = min(after)
         latencies.append((answered_at - sent) * 1000)
         from_due.append((answered_at - seen.due[chat]) * 1000)
+        if kind == "decided" or kind is None:
+            decided.append((answered_at - sent) * 1000)
+        elif kind == "ack":  # the result edits the tapped message (or comes as a message)
+            results = [at for at, method in calls if at >= sent and method in ANSWERING[:2]]
+            if results:
+                decided.append((min(results) - sent) * 1000)
     tau = None
     if numbers:
         ordered = [
@@ -709,16 +745,21 @@ def release(args: argparse.Namespace, mode: str, url: str, port: int, fake: Watc
         "overbooked": figures["overbooked"],
         "messages_per_arrival": round(messages / args.users, 3),
         "answer_callback_per_arrival": round(counts.get("answerCallbackQuery", 0) / args.users, 3),
+        "decided_p99_ms": round(percentile(decided, 0.99), 1) if decided else None,
+        "decided": len(decided),
+        "acknowledged": sum(1 for kind in seen.kinds.values() if kind == "ack"),
+        "decided_in_webhook": sum(1 for kind in seen.kinds.values() if kind == "decided"),
         "answered_p50_ms": round(percentile(latencies, 0.5), 1) if latencies else None,
         "answered_max_ms": round(max(latencies), 1) if latencies else None,
         "answered_from_schedule_p99_ms": (
             round(percentile(from_due, 0.99), 1) if from_due else None
         ),
-        "busy_answers": len(seen.busy),
+        "busy_answers": sum(1 for kind in seen.kinds.values() if kind == "busy"),
         "posted_seconds": round(posted, 1),
         "schedule_late_p99_ms": round(percentile(seen.late, 0.99), 1),
         "post_errors": len(seen.errors) + (len(people.errors) if people else 0),
         "all_answered_in_limit": answered_in_time,
+        "all_decided_in_limit": decided_in_time,
         "settled": settled,
         "seconds": round(finished, 1),
         "calls": counts,
@@ -779,19 +820,27 @@ def _drawn(engine: Any) -> bool:
 
 def _entrants(engine: Any) -> list[int]:
     with make_session_factory(engine)() as session:
-        refs = session.execute(select(BallotEntry.account_ref)).scalars().all()
+        refs = (
+            session.execute(select(BallotEntry.account_ref).where(BallotEntry.status != "void"))
+            .scalars()
+            .all()
+        )
     return [int(ref) for ref in refs]
 
 
 def _queue_numbers(url: str) -> dict[int, int]:
-    """Each chat's first queue number (its arrival's)."""
+    """Each chat's first queue number (its arrival's): the ticket given when the webhook
+    accepted the tap, else the entry's number given when its turn was applied."""
     engine = make_engine(url)
     with make_session_factory(engine)() as session:
         rows = session.execute(
             select(QueueEntry.account_ref, QueueEntry.number).where(QueueEntry.attempt == 1)
         ).all()
+        tickets = session.execute(select(QueueTicket.account_ref, QueueTicket.number)).all()
     engine.dispose()
-    return {int(ref): number for ref, number in rows}
+    numbers = {int(ref): number for ref, number in rows}
+    numbers.update({int(ref): number for ref, number in tickets})
+    return numbers
 
 
 KEYS = ["mode", "users", "seats", "bookings", "answered", "answered_p99_ms", "unanswered",
@@ -843,8 +892,8 @@ def main(argv: list[str] | None = None) -> int:
         extra = {key: value for key, value in result.items() if key not in KEYS}
         print(f"[{mode}] details: {json.dumps(extra)}", flush=True)
         lines.append(json.dumps({key: result[key] for key in KEYS} | {
-            key: result[key] for key in ("recomputed_matches", "answer_callback_per_arrival")
-            if key in result}))  # fmt: skip
+            key: result[key] for key in ("recomputed_matches", "answer_callback_per_arrival",
+                                         "decided_p99_ms") if key in result}))  # fmt: skip
         print(f"[{mode}] {lines[-1]}", flush=True)  # said at once: a later mode may not end
     for line in lines:
         print(line, flush=True)

@@ -30,6 +30,7 @@ from storage.ballot import (
     is_open,
     offer_freed,
     run_draw,
+    void_entry,
 )
 from storage.booking import HoldRefusal, issue_billing, queue_message
 from storage.models import Application, Ballot, BallotEntry, BallotStatus, Booking, Office
@@ -193,11 +194,10 @@ def offer_waitlists(
 def can_enter(session: Session, office: Office, application: Application, now: datetime) -> bool:
     """Tell whether this applicant may enter the office's ballot now (open, not entered)."""
     ballot = current_ballot(session, office.id)
-    return (
-        ballot is not None
-        and is_open(ballot, now)
-        and entry_of(session, ballot.id, application.nik) is None
-    )
+    if ballot is None or not is_open(ballot, now):
+        return False
+    entry = entry_of(session, ballot.id, application.nik)
+    return entry is None or entry.status == BallotStatus.VOID
 
 
 def ballot_text(
@@ -212,6 +212,8 @@ def ballot_text(
         ).format(office=office.name)
     head = window_text(office, ballot)
     entry = entry_of(session, ballot.id, application.nik)
+    if entry is not None and entry.status == BallotStatus.VOID:
+        entry = None  # voided: as if never entered
     if ballot.drawn_at is not None:
         if entry is None:
             tail = _("Undian ini sudah diundi; Anda tidak ikut mendaftar.")
@@ -251,6 +253,17 @@ def enter_ballot(
         return False
     enter(session, ballot, application, now, days)
     return True
+
+
+def void_unproved_entry(
+    session: Session, office: Office, application: Application, now: datetime
+) -> bool:
+    """Void the applicant's entry recorded when the tap was accepted, because the turn found
+    the account must first prove its number; True when one was voided (say so)."""
+    ballot = current_ballot(session, office.id)
+    if ballot is None or ballot.drawn_at is not None:
+        return False
+    return void_entry(session, ballot, application.nik)
 
 
 def open_ballot_days(session: Session, office: Office, now: datetime) -> list[date]:

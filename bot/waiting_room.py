@@ -7,18 +7,22 @@ this module runs them for a turn or a worker round and words them, sending "Gili
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from babel.numbers import format_decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.core.flow import Context, Transition
-from bot.core.messages import Outbound
+from bot.core.messages import Choice, Expect, Outbound, merge
+from bot.delivery.transport import Incoming
 from bot.documents import document_label, required_documents
 from bot.i18n import _, current_locale, use_locale
+from bot.logsafe import log_failure
 from bot.metrics import ADMISSION_RATE
 from bot.notices import chat_locale
 from bot.settings import Settings
@@ -33,6 +37,7 @@ from storage.waiting_room import (
     gated,
     join_queue,
     latest_entry,
+    start_turn,
     waiting_ahead,
     waiting_room_offices,
 )
@@ -41,6 +46,11 @@ from storage.waiting_room import (
 def count(value: int) -> str:
     """Write a count as people read it ("1.234"; "1,234" in English)."""
     return format_decimal(value, format="#,##0", locale=current_locale())
+
+
+log = logging.getLogger(__name__)
+
+REFRESH = "queue:refresh"  # the date question asked again ("Lihat giliran saya")
 
 
 def release_words(office: Office, moment: datetime) -> str:
@@ -56,8 +66,70 @@ def release_words(office: Office, moment: datetime) -> str:
 # ---- notices -------------------------------------------------------------------------------
 
 
-def _notify(session: Session, entry: QueueEntry, render: Outbound, now: datetime) -> None:
-    queue_message(session, entry.channel, entry.account_ref, render.to_payload(), now)
+def _notify(
+    session: Session,
+    entry: QueueEntry,
+    render: Outbound,
+    now: datetime,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    payload = {**render.to_payload(), **(extra or {})}
+    queue_message(session, entry.channel, entry.account_ref, payload, now)
+
+
+TURN_ENTRY = "turn_entry"  # a "Giliran Anda" notice's entry: its turn starts when delivered
+
+
+def turn_delivered(sessions: Any, payload: dict[str, Any], now: datetime) -> None:
+    """Start an admitted person's turn when its "Giliran Anda" notice is delivered (a push
+    channel's sender calls this after the send), not when admitted: a notice that waited in
+    the outbox does not eat the minutes to choose a seat."""
+    entry_id = payload.get(TURN_ENTRY)
+    if type(entry_id) is not int:
+        return
+    minutes = int(payload.get("turn_minutes") or 0)
+    try:
+        with sessions() as session, session.begin():
+            start_turn(session, entry_id, now + timedelta(minutes=minutes))
+    except Exception as error:  # the notice went out: never send it again for this
+        log_failure(log, "starting a turn at delivery failed; it counts from admission", error)
+
+
+NOTE_KEY = "loket_gate"  # what the release gate decided, kept in the accepted update's payload
+
+
+def gate_note(payload: Any) -> dict[str, Any] | None:
+    """Return what the release gate (`bot.release_gate`) decided about an accepted update
+    (None: an ordinary one)."""
+    note = payload.get(NOTE_KEY) if isinstance(payload, dict) else None
+    return note if isinstance(note, dict) else None
+
+
+class GateShaper:
+    """Shape the replies of a turn whose tap was answered at accept time: a ticket's turn
+    whose entry still waits sends nothing (the number was the answer); any other outcome
+    edits the tapped message (the ballot's confirmation, a first-come result, a refusal)."""
+
+    answers_tap = True  # answered in the webhook's response already
+
+    def __init__(self, incoming: Incoming, note: dict[str, Any]) -> None:
+        self.incoming = incoming
+        self.note = note
+
+    def __call__(self, replies: list[Outbound]) -> list[Outbound | dict[str, Any]]:
+        """Return the outbox payloads of the turn's replies."""
+        waiting = any(choice.value == REFRESH for reply in replies for choice in reply.choices)
+        if self.note.get("kind") == "ticket" and waiting:
+            return []
+        tapped = self.incoming.tap.message_id if self.incoming.tap is not None else None
+        shaped: list[Outbound | dict[str, Any]] = []
+        for number, reply in enumerate(merge(replies)):
+            editable = number == 0 and tapped is not None and tapped.isdigit()
+            editable = editable and not (reply.qr or reply.copy or reply.export)
+            editable = editable and reply.expects is not Expect.CONTACT and len(reply.text) <= 4096
+            edit = int(tapped) if editable and tapped is not None else None
+            shaped.append({**reply.to_payload(), "edit": edit} if edit is not None else reply)
+        return shaped
 
 
 def turn_text(office: Office, entry: QueueEntry) -> str:
@@ -94,7 +166,7 @@ def admit_and_tell(
 ) -> None:
     """Run the office's admissions and tell whoever was admitted or passed over (except the
     chat `skip`, which reads it in its own reply)."""
-    changes = admit_due(session, office, release_at, now)
+    changes = admit_due(session, office, release_at, now, applying=skip)
     ADMISSION_RATE.labels(office.code).set(office.admit_per_minute / 60)
     for entries, admitted in ((changes.admitted, True), (changes.expired, False)):
         for entry in entries:
@@ -102,7 +174,10 @@ def admit_and_tell(
                 continue
             with use_locale(chat_locale(session, entry.channel, entry.account_ref)):
                 text = turn_text(office, entry) if admitted else passed_text(office)
-            _notify(session, entry, Outbound(text), now)
+                # One tap from the notice shows the dates (the date question asked again).
+                go_on = (Choice(REFRESH, _("Pilih tanggal sekarang")),) if admitted else ()
+            extra = {TURN_ENTRY: entry.id, "turn_minutes": office.admit_minutes} if admitted else {}
+            _notify(session, entry, Outbound(text, go_on), now, extra)
 
 
 def admit_everywhere(session: Session, now: datetime) -> int:

@@ -34,6 +34,7 @@ from bot.payments import (
     read_notice,
     signature_ok,
 )
+from bot.release_gate import ReleaseGate, answer_tap
 from bot.runtime import Runtime
 from bot.runtime import resume_waiting as resume_waiting
 from bot.service import Loket
@@ -137,6 +138,7 @@ def create_app(
     app.config["TELEGRAM"] = runtime.channel("telegram")
     service: Loket = runtime.loket
     app.config["LOAD"] = load or LoadGauge(settings, database_measure(service.sessions))
+    app.config["GATE"] = ReleaseGate(service)  # release taps decided at accept time
 
     # The largest upload, base64-encoded in a JSON body, and some room for the rest.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes * 4 // 3 + 64 * 1024
@@ -293,7 +295,14 @@ def create_app(
             why = "nested too deeply" if isinstance(error, RecursionError) else "not JSON"
             set_aside_unreadable({"update_id": update_id_of(body)}, Unreadable(why))
             return jsonify(ok=True), 200
-        minutes = current_app.config["LOAD"].busy_minutes()
+        gauge: LoadGauge = current_app.config["LOAD"]
+        # A release tap decided here (a queue number, a ballot entry, "habis") is answered in
+        # this response, whatever the backlog; see bot/release_gate.py.
+        decided = answer_tap(current_app.config["GATE"], channel, update,
+                             lambda: gauge.busy_minutes() is not None)  # fmt: skip
+        if decided is not None:
+            return jsonify(decided), 200
+        minutes = gauge.busy_minutes()
         if minutes is not None:
             # Overloaded: not accepted; answered in this response (Telegram makes the call).
             refused("overload")

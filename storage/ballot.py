@@ -144,6 +144,12 @@ def enter(
     every date); a double tap, another channel or a race returns the same entry: the unique
     key decides."""
     existing = entry_of(session, ballot.id, application.nik)
+    if existing is not None and existing.status == BallotStatus.VOID:
+        # Recorded at accept time, then found ineligible; eligible now: the entry stands again.
+        existing.status = BallotStatus.ENTERED
+        existing.entered_at = now
+        existing.days = sorted(day.isoformat() for day in days) if days else None
+        session.flush()
     if existing is not None:
         return existing
     try:
@@ -165,6 +171,22 @@ def enter(
         assert winner is not None
         return winner
     return entry
+
+
+def void_entry(session: Session, ballot: Ballot, nik: str) -> bool:
+    """Void the NIK's undrawn entry (recorded when its tap was accepted, found ineligible when
+    its turn ran): the draw leaves it out. True when there was one to void."""
+    result = session.execute(
+        update(BallotEntry)
+        .where(
+            BallotEntry.ballot_id == ballot.id,
+            BallotEntry.nik == nik,
+            BallotEntry.status == BallotStatus.ENTERED,
+        )
+        .values(status=BallotStatus.VOID)
+        .execution_options(synchronize_session=False)
+    )
+    return cast("CursorResult[Any]", result).rowcount == 1 and ballot.drawn_at is None
 
 
 def due_ballots(session: Session, now: datetime) -> list[Ballot]:
@@ -255,7 +277,9 @@ def run_draw(
     entries = {
         entry.id: entry
         for entry in session.execute(
-            select(BallotEntry).where(BallotEntry.ballot_id == ballot.id)
+            select(BallotEntry).where(
+                BallotEntry.ballot_id == ballot.id, BallotEntry.status != BallotStatus.VOID
+            )
         ).scalars()
     }
     order = draw_order(ballot.seed, list(entries))

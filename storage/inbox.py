@@ -31,7 +31,7 @@ class Accepted:
 
 
 def accept_now(
-    engine: Engine, channel: str, key: str, user_ref: str, payload: dict[str, Any]
+    engine: Engine, channel: str, key: str, user_ref: str, payload: dict[str, Any], lane: int = 0
 ) -> bool:
     """Store an update durably, in the fewest round trips the database allows.
 
@@ -41,15 +41,21 @@ def accept_now(
     """
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
-            return _accepted(connection, channel, key, user_ref, payload)
+            return _accepted(connection, channel, key, user_ref, payload, lane)
     with engine.begin() as connection:
-        return _accepted(connection, channel, key, user_ref, payload)
+        return _accepted(connection, channel, key, user_ref, payload, lane)
 
 
 def _accepted(
-    connection: Connection, channel: str, key: str, user_ref: str, payload: dict[str, Any]
+    connection: Connection,
+    channel: str,
+    key: str,
+    user_ref: str,
+    payload: dict[str, Any],
+    lane: int,
 ) -> bool:
-    values = {"key": key, "channel": channel, "user_ref": user_ref, "payload": payload}
+    values = {"key": key, "channel": channel, "user_ref": user_ref, "payload": payload,
+              "lane": lane}  # fmt: skip
     created = connection.execute(_insert_once(connection.dialect.name), values).first()
     return created is not None
 
@@ -65,6 +71,7 @@ def _insert_once(dialect: str) -> Any:
             channel=bindparam("channel"),
             user_ref=bindparam("user_ref"),
             payload=bindparam("payload", type_=InboxUpdate.__table__.c.payload.type),
+            lane=bindparam("lane"),
         )
         .on_conflict_do_nothing(index_elements=["key"])
         .returning(InboxUpdate.id)
@@ -99,10 +106,13 @@ def mark_folded(session: Session, row_ids: Sequence[int], now: datetime) -> None
 
 
 def count_waiting(session: Session) -> int:
-    """Count the updates accepted and not yet applied, every chat together (the backlog)."""
+    """Count the ordinary updates accepted and not yet applied, every chat together (the
+    backlog the overload gauge reads; taps decided at accept time wait in their own lane)."""
     return int(
         session.execute(
-            select(func.count(InboxUpdate.id)).where(InboxUpdate.applied_at.is_(None))
+            select(func.count(InboxUpdate.id)).where(
+                InboxUpdate.applied_at.is_(None), InboxUpdate.lane == 0
+            )
         ).scalar_one()
     )
 
@@ -122,10 +132,13 @@ def mark_applied(session: Session, row_id: int, now: datetime) -> bool:
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
-def waiting_chats(session: Session, channel: str, received_before: datetime) -> list[str]:
-    """Return the chats with updates accepted before a time and still not applied, in the
-    order their oldest waiting update arrived (first come, first applied: a waiting room's
-    numbers are given as turns are applied)."""
+def waiting_chats(
+    session: Session, channel: str, received_before: datetime, limit: int | None = None
+) -> list[str]:
+    """Return the chats with updates accepted before a time and still not applied: chats
+    with an ordinary update waiting first (a person admitted from the waiting room tapping on
+    does not wait behind thousands of taps already answered at accept time), each group in
+    the order its oldest waiting update arrived (first come, first applied)."""
     return list(
         session.execute(
             select(InboxUpdate.user_ref)
@@ -135,7 +148,8 @@ def waiting_chats(session: Session, channel: str, received_before: datetime) -> 
                 InboxUpdate.received_at < received_before,
             )
             .group_by(InboxUpdate.user_ref)
-            .order_by(func.min(InboxUpdate.id))
+            .order_by(func.min(InboxUpdate.lane), func.min(InboxUpdate.id))
+            .limit(limit)
         ).scalars()
     )
 

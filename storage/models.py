@@ -506,6 +506,9 @@ class InboxUpdate(Base):
     # aside (`failed_at`, applied_at set) so the chat's later updates are not held up forever.
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     failed_at: Mapped[datetime | None]
+    # 0: an ordinary turn (counted by the overload gauge, applied first); 1: a tap already
+    # decided and answered when it was accepted (a queue ticket, a ballot entry), applied after.
+    lane: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class StaffRole(StrEnum):
@@ -638,6 +641,36 @@ class ReleaseQueue(Base):
     issued: Mapped[int] = mapped_column(default=0)
 
 
+class TicketStatus(StrEnum):
+    """Where a queue ticket (a number given when the tap was accepted) stands."""
+
+    ISSUED = "issued"  # numbered and answered; its turn not applied yet
+    USED = "used"  # its turn gave the NIK's queue entry this number
+    VOID = "void"  # its turn found the applicant could not queue (or moved on): skipped
+
+
+class QueueTicket(Base):
+    """A queue number given to a chat at the moment its tap was accepted (the webhook), before
+    the turn runs: one per chat and office release, so numbers follow accept order. The turn,
+    applied later, gives the NIK's entry this number (`USED`) or voids the ticket."""
+
+    __tablename__ = "queue_tickets"
+    __table_args__ = (
+        UniqueConstraint("office_id", "release_at", "channel", "account_ref"),
+        UniqueConstraint("office_id", "release_at", "number"),
+        Index("ix_queue_tickets_status", "office_id", "release_at", "status", "number"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id", ondelete="CASCADE"))
+    release_at: Mapped[datetime]
+    number: Mapped[int]
+    channel: Mapped[str] = mapped_column(String(32))
+    account_ref: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default=TicketStatus.ISSUED)
+    issued_at: Mapped[datetime]
+
+
 class QueueEntry(Base):
     """A durable queue number for one NIK at one office release; `attempt` counts re-joins
     after a turn passed, so a NIK has one number per attempt whatever it taps."""
@@ -673,6 +706,7 @@ class BallotStatus(StrEnum):
     WAITLISTED = "waitlisted"  # waits for a freed seat, at `position`
     OFFERED = "offered"  # a freed seat was held for it from the waitlist
     PASSED = "passed"  # its turn on the waitlist came but the seat was refused for the person
+    VOID = "void"  # recorded when the tap was accepted, then found ineligible: not drawn
 
 
 class Ballot(Base):

@@ -48,6 +48,7 @@ from storage.models import (
     PhoneLock,
     PhoneVerification,
     QueueEntry,
+    QueueTicket,
     Slot,
     Staff,
     StaffSession,
@@ -387,6 +388,11 @@ def erase_chat(session: Session, channel: str, user_ref: str, now: datetime) -> 
     )
     session.execute(
         delete(QueueEntry).where(QueueEntry.channel == channel, QueueEntry.account_ref == user_ref)
+    )
+    session.execute(  # queue numbers given when the chat's taps were accepted
+        delete(QueueTicket).where(
+            QueueTicket.channel == channel, QueueTicket.account_ref == user_ref
+        )
     )
     if channel == WHATSAPP:  # the chat's id is the number: its statuses name it
         statuses = delete(WhatsAppStatus).where(WhatsAppStatus.user_ref == user_ref)

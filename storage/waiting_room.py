@@ -20,20 +20,27 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import Connection, CursorResult, Engine, exists, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from storage.models import (
     Application,
+    InboxUpdate,
     Office,
     QueueEntry,
     QueueStatus,
+    QueueTicket,
     ReleaseMode,
     ReleaseQueue,
     Slot,
+    TicketStatus,
 )
+
+# A ticket whose chat has nothing waiting in the inbox this long after it was issued was
+# applied without being used (the applicant could not queue, or had moved on): voided.
+TICKET_GRACE = timedelta(seconds=30)
 
 LIVE = (QueueStatus.ADMITTED, QueueStatus.BOOKED)  # entries that use an admission grant
 
@@ -71,12 +78,151 @@ def latest_entry(
     ).scalar_one_or_none()
 
 
-def _ensure_counter(session: Session, office_id: int, release_at: datetime) -> None:
+def _ensure_counter(session: Session | Connection, office_id: int, release_at: datetime) -> None:
     values = {"office_id": office_id, "release_at": release_at, "issued": 0}
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(postgresql.insert(ReleaseQueue).values(values).on_conflict_do_nothing())
-    else:
-        session.execute(sqlite.insert(ReleaseQueue).values(values).on_conflict_do_nothing())
+    dialect = session.get_bind().dialect.name if isinstance(session, Session) else (
+        session.dialect.name)  # fmt: skip
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert(ReleaseQueue).values(values).on_conflict_do_nothing())
+
+
+def _next_number(session: Session | Connection, office_id: int, release_at: datetime) -> int:
+    """Take the next number of an office release (the counter row's UPDATE orders takers)."""
+    take = (
+        update(ReleaseQueue)
+        .where(ReleaseQueue.office_id == office_id, ReleaseQueue.release_at == release_at)
+        .values(issued=ReleaseQueue.issued + 1)
+        .returning(ReleaseQueue.issued)
+    )
+    number = session.execute(take).scalar_one_or_none()
+    if number is None:
+        _ensure_counter(session, office_id, release_at)
+        number = session.execute(take).scalar_one()
+    return int(number)
+
+
+# ---- tickets: numbers given when a tap is accepted ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A chat's queue number in one office release, given at accept time."""
+
+    number: int
+    status: str
+    new: bool
+
+
+def _ticket_row(
+    connection: Connection, office_id: int, release_at: datetime, channel: str, account_ref: str
+) -> Ticket | None:
+    row = connection.execute(
+        select(QueueTicket.number, QueueTicket.status).where(
+            QueueTicket.office_id == office_id,
+            QueueTicket.release_at == release_at,
+            QueueTicket.channel == channel,
+            QueueTicket.account_ref == account_ref,
+        )
+    ).first()
+    return None if row is None else Ticket(int(row.number), str(row.status), False)
+
+
+# One round trip on PostgreSQL: the chat's ticket if it has one, else the next number from the
+# counter row (locked only for this statement: the engine autocommits) and a new ticket with it.
+_TICKET_SQL = text(
+    """
+    WITH existing AS (
+        SELECT number, status FROM queue_tickets
+        WHERE office_id = :office AND release_at = :release AND channel = :channel
+          AND account_ref = :ref
+    ), taken AS (
+        UPDATE release_queues SET issued = issued + 1
+        WHERE office_id = :office AND release_at = :release
+          AND NOT EXISTS (SELECT 1 FROM existing)
+        RETURNING issued
+    ), made AS (
+        INSERT INTO queue_tickets (office_id, release_at, number, channel, account_ref, status,
+                                   issued_at)
+        SELECT :office, :release, issued, :channel, :ref, 'issued', :now FROM taken
+        ON CONFLICT DO NOTHING
+        RETURNING number, status
+    )
+    SELECT number, status, true AS new FROM made
+    UNION ALL
+    SELECT number, status, false AS new FROM existing
+    """
+)
+
+
+def issue_ticket(
+    engine: Engine,
+    office_id: int,
+    release_at: datetime,
+    channel: str,
+    account_ref: str,
+    now: datetime,
+) -> Ticket:
+    """Return the chat's ticket in this office release, numbering a new one at the back.
+
+    Give it an autocommit engine on PostgreSQL (each statement commits: the counter row is
+    locked only for its own UPDATE, never across a turn). A second tap, or a race of two,
+    returns the same ticket (the unique key decides; a number lost to the race is a gap)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            for _attempt in range(3):
+                row = connection.execute(_TICKET_SQL, {
+                    "office": office_id, "release": release_at, "channel": channel,
+                    "ref": account_ref, "now": now}).first()  # fmt: skip
+                if row is not None:
+                    return Ticket(int(row.number), str(row.status), bool(row.new))
+                # No counter row yet (the release's first ticket), or a twin won the race.
+                _ensure_counter(connection, office_id, release_at)
+        raise RuntimeError("no ticket after three attempts")
+    with engine.begin() as conn:
+        found = _ticket_row(conn, office_id, release_at, channel, account_ref)
+        if found is not None:
+            return found
+        number = _next_number(conn, office_id, release_at)
+        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        made = conn.execute(
+            insert(QueueTicket)
+            .values(office_id=office_id, release_at=release_at, number=number, channel=channel,
+                    account_ref=account_ref, status=TicketStatus.ISSUED, issued_at=now)
+            .on_conflict_do_nothing()
+            .returning(QueueTicket.number)
+        ).scalar_one_or_none()  # fmt: skip
+        if made is not None:
+            return Ticket(number, TicketStatus.ISSUED, True)
+        twin = _ticket_row(conn, office_id, release_at, channel, account_ref)
+        assert twin is not None
+        return twin
+
+
+def _settle_ticket(
+    session: Session, office_id: int, release_at: datetime, application: Application, to: str
+) -> int | None:
+    """Mark the chat's issued ticket used or void; return its number (None: none issued)."""
+    return session.execute(
+        update(QueueTicket)
+        .where(
+            QueueTicket.office_id == office_id,
+            QueueTicket.release_at == release_at,
+            QueueTicket.channel == application.channel,
+            QueueTicket.account_ref == application.account_ref,
+            QueueTicket.status == TicketStatus.ISSUED,
+        )
+        .values(status=to)
+        .returning(QueueTicket.number)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+
+
+def void_ticket(session: Session, office: Office, application: Application, now: datetime) -> None:
+    """Void the chat's issued ticket at the office's current release (the turn found the
+    applicant cannot queue): admissions skip it."""
+    release_at = current_release(session, office.id, now)
+    if release_at is not None:
+        _settle_ticket(session, office.id, release_at, application, TicketStatus.VOID)
 
 
 def join_queue(
@@ -91,17 +237,16 @@ def join_queue(
     or a race returns the same entry."""
     latest = latest_entry(session, office.id, release_at, application.nik)
     if latest is not None and latest.status in (QueueStatus.WAITING, QueueStatus.ADMITTED):
+        _settle_ticket(session, office.id, release_at, application, TicketStatus.VOID)
         return latest
     attempt = latest.attempt + 1 if latest is not None else 1
-    _ensure_counter(session, office.id, release_at)
     try:
         with session.begin_nested():
-            number = session.execute(
-                update(ReleaseQueue)
-                .where(ReleaseQueue.office_id == office.id, ReleaseQueue.release_at == release_at)
-                .values(issued=ReleaseQueue.issued + 1)
-                .returning(ReleaseQueue.issued)
-            ).scalar_one()
+            # A number given when the tap was accepted keeps the tap's place (accept order).
+            ticketed = _settle_ticket(session, office.id, release_at, application,
+                                      TicketStatus.USED)  # fmt: skip
+            number = ticketed if ticketed is not None else _next_number(
+                session, office.id, release_at)  # fmt: skip
             entry = QueueEntry(
                 office_id=office.id,
                 release_at=release_at,
@@ -141,14 +286,30 @@ class Admissions:
     expired: list[QueueEntry]
 
 
-def admit_due(session: Session, office: Office, release_at: datetime, now: datetime) -> Admissions:
+def admit_due(
+    session: Session,
+    office: Office,
+    release_at: datetime,
+    now: datetime,
+    applying: tuple[str, str] | None = None,
+) -> Admissions:
     """Pass the turns that ran out and admit the next waiting entries the rate allows, in
-    number order, under the queue's lock (one admitter at a time per office release)."""
+    number order, under the queue's lock (one admitter at a time per office release).
+
+    Numbers given at accept time whose turns are not applied yet hold their place: nobody
+    numbered after the first such ticket is admitted before it (the frontier); a ticket whose
+    chat has nothing left waiting (`TICKET_GRACE` after it was issued) was not used, and is
+    voided and skipped (never the ticket of the chat whose turn is `applying` now)."""
+    if session.get_bind().dialect.name == "postgresql":
+        # An advisory lock, not the counter row's: tickets take numbers from that row at
+        # accept time and must not wait for a turn's transaction (SQLite serialises anyway).
+        key = int(_aware(release_at).timestamp()) % 2_000_000_000
+        session.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": office.id, "b": key})
     locked = session.execute(
-        select(ReleaseQueue)
-        .where(ReleaseQueue.office_id == office.id, ReleaseQueue.release_at == release_at)
-        .with_for_update()
-    ).scalar_one_or_none()
+        select(ReleaseQueue.issued).where(
+            ReleaseQueue.office_id == office.id, ReleaseQueue.release_at == release_at
+        )
+    ).first()
     if locked is None:
         return Admissions([], [])
     of_queue = (QueueEntry.office_id == office.id, QueueEntry.release_at == release_at)
@@ -170,10 +331,12 @@ def admit_due(session: Session, office: Office, release_at: datetime, now: datet
     room = grants(office, release_at, now) - live
     admitted: list[QueueEntry] = []
     if room > 0:
+        frontier = _ticket_frontier(session, office.id, release_at, now, applying)
+        below = () if frontier is None else (QueueEntry.number < frontier,)
         admitted = list(
             session.execute(
                 select(QueueEntry)
-                .where(*of_queue, QueueEntry.status == QueueStatus.WAITING)
+                .where(*of_queue, QueueEntry.status == QueueStatus.WAITING, *below)
                 .order_by(QueueEntry.number)
                 .limit(room)
             ).scalars()
@@ -187,9 +350,54 @@ def admit_due(session: Session, office: Office, release_at: datetime, now: datet
     return Admissions(admitted, expired)
 
 
+def _ticket_frontier(
+    session: Session,
+    office_id: int,
+    release_at: datetime,
+    now: datetime,
+    applying: tuple[str, str] | None,
+) -> int | None:
+    """Return the lowest number still held by an issued ticket whose turn waits (nobody after
+    it is admitted first), voiding the unused tickets in front of it."""
+    tickets = list(
+        session.execute(
+            select(QueueTicket)
+            .where(
+                QueueTicket.office_id == office_id,
+                QueueTicket.release_at == release_at,
+                QueueTicket.status == TicketStatus.ISSUED,
+            )
+            .order_by(QueueTicket.number)
+            .limit(100)
+        ).scalars()
+    )
+    for ticket in tickets:
+        if (ticket.channel, ticket.account_ref) == applying:
+            return ticket.number  # its turn runs in this transaction
+        waits = session.execute(
+            select(
+                exists().where(
+                    InboxUpdate.channel == ticket.channel,
+                    InboxUpdate.user_ref == ticket.account_ref,
+                    InboxUpdate.applied_at.is_(None),
+                )
+            )
+        ).scalar_one()
+        if waits or _aware(ticket.issued_at) > now - TICKET_GRACE:
+            return ticket.number
+        session.execute(
+            update(QueueTicket)
+            .where(QueueTicket.id == ticket.id, QueueTicket.status == TicketStatus.ISSUED)
+            .values(status=TicketStatus.VOID)
+            .execution_options(synchronize_session=False)
+        )
+    return None
+
+
 def waiting_ahead(session: Session, entry: QueueEntry) -> int:
-    """Count the entries still waiting in front of this one."""
-    return session.execute(
+    """Count the entries (and accept-time tickets not applied yet) waiting in front of this
+    one."""
+    entries = session.execute(
         select(func.count()).where(
             QueueEntry.office_id == entry.office_id,
             QueueEntry.release_at == entry.release_at,
@@ -197,6 +405,15 @@ def waiting_ahead(session: Session, entry: QueueEntry) -> int:
             QueueEntry.number < entry.number,
         )
     ).scalar_one()
+    tickets = session.execute(
+        select(func.count()).where(
+            QueueTicket.office_id == entry.office_id,
+            QueueTicket.release_at == entry.release_at,
+            QueueTicket.status == TicketStatus.ISSUED,
+            QueueTicket.number < entry.number,
+        )
+    ).scalar_one()
+    return int(entries) + int(tickets)
 
 
 def admissions_so_far(session: Session, office_id: int, release_at: datetime) -> int:
@@ -239,6 +456,20 @@ def claim_admission(session: Session, office_id: int, nik: str, now: datetime) -
         .execution_options(synchronize_session=False)
     )
     return cast("CursorResult[Any]", result).rowcount >= 1
+
+
+def start_turn(session: Session, entry_id: int, until: datetime) -> None:
+    """Let a running turn last until `until` (never shorter: its notice was just delivered)."""
+    session.execute(
+        update(QueueEntry)
+        .where(
+            QueueEntry.id == entry_id,
+            QueueEntry.status == QueueStatus.ADMITTED,
+            QueueEntry.expires_at < until,
+        )
+        .values(expires_at=until)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def account_entries(session: Session, channel: str, account_ref: str) -> list[QueueEntry]:

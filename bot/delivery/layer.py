@@ -37,6 +37,7 @@ from bot.logsafe import log_failure
 from bot.metrics import refused
 from bot.notices import chat_locale
 from bot.service import Loket
+from bot.waiting_room import TURN_ENTRY, GateShaper, gate_note, turn_delivered
 from storage import inbox
 from storage.booking import (
     claim_outbox,
@@ -66,6 +67,7 @@ MAX_SEND_ATTEMPTS = 10  # failed sends of one outbox row before it is set aside 
 FIRST_RETRY = timedelta(seconds=15)
 LAST_RETRY = timedelta(hours=1)
 FOLD_LIMIT = 200  # waiting updates of one chat read at once to fold repeats of the oldest
+WORKER_DRAIN_CHATS = 64  # chats with stale waiting updates a worker round applies
 
 
 def send_backoff(attempts: int) -> timedelta:
@@ -185,11 +187,12 @@ class Delivery:
             self.drain(chat_id)
         return new
 
-    def accept(self, payload: Any) -> tuple[str | None, bool]:
+    def accept(self, payload: Any, lane: int = 0) -> tuple[str | None, bool]:
         """Store a payload in the inbox, unless it was seen; return its chat and whether new.
 
         This is all a webhook waits for: one INSERT keyed by the payload's key. What we do not
-        handle (groups, edits, stickers...) is not stored and has no chat.
+        handle (groups, edits, stickers...) is not stored and has no chat. `lane` 1 holds
+        taps already decided and answered at accept time (`bot.release_gate`).
         """
         try:
             incoming = self.transport.read(payload)
@@ -199,7 +202,9 @@ class Delivery:
         if incoming is None:
             return None, False
         key = f"{self.name}:{incoming.key}"
-        new = inbox.accept_now(self.loket.autocommit_db, self.name, key, incoming.chat_id, payload)
+        new = inbox.accept_now(
+            self.loket.autocommit_db, self.name, key, incoming.chat_id, payload, lane
+        )
         failpoint("after-accept")
         return incoming.chat_id, new
 
@@ -262,11 +267,16 @@ class Delivery:
             try:
                 incoming = self._read(waiting)
                 repeats = self.repeats_of(incoming, backlog[1:])
-                if self._stale_tap(chat_id, incoming):
+                note = gate_note(waiting.payload)  # answered at accept time (release_gate)
+                if note is None and self._stale_tap(chat_id, incoming):
                     self._answer_stale(chat_id, incoming, waiting.id, repeats)
                     continue
                 event = incoming.event or self._download(incoming)
-                shaper = TapShaper(incoming, self.transport)
+                shaper: TapShaper | GateShaper = (
+                    TapShaper(incoming, self.transport)
+                    if note is None
+                    else GateShaper(incoming, note)
+                )
                 done = self.loket.process(
                     self.name, chat_id, event, waiting.key, inbox_row=waiting.id,
                     folded=[row_id for row_id, _repeat in repeats], shape=shaper,
@@ -286,8 +296,9 @@ class Delivery:
                 failpoint("after-commit")
                 if incoming.tap is not None and not shaper.answers_tap:
                     self._acknowledge(chat_id, incoming)
-                for _row_id, repeat in repeats:
-                    if repeat.tap is not None:
+                answered = {row.id for row in backlog if gate_note(row.payload) is not None}
+                for row_id, repeat in repeats:
+                    if repeat.tap is not None and row_id not in answered:
                         self._answer_tap(repeat.tap.id)
         self.flush(chat_id)
         return applied
@@ -346,14 +357,19 @@ class Delivery:
         return True
 
     def drain_waiting(
-        self, received_before: datetime | None = None, pool: ThreadPoolExecutor | None = None
+        self,
+        received_before: datetime | None = None,
+        pool: ThreadPoolExecutor | None = None,
+        limit: int | None = None,
     ) -> int:
         """Apply every chat's updates accepted before a time and left waiting (a process died
         between the 200 and the turn, or web processes only accept); return how many were
-        applied. With a pool, chats are drained side by side (each chat still in order)."""
+        applied. With a pool, chats are drained side by side (each chat still in order);
+        with a limit, only the first `limit` chats (ordinary turns first), so a caller that
+        loops sees new ordinary turns before the rest of a long backlog of decided taps."""
         with self.loket.sessions() as session:
             before = received_before or db_now(session)
-            chats = inbox.waiting_chats(session, self.name, before)
+            chats = inbox.waiting_chats(session, self.name, before, limit)
 
         def one(chat_id: str) -> int:
             try:
@@ -454,6 +470,8 @@ class Delivery:
                     break
                 try:
                     message_id = self._send(chat_id, payload, now, last_inbound)
+                    if TURN_ENTRY in payload:  # "Giliran Anda": the turn starts now
+                        turn_delivered(self.loket.sessions, payload, now)
                 except Exception as error:
                     if not self._failed(chat_id, [r for r, _p in rows[position:]], error):
                         return sent
@@ -561,7 +579,7 @@ class Delivery:
         applied = 0
         with ThreadPoolExecutor(threads, f"{self.name}-apply") as pool:
             while stop_at is None or time.monotonic() < stop_at:
-                done = self.drain_waiting(pool=pool)
+                done = self.drain_waiting(pool=pool, limit=threads * 4)
                 applied += done
                 if done == 0:
                     time.sleep(idle_sleep)
@@ -572,7 +590,9 @@ class Delivery:
         (the worker calls this); return the number of messages sent."""
         with self.loket.sessions() as session:
             before = db_now(session) - grace  # the clock `received_at` was written with
-        self.drain_waiting(before)
+        # A bounded number of chats a round (ordinary turns first): behind thousands of taps
+        # decided at accept time, the worker's round (admissions, draws) must come round again.
+        self.drain_waiting(before, limit=WORKER_DRAIN_CHATS)
         return self.deliver_pending()
 
     def deliver_pending(self) -> int:

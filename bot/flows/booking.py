@@ -18,7 +18,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot import outreach
-from bot.ballot import ballot_text, can_enter, enter_ballot, open_ballot_days
+from bot.ballot import (
+    ballot_text,
+    can_enter,
+    enter_ballot,
+    open_ballot_days,
+    void_unproved_entry,
+)
 from bot.core.capabilities import capabilities
 from bot.core.flow import (
     Context,
@@ -38,7 +44,15 @@ from bot.notices import how_to_pay, payment_lines
 from bot.rules import SIMPATIK_ONLY, seat_kind_label, seat_kinds, sold_out_key
 from bot.timezones import format_window, local
 from bot.validators import parse_coming_date, parse_phone
-from bot.waiting_room import Place, place_text, release_words, take_place, turn_text, walk_in_text
+from bot.waiting_room import REFRESH as REFRESH  # also the reschedule flow's
+from bot.waiting_room import (
+    Place,
+    place_text,
+    release_words,
+    take_place,
+    turn_text,
+    walk_in_text,
+)
 from storage.applications import applications_for_account
 from storage.booking import (
     DayFree,
@@ -405,7 +419,6 @@ def why_not_bookable(ctx: Context, day: date, *, from_tomorrow: bool = False) ->
 
 # ---- release modes: walk-in days and the waiting room --------------------------------------
 
-REFRESH = "queue:refresh"
 ENTER_BALLOT = "ballot:enter"
 
 
@@ -444,6 +457,10 @@ def gated_day_reader(read: Any) -> Any:
             return value
         offered = booking_day_options(ctx)
         if event.kind is EventKind.CHOICE and any(o.value == event.text for o in offered):
+            return event.text
+        if event.kind is EventKind.CHOICE and event.text == ENTER_BALLOT:
+            # Entered already (the tap was recorded when it was accepted): the entry is
+            # checked again and the question asked again says where it stands.
             return event.text
         if event.kind is EventKind.TEXT:
             chosen = match_typed(offered, event.text)
@@ -580,6 +597,14 @@ def enter_with_days(ctx: Context, days: list[date] | None) -> Transition | None:
     # A winner's seat is held by the draw, so the number is proved before entering, as
     # before any hold: a script's invented applicants gain nothing without phones.
     if needs_phone_proof(ctx):
+        if void_unproved_entry(ctx.session, chosen_office(ctx), booking_application(ctx), ctx.now):
+            ctx.say(
+                _(
+                    "Pendaftaran undian Anda belum berlaku karena nomor HP akun ini belum "
+                    "terverifikasi. Verifikasi nomor Anda dulu; setelah itu pendaftaran Anda "
+                    "kami catat."
+                )
+            )
         ctx.answers[PENDING_SLOT] = ENTER_BALLOT
         if days:
             ctx.answers[BALLOT_DAYS] = [day.isoformat() for day in days]
