@@ -123,6 +123,7 @@ def test_office_admin_opens_a_session_and_answers_a_request_the_contact_sees_pro
     type_answer(chat, "1")
     type_answer(chat, "1")
     type_answer(chat, "0813 1234 5678")
+    loket.deliver_phone_messages()  # the code is sent off the turn: wait for the delivery
     type_answer(chat, sender.last_code("+6281312345678"))
     held = chat.inner_text(".log")
     assert "Kursi Anda ditahan" in held and "Kantor PT Sinar Jaya Abadi, Lantai 5" in held
