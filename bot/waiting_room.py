@@ -11,7 +11,7 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from babel.numbers import format_decimal
 from sqlalchemy import func, select
@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 
 from bot.core.flow import Context, Transition
 from bot.core.messages import Choice, Expect, Outbound, merge
-from bot.delivery.transport import Incoming
 from bot.documents import document_label, required_documents
 from bot.i18n import _, current_locale, use_locale
 from bot.logsafe import log_failure
@@ -41,6 +40,9 @@ from storage.waiting_room import (
     waiting_ahead,
     waiting_room_offices,
 )
+
+if TYPE_CHECKING:  # the delivery package imports this module
+    from bot.delivery.transport import Incoming
 
 
 def count(value: int) -> str:
