@@ -1,7 +1,7 @@
 """WhatsApp: message statuses, longer outbox message ids
 
 Revision ID: 0020
-Revises: 0018_outreach
+Revises: 0019
 Create Date: 2026-12-02 10:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0020"
-down_revision: str | None = "0018_outreach"
+down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
