@@ -13,6 +13,7 @@ from bot.settings import Settings
 
 if TYPE_CHECKING:
     from bot.channels.telegram import TelegramChannel
+    from bot.delivery import Delivery
     from bot.service import Loket
 
 
@@ -151,79 +152,88 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_poll(settings: Settings, rounds: int | None) -> int:
     """Serve Telegram by long polling until stopped (or for `rounds` polls)."""
-    from bot.channels.telegram import BotRunner, TelegramChannel
-    from bot.service import Loket
+    from bot.channels.telegram import TelegramChannel
+    from bot.runtime import Runtime
 
     if not settings.telegram_token:
         print("TELEGRAM_BOT_TOKEN is not set", file=sys.stderr)
         return 2
-    loket = Loket(settings)
-    loket.log_start()
+    runtime = Runtime.build(settings)
+    runtime.loket.log_start()
     if settings.embedded:
-        loket.prepare_demo()
-    runner = BotRunner(settings)
-    channel = TelegramChannel(loket, runner)
+        runtime.loket.prepare_demo()
     try:
+        channel = runtime.channel("telegram")
+        assert isinstance(channel, TelegramChannel)
         channel.set_commands()
         channel.poll(rounds=rounds)
     finally:
-        runner.close()
-        loket.close()
+        runtime.close()
     return 0
 
 
 def run_apply(settings: Settings, seconds: float | None, threads: int) -> int:
-    """Apply webhook updates accepted by web processes that only accept (LOKET_APPLY_IN_WEB=0)."""
-    from bot.channels.telegram import BotRunner, TelegramChannel
-    from bot.service import Loket
+    """Apply webhook updates accepted by web processes that only accept (LOKET_APPLY_IN_WEB=0),
+    every push channel's side by side."""
+    import threading
 
-    if not settings.telegram_token:
-        print("TELEGRAM_BOT_TOKEN is not set", file=sys.stderr)
+    from bot.runtime import Runtime
+
+    runtime = Runtime.build(settings)
+    if not runtime.channels:
+        print("no push channel is configured (TELEGRAM_BOT_TOKEN)", file=sys.stderr)
+        runtime.close()
         return 2
-    loket = Loket(settings)
-    loket.log_start()
-    runner = BotRunner(settings)
+    runtime.loket.log_start()
+    counts = dict.fromkeys((channel.name for channel in runtime), 0)
+
+    def apply(channel: Delivery) -> None:
+        counts[channel.name] = channel.apply_forever(seconds, threads)
+
     try:
-        applied = TelegramChannel(loket, runner).apply_forever(seconds, threads)
-        print(json.dumps({"applied": applied}))
+        workers = [threading.Thread(target=apply, args=(channel,), name=f"apply-{channel.name}")
+                   for channel in runtime]  # fmt: skip
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        print(json.dumps({"applied": sum(counts.values())}))
     finally:
-        runner.close()
-        loket.close()
+        runtime.close()
     return 0
 
 
 def run_serve(settings: Settings, out: TextIO = sys.stdout) -> int:
     """Run the whole product on HOST:PORT: web chat, consoles, API, webhook; on the embedded
     default also the background worker, Telegram polling when a token is set, and demo staff
-    logins. One Loket (and one Telegram channel) serves all of them, so in-process state
-    (sold-out hints, rate counters) is one."""
+    logins. One runtime (one Loket, one of each push channel) serves all of them, so
+    in-process state (sold-out hints, rate counters) is one."""
     import threading
 
     from bot import worker
-    from bot.channels.telegram import BotRunner, TelegramChannel
-    from bot.service import Loket
-    from bot.web import create_app, resume_waiting
+    from bot.channels.telegram import TelegramChannel
+    from bot.runtime import Runtime
+    from bot.web import create_app
 
-    loket = Loket(settings)
+    runtime = Runtime.build(settings, web=True, embedded=settings.embedded)
+    loket = runtime.loket
     loket.log_start()
+    app = create_app(settings, runtime=runtime)
+    telegram = runtime.channel("telegram")
     webhook = bool(settings.telegram_webhook_secret)
-    telegram = None
-    if settings.telegram_token and (webhook or settings.embedded):  # else nobody would use it
-        telegram = TelegramChannel(loket, BotRunner(settings), background=webhook)
-    app = create_app(settings, loket, telegram=telegram)
-    if telegram is not None and webhook:
-        if settings.public_url and settings.telegram_webhook_secret:
-            telegram.set_commands()
-            telegram.set_webhook(settings.public_url, settings.telegram_webhook_secret)
-        # Updates a previous process accepted but did not live to apply: take them up now.
-        assert telegram.senders is not None
-        telegram.senders.submit(resume_waiting, telegram)
+    if telegram is not None and webhook and settings.public_url:
+        assert isinstance(telegram, TelegramChannel)
+        telegram.set_commands()
+        telegram.set_webhook(settings.public_url, settings.telegram_webhook_secret or "")
+    # Updates a previous process accepted but did not live to apply: take them up now.
+    runtime.resume_waiting()
     if settings.embedded:
         loket.prepare_demo()
         show_demo_logins(demo_staff(loket), settings, out)
         threading.Thread(
-            target=worker.run, args=(loket, 30.0, None, telegram), name="worker", daemon=True
-        ).start()
+            target=worker.run, args=(loket, 30.0, None, runtime.channels), name="worker",
+            daemon=True,
+        ).start()  # fmt: skip
         if telegram is not None and not webhook:
             # No webhook configured: take Telegram's updates by polling instead.
             threading.Thread(

@@ -61,20 +61,20 @@ def announce_from_cli(loket: Loket, office_code: str, text: str, watch_only: boo
         entry = announce(session, office.id, None, text, loket.now(session), announcement_payload)
         announcement_id = entry.id
     stop = threading.Event()
-    sender = None
-    if loket.settings.telegram_token and not watch_only:
-        from bot.channels.telegram import BotRunner, TelegramChannel
+    from bot.runtime import build_channels
 
-        runner = BotRunner(loket.settings)
-        channel = TelegramChannel(loket, runner)
+    sender = None
+    channels = [] if watch_only else build_channels(loket)
+    if channels:
 
         def send() -> None:
             try:
-                while not stop.is_set() and channel.deliver_pending() > 0:
+                while not stop.is_set() and sum(c.deliver_pending() for c in channels) > 0:
                     pass
             finally:
                 stop.set()  # what is left (flood control, retries) is the worker's
-                runner.close()
+                for channel in channels:
+                    channel.close()
 
         sender = threading.Thread(target=send, name="announce-send", daemon=True)
         sender.start()

@@ -6,7 +6,7 @@ import hmac
 import ipaddress
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, make_response, render_template, request
@@ -16,10 +16,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bot.api import api
-from bot.channels.telegram import BotRunner, TelegramChannel, set_aside_unreadable
-from bot.channels.telegram_updates import Unreadable, translate, update_id_of
+from bot.channels.telegram import TelegramChannel, set_aside_unreadable
+from bot.channels.telegram_updates import translate, update_id_of
 from bot.consoles import csrf
 from bot.consoles import install as install_consoles
+from bot.delivery import Delivery, Unreadable
 from bot.i18n import _, use_locale
 from bot.load import LoadGauge, busy_text, database_measure
 from bot.logsafe import log_failure
@@ -32,20 +33,14 @@ from bot.payments import (
     read_notice,
     signature_ok,
 )
+from bot.runtime import Runtime
+from bot.runtime import resume_waiting as resume_waiting
 from bot.service import Loket
 from bot.settings import Settings
 from storage.ballot import public_ballot
 
 log = logging.getLogger(__name__)
 TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-
-
-def resume_waiting(channel: TelegramChannel) -> None:
-    """Apply and send what an earlier process accepted and left waiting (run at start-up)."""
-    try:
-        channel.flush_pending(grace=timedelta(0))
-    except Exception as error:
-        log_failure(log, "resuming waiting updates failed", error)
 
 
 # First path segments of the pages people read (errors there are pages, not JSON).
@@ -106,7 +101,8 @@ def busy_update_answer(update: Any) -> dict[str, Any] | None:
     if incoming is None:
         return None
     sender = (update.get("callback_query") or update.get("message") or {}).get("from") or {}
-    return {"callback_id": incoming.callback_id, "chat_id": incoming.chat_id,
+    tap_id = incoming.tap.id if incoming.tap is not None else None
+    return {"callback_id": tap_id, "chat_id": incoming.chat_id,
             "language": sender.get("language_code")}  # fmt: skip
 
 
@@ -115,8 +111,11 @@ def create_app(
     loket: Loket | None = None,
     telegram: TelegramChannel | None = None,
     load: LoadGauge | None = None,
+    runtime: Runtime | None = None,
 ) -> Flask:
-    """Build the web app around one Loket service (made from the environment if not given)."""
+    """Build the web app around one Loket service and its push channels: `runtime` when the
+    caller built them (`serve`), else made here from the environment (a gunicorn worker).
+    `loket` / `telegram` alone (tests) stand for a runtime of just those."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     if settings.trusted_proxies > 0:
@@ -124,17 +123,19 @@ def create_app(
         # (and scheme) it forwards, from exactly that many proxies and never from the client.
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
-    app.config["LOKET"] = loket or Loket(settings)
+    if runtime is None:
+        if loket is not None and telegram is not None:
+            runtime = Runtime(loket, [telegram])
+        else:
+            runtime = Runtime.build(settings, loket, web=True)
+            # Updates a previous process accepted but did not live to apply: take them up.
+            runtime.resume_waiting()
+    app.config["RUNTIME"] = runtime
+    app.config["LOKET"] = runtime.loket
     app.config["SETTINGS"] = settings
-    app.config["TELEGRAM"] = telegram
-    service: Loket = app.config["LOKET"]
+    app.config["TELEGRAM"] = runtime.channel("telegram")
+    service: Loket = runtime.loket
     app.config["LOAD"] = load or LoadGauge(settings, database_measure(service.sessions))
-    if telegram is None and settings.telegram_token and settings.telegram_webhook_secret:
-        channel = TelegramChannel(app.config["LOKET"], BotRunner(settings), background=True)
-        app.config["TELEGRAM"] = channel
-        # Updates a previous process accepted but did not live to apply: take them up now.
-        assert channel.senders is not None
-        channel.senders.submit(resume_waiting, channel)
 
     # The largest upload, base64-encoded in a JSON body, and some room for the rest.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes * 4 // 3 + 64 * 1024
@@ -269,7 +270,7 @@ def create_app(
 
         The 200 means the update is durably in the inbox; non-2xx only when a retry is wanted.
         """
-        channel: TelegramChannel | None = current_app.config["TELEGRAM"]
+        channel: Delivery | None = current_app.config["TELEGRAM"]
         secret = current_app.config["SETTINGS"].telegram_webhook_secret
         if channel is None or not secret:
             return jsonify(error="telegram webhook is not configured"), 503

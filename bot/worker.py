@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
 from bot.ballot import draw_due, offer_waitlists
-from bot.channels.telegram import BotRunner, TelegramChannel
 from bot.consoles import session_secret
+from bot.delivery import Delivery
 from bot.logsafe import log_failure
 from bot.mailer import Mailer
 from bot.payments import sweep
 from bot.reminders import plan_round, send_due
 from bot.retention import run_daily
+from bot.runtime import build_channels
 from bot.seed import extend_calendars
 from bot.service import Loket
 from bot.uploads import public_base, remind_missing
@@ -32,8 +34,9 @@ KEEP_APPLIED = timedelta(days=7)  # applied inbox rows and processed-event keys
 KEEP_DELIVERED = timedelta(days=7)  # outbox rows delivered or set aside (their texts)
 
 
-def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str, int]:
-    """Do one round of background work and say what it did."""
+def run_once(loket: Loket, channels: Sequence[Delivery] = ()) -> dict[str, int]:
+    """Do one round of background work and say what it did (`channels`: the push channels
+    whose leftovers to apply and deliver)."""
     expired = sweep(loket)
     with loket.sessions() as session, session.begin():
         now = loket.now(session)
@@ -73,8 +76,8 @@ def run_once(loket: Loket, telegram: TelegramChannel | None = None) -> dict[str,
     retention = run_daily(loket)
     if retention is not None:
         figures.update({f"retention_{name}": number for name, number in retention.items()})
-    if telegram is not None:
-        figures["telegram_sent"] = telegram.flush_pending()
+    for channel in channels:
+        figures[f"{channel.name}_sent"] = channel.flush_pending()
     if loket.settings.smtp_host:
         figures["email_sent"] = Mailer(loket).flush_pending()
     with loket.sessions() as session:
@@ -92,16 +95,17 @@ def run(
     loket: Loket,
     interval_seconds: float,
     rounds: int | None = None,
-    telegram: TelegramChannel | None = None,
+    channels: Sequence[Delivery] | None = None,
 ) -> int:
     """Repeat `run_once` every interval (forever, or `rounds` times); return how many rounds
-    failed. `telegram` is the process's channel (`serve` shares its own); made if not given."""
-    if telegram is None and loket.settings.telegram_token:
-        telegram = TelegramChannel(loket, BotRunner(loket.settings))
+    failed. `channels` are the process's push channels (`serve` shares its own); built from
+    the settings if not given."""
+    if channels is None:
+        channels = build_channels(loket)
     done = failed = 0
     while rounds is None or done < rounds:
         try:
-            log.info("worker round %s", run_once(loket, telegram))
+            log.info("worker round %s", run_once(loket, channels))
         except Exception as error:
             failed += 1
             log_failure(log, "worker round failed", error)

@@ -66,8 +66,8 @@ def serve_embedded(
     def run_app(app: Flask, host: str, port: int, threaded: bool) -> None:
         seen["app"], seen["host"] = app, host
 
-    def run_worker(loket: Loket, interval: float, rounds: Any, telegram: Any) -> int:
-        seen["worker"] = (loket, telegram)
+    def run_worker(loket: Loket, interval: float, rounds: Any, channels: Any) -> int:
+        seen["worker"] = (loket, channels)
         started["worker"].set()
         return 0
 
@@ -128,7 +128,7 @@ def test_serve_builds_one_service_for_web_worker_and_polling(
         [loket] = seen["lokets"]
         channel = seen["poll"]
         assert seen["app"].config["LOKET"] is loket
-        assert seen["worker"] == (loket, channel) and channel.loket is loket
+        assert seen["worker"] == (loket, [channel]) and channel.loket is loket
         assert seen["app"].config["TELEGRAM"] is channel
         channel.runner.close()
     finally:

@@ -10,33 +10,15 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from bot.core.messages import Inbound
+from bot.delivery.transport import FileRef, Incoming, Tap, Unreadable
 
 MAX_DEPTH = 24  # real updates nest about 8 deep (callback -> message -> reply_markup -> button)
 CUT_DEPTH = 64  # a bounded parse replaces containers deeper than this with null
 ID_RANGE = 2**63  # ids fit a signed 64-bit integer (the Bot API says 52 bits)
 _UPDATE_ID = re.compile(rb'\s*\{\s*"update_id"\s*:\s*(-?\d{1,19})\s*[,}]')
-
-
-class Unreadable(ValueError):
-    """An update we cannot read; the reason names the shape, never the content."""
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """What an update means for us: whose chat, which event, and what to acknowledge."""
-
-    update_id: int
-    chat_id: str
-    event: Inbound | None
-    file_id: str | None = None
-    file_size: int | None = None
-    filename: str | None = None
-    callback_id: str | None = None
-    callback_message: dict[str, Any] | None = None
 
 
 def loads(data: bytes | str) -> Any:
@@ -95,7 +77,11 @@ def checked_id(update: Any) -> int:
     update_id = update.get("update_id")
     if type(update_id) is not int or not -ID_RANGE < update_id < ID_RANGE:
         raise Unreadable("update_id is not an integer")
-    _check_tree(update, 0)
+    try:
+        _check_tree(update, 0)
+    except Unreadable as error:
+        error.ref = update_id
+        raise
     return update_id
 
 
@@ -162,10 +148,20 @@ def _language(sender: Any) -> str | None:
 def translate(update: dict[str, Any]) -> Incoming | None:
     """Read a Bot API update; None for what we do not handle (groups, edits, stickers...).
 
-    Raises Unreadable when an update we would handle lacks what we need or has it in the
-    wrong shape.
+    Raises Unreadable (with the update_id as its `ref` when readable) when an update we would
+    handle lacks what we need or has it in the wrong shape.
     """
     update_id = checked_id(update)
+    try:
+        return _translate(update, update_id)
+    except Unreadable as error:
+        error.ref = update_id
+        raise
+
+
+def _translate(update: dict[str, Any], update_id: int) -> Incoming | None:
+    """`translate` once the update's id and shape are checked."""
+    key = str(update_id)
     if "callback_query" in update:
         query = _object(update["callback_query"], "callback_query")
         if "message" not in query:
@@ -174,13 +170,16 @@ def translate(update: dict[str, Any]) -> Incoming | None:
         chat_id = _chat_id(message)
         if chat_id is None or "data" not in query:
             return None
-        return Incoming(
-            update_id,
-            chat_id,
-            Inbound.press(_text(query["data"], "callback data"), _language(query.get("from"))),
-            callback_id=_text(query.get("id"), "callback id"),
-            callback_message=message,
+        data = _text(query["data"], "callback data")
+        tapped = message.get("message_id")
+        tap = Tap(
+            id=_text(query.get("id"), "callback id"),
+            message_id=str(tapped) if type(tapped) is int else None,
+            label=_label(message, data),
+            text=str(message.get("text", "")),
         )
+        event = Inbound.press(data, _language(query.get("from")))
+        return Incoming(key, chat_id, event, tap=tap)
     if update.get("message") is None:
         return None
     message = _object(update["message"], "message")
@@ -190,20 +189,20 @@ def translate(update: dict[str, Any]) -> Incoming | None:
     sender = message.get("from")
     language = _language(sender)
     if "text" in message:
-        return Incoming(update_id, chat_id, Inbound.say(_text(message["text"], "text"), language))
+        return Incoming(key, chat_id, Inbound.say(_text(message["text"], "text"), language))
     if "contact" in message:
         contact = _object(message["contact"], "contact")
         phone = _text(contact.get("phone_number"), "contact phone number")
         own = sender.get("id") if isinstance(sender, dict) else None
         if contact.get("user_id") not in (None, own):
             # Someone else's contact card: treat the number as typed, so it is checked as such.
-            return Incoming(update_id, chat_id, Inbound.say(phone, language))
-        return Incoming(update_id, chat_id, Inbound.contact(phone, language))
+            return Incoming(key, chat_id, Inbound.say(phone, language))
+        return Incoming(key, chat_id, Inbound.contact(phone, language))
     if "location" in message:
         where = _object(message["location"], "location")
         latitude = _number(where.get("latitude"), "latitude")
         longitude = _number(where.get("longitude"), "longitude")
-        return Incoming(update_id, chat_id, Inbound.at(latitude, longitude, language))
+        return Incoming(key, chat_id, Inbound.at(latitude, longitude, language))
     if message.get("photo"):
         sizes = message["photo"]
         if not isinstance(sizes, list) or not all(isinstance(p, dict) for p in sizes):
@@ -215,16 +214,27 @@ def translate(update: dict[str, Any]) -> Incoming | None:
 
         largest = max(sizes, key=area)
         file_id = _text(largest.get("file_id"), "photo file_id")
-        return Incoming(update_id, chat_id, None, file_id, _size(largest.get("file_size")))
+        return Incoming(key, chat_id, None, FileRef(file_id, _size(largest.get("file_size"))))
     if "document" in message:
         document = _object(message["document"], "document")
         name = document.get("file_name")
-        return Incoming(
-            update_id,
-            chat_id,
-            None,
+        file = FileRef(
             _text(document.get("file_id"), "document file_id"),
             _size(document.get("file_size")),
             name if isinstance(name, str) else None,
         )
-    return Incoming(update_id, chat_id, Inbound.say("", language))
+        return Incoming(key, chat_id, None, file)
+    return Incoming(key, chat_id, Inbound.say("", language))
+
+
+def _label(message: dict[str, Any], data: str) -> str | None:
+    """The label of the tapped message's button that carries `data` (shown when folded)."""
+    label = None
+    markup = message.get("reply_markup")
+    rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
+    for row in rows if isinstance(rows, list) else []:
+        for button in row if isinstance(row, list) else []:
+            if isinstance(button, dict) and button.get("callback_data") == data:
+                text = button.get("text")
+                label = text if isinstance(text, str) else label
+    return label
