@@ -290,6 +290,11 @@ class Delivery:
                 for _row_id, repeat in repeats:
                     if repeat.tap is not None:
                         self._answer_tap(repeat.tap.id)
+                if 1 + len(repeats) == len(backlog) < FOLD_LIMIT:
+                    # All that waited is applied. What came meanwhile was accepted after
+                    # this read and has a drain of its own (webhook, poller, `apply`), so
+                    # reading the inbox once more would find it or nothing: send now.
+                    break
         self.flush(chat_id)
         return applied
 
