@@ -445,7 +445,8 @@ class Delivery:
                 now = self.loket.now(session)
                 if done is not None:
                     mark_sent(session, done[0], done[1], now)
-                if is_inactive(session, self.name, chat_id):
+                # A chat that just took a message is not asked again whether it takes them.
+                if done is None and is_inactive(session, self.name, chat_id):
                     set_aside_chat(session, self.name, chat_id, "inactive", now)
                     return sent
                 rows = claim_outbox(session, self.name, chat_id, now, CLAIM_FOR)
