@@ -10,6 +10,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import redis
@@ -36,8 +37,35 @@ class SharedState(Protocol):
         Atomic; returns (allowed, seconds to wait before a token is there when refused).
         """
 
+    def pace(self, keys: PaceKeys, now: float, per_chat: int, count: bool) -> Paced:
+        """One pacing step in one round trip: the time `keys.hold` holds every sender until,
+        if later than `now` (then nothing is counted); else, when `count`, one more send on the
+        chat's counter and, if that is within `per_chat`, on the overall one (counters last
+        PACE_TTL seconds from their first use)."""
+
     def close(self) -> None:
         """Release connections."""
+
+
+PACE_TTL = 2.0  # seconds a pacing counter of one second is kept
+
+
+@dataclass(frozen=True)
+class PaceKeys:
+    """The keys of one pacing step: the hold after a 429, this second's counters."""
+
+    hold: str
+    chat: str
+    overall: str
+
+
+@dataclass(frozen=True)
+class Paced:
+    """What a pacing step found: a hold (every sender waits until then), or the counts."""
+
+    held_until: float | None = None
+    chat: int = 0
+    overall: int = 0  # 0 when not counted (the chat's own limit was already reached)
 
 
 def _bucket(rate: float, burst: int) -> tuple[int, int]:
@@ -102,6 +130,18 @@ class InProcessState:
             self._values[key] = ("1", now + debt / 1000)
             return True, 0.0
 
+    def pace(self, keys: PaceKeys, now: float, per_chat: int, count: bool) -> Paced:
+        """One pacing step (see `SharedState.pace`)."""
+        held = self.get(keys.hold)
+        if held is not None and float(held) > now:
+            return Paced(held_until=float(held))
+        if not count:
+            return Paced()
+        mine = self.incr(keys.chat, PACE_TTL)
+        if mine > per_chat:
+            return Paced(chat=mine)
+        return Paced(chat=mine, overall=self.incr(keys.overall, PACE_TTL))
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -117,6 +157,22 @@ return 0
 """
 
 
+# KEYS: the hold, the chat's and the overall counter of this second; ARGV: now, whether to
+# count, the chat's limit, the counters' lifetime in milliseconds. Returns {hold or '', chat
+# count, overall count}: the three round trips of a pacing step in one.
+PACE_SCRIPT = """
+local held = redis.call('GET', KEYS[1])
+if held and tonumber(held) > tonumber(ARGV[1]) then return {held, 0, 0} end
+if ARGV[2] ~= '1' then return {'', 0, 0} end
+local mine = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[4], 'NX')
+if mine > tonumber(ARGV[3]) then return {'', mine, 0} end
+local everyone = redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[4], 'NX')
+return {'', mine, everyone}
+"""
+
+
 class RedisState:
     """Keys in Redis under a prefix, shared by every worker and machine."""
 
@@ -124,6 +180,7 @@ class RedisState:
         self.client = redis.Redis.from_url(url, socket_timeout=1.0, decode_responses=True)
         self.prefix = prefix
         self._take = self.client.register_script(TAKE_SCRIPT)
+        self._pace = self.client.register_script(PACE_SCRIPT)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}:{key}"
@@ -158,6 +215,17 @@ class RedisState:
         interval, limit = _bucket(rate, burst)
         wait = int(self._take(keys=[self._key(key)], args=[interval, limit]))
         return wait == 0, wait / 1000
+
+    def pace(self, keys: PaceKeys, now: float, per_chat: int, count: bool) -> Paced:
+        """One pacing step in one Lua script (see `SharedState.pace`)."""
+        names = [self._key(keys.hold), self._key(keys.chat), self._key(keys.overall)]
+        ttl = max(1, int(PACE_TTL * 1000))
+        held, mine, everyone = self._pace(
+            keys=names, args=[repr(now), "1" if count else "0", per_chat, ttl]
+        )
+        if held:
+            return Paced(held_until=float(held))
+        return Paced(chat=int(mine), overall=int(everyone))
 
     def close(self) -> None:
         """Close the connection pool."""
