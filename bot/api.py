@@ -24,10 +24,11 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from bot.channels.pull import take_turn
 from bot.core.flow import Invalid
 from bot.core.messages import Inbound, Outbound
 from bot.limits import too_many, turn_wait
-from bot.privacy import FILE_TYPE, export_file
+from bot.privacy import FILE_TYPE
 from bot.service import Loket
 from bot.validators import parse_phone
 
@@ -160,19 +161,17 @@ def chat() -> tuple[Response, int]:
         return too_many(wait)
     if vouched is not None:
         service.vouch_phone(CHANNEL, user, vouched, "gateway")
+    event_key = None
     if given_id is not None:
         # Exactly once: the key is recorded with the turn's effects and its replies go to the
         # outbox in the same transaction; a retry of a delivered event changes nothing.
         digest = hashlib.sha256(f"{user}\n{given_id}".encode()).hexdigest()
         event_key = f"{CHANNEL}:{digest[:48]}"  # fits the key column whatever the lengths
-        if not service.process(CHANNEL, user, event, event_key):
-            return jsonify(messages=[], repeated=True), 200
-        messages = service.pending_messages(CHANNEL, user)
-        return jsonify(messages=[render(service, user, message) for message in messages]), 200
-    # Notices that arrived meanwhile (payment confirmed, hold expired) come first; they are
-    # taken with the turn, so a failed turn loses none of them.
-    messages = service.converse(CHANNEL, user, event)
-    return jsonify(messages=[render(service, user, message) for message in messages]), 200
+    # Notices that arrived meanwhile (payment confirmed, hold expired) come first.
+    turn = take_turn(service, CHANNEL, user, event, event_key=event_key)
+    if turn.repeated:
+        return jsonify(messages=[], repeated=True), 200
+    return jsonify(messages=[render(service, user, message) for message in turn.messages]), 200
 
 
 def render(service: Loket, user: str, message: Outbound) -> dict[str, Any]:
@@ -180,8 +179,7 @@ def render(service: Loket, user: str, message: Outbound) -> dict[str, Any]:
     file for the gateway to deliver (`file`: name, content type, base64 content)."""
     shaped = message.to_json()
     if message.export:
-        with service.sessions() as session:
-            name, data = export_file(session, CHANNEL, user, service.now(session))
+        name, data = service.export_now(CHANNEL, user)
         shaped["file"] = {
             "name": name,
             "content_type": FILE_TYPE,

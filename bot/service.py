@@ -27,6 +27,7 @@ from bot.identity import IdentityRegistry, StructuralIdentity
 from bot.images import NEAR_DISTANCE, CleanDocument, MemoryBudget
 from bot.metrics import timed_turn
 from bot.phone_sender import OutboxSender, PhoneDelivery, PhoneSender, make_phone_sender
+from bot.privacy import export_file
 from bot.seed import extend_calendars, seed_offices
 from bot.settings import Settings
 from bot.shared import SharedState, make_shared_state
@@ -331,6 +332,12 @@ class Loket:
         with self.sessions() as session, session.begin():
             payloads = take_outbox(session, channel, user_ref, self.now(session))
         return [Outbound.from_payload(payload) for payload in payloads]
+
+    def export_now(self, channel: str, user_ref: str) -> tuple[str, bytes]:
+        """A chat's data export (/datasaya) as (file name, bytes), read now: what is held at
+        this moment, nothing if it was erased meanwhile (never stored in the outbox)."""
+        with self.sessions() as session:
+            return export_file(session, channel, user_ref, self.now(session))
 
     def deliver_phone_messages(self) -> int:
         """Send the queued SMS/WhatsApp messages now and wait (the worker, tests); return

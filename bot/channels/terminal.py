@@ -13,10 +13,10 @@ import logging
 from pathlib import Path
 from typing import TextIO
 
+from bot.channels.pull import take_turn
 from bot.core.messages import Expect, Inbound, Outbound, excerpt
 from bot.i18n import _, use_locale
 from bot.logsafe import log_failure
-from bot.privacy import export_file
 from bot.qr import qr_png
 from bot.service import Loket
 
@@ -73,7 +73,7 @@ class TerminalChat:
         try:
             # Notices that arrived meanwhile (payment confirmed, hold expired) come first; they
             # are taken with the turn, so a failed turn leaves them waiting.
-            replies = self.loket.converse(CHANNEL, self.user, event)
+            replies = take_turn(self.loket, CHANNEL, self.user, event).messages
         except Exception as error:
             # The transaction was rolled back, so the conversation is where it was.
             log_failure(log, f"turn failed channel={CHANNEL} kind={event.kind.value}", error)
@@ -123,8 +123,7 @@ class TerminalChat:
         its owner, and return its path."""
         folder = self.loket.settings.data_dir / "exports"
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with self.loket.sessions() as session:
-            name, data = export_file(session, CHANNEL, self.user, self.loket.now(session))
+        name, data = self.loket.export_now(CHANNEL, self.user)
         path = folder / name
         path.touch(mode=0o600)
         path.write_bytes(data)

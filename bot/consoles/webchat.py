@@ -25,6 +25,7 @@ from flask import (
 )
 from sqlalchemy import select
 
+from bot.channels.pull import take_turn, take_waiting
 from bot.consoles import LANGUAGE_COOKIE, loket
 from bot.core.engine import ConversationState
 from bot.core.messages import Inbound, Outbound
@@ -102,7 +103,7 @@ def chat_turn(channel: str, user_ref: str, actor: int | None = None) -> tuple[Re
         return jsonify(messages=[render_message(Outbound(str(error)))]), 400
     # Notices that arrived meanwhile (payment confirmed, status changed) are shown first; they
     # are taken with the turn, so a failed turn loses none of them.
-    messages = loket().converse(channel, user_ref, event, actor=actor)
+    messages = take_turn(loket(), channel, user_ref, event, actor=actor).messages
     return jsonify(messages=[render_message(message) for message in messages]), 200
 
 
@@ -201,7 +202,7 @@ def poll() -> tuple[Response, int]:
     page's CSRF token, so another site cannot make a browser take them."""
     if "web_user" not in session:
         return jsonify(messages=[]), 200
-    messages = loket().pending_messages(CHANNEL, str(session["web_user"]))
+    messages = take_waiting(loket(), CHANNEL, str(session["web_user"]))
     return jsonify(messages=[render_message(message) for message in messages]), 200
 
 

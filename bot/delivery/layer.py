@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -36,7 +36,6 @@ from bot.i18n import _, use_locale
 from bot.logsafe import log_failure
 from bot.metrics import refused
 from bot.notices import chat_locale
-from bot.privacy import export_file
 from bot.service import Loket
 from storage import inbox
 from storage.booking import (
@@ -412,7 +411,7 @@ class Delivery:
             if not (limits.edits and tap.message_id and tap.label):
                 return
             folded = Outbound(f"{tap.text or ''}\n\n✓ {tap.label}"[: limits.text])
-            recipient = Recipient(chat_id, "id", datetime.now().astimezone())
+            recipient = Recipient(chat_id, "id", datetime.now(UTC))
             edit = self.transport.render(folded, recipient).edit
             if edit is not None:
                 self.transport.edit(chat_id, tap.message_id, edit)
@@ -476,12 +475,14 @@ class Delivery:
                     done = (row_id, message_id)
 
     def _last_inbound(self, session: Any, chat_id: str) -> datetime | None:
-        """When the person last wrote (their conversation's last turn)."""
+        """When the person last wrote (their conversation's last turn), in UTC."""
         found: datetime | None = session.execute(
             select(Conversation.last_activity_at).where(
                 Conversation.channel == self.name, Conversation.user_ref == chat_id
             )
         ).scalar_one_or_none()
+        if found is not None and found.tzinfo is None:
+            found = found.replace(tzinfo=UTC)  # SQLite hands back naive times; all are UTC
         return found
 
     def _failed(self, chat_id: str, row_ids: list[int], error: Exception) -> bool:
@@ -540,10 +541,7 @@ class Delivery:
         locale = str(payload.get("locale") or "id")
 
         def export() -> tuple[str, bytes]:
-            # The person's data as a file, read now (never stored in the outbox): what is
-            # held at sending time, nothing if it was erased meanwhile.
-            with self.loket.sessions() as session:
-                return export_file(session, self.name, chat_id, self.loket.now(session))
+            return self.loket.export_now(self.name, chat_id)  # read at sending time
 
         recipient = Recipient(chat_id, locale, now, last_inbound, export)
         with use_locale(locale):

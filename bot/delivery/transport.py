@@ -114,8 +114,9 @@ class Recipient:
     chat_id: str
     locale: str
     now: datetime
-    # The person's last message (the conversation's last turn), read only for transports
-    # with `Limits.window`: outside it, a transport sends a template instead of free text.
+    # The person's last message (the conversation's last turn; aware, UTC), read only for
+    # transports with `Limits.window`: outside it, a transport sends a template instead.
+    # `now` is the sending round's time (aware; the service's clock, so tests can move it).
     last_inbound: datetime | None = None
     # Reads the person's data export (/datasaya) as (file name, bytes), at sending time.
     export: Callable[[], tuple[str, bytes]] = field(default=lambda: ("", b""), repr=False)
