@@ -20,13 +20,13 @@ that server and dropped after) and `REDIS_URL` for PostgreSQL + Redis. The last 
     python bench/channel_cpu.py --registrations 20
     DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres \\
         REDIS_URL=redis://127.0.0.1:6379/0 python bench/channel_cpu.py --registrations 20
-    python bench/channel_cpu.py --registrations 5 --profile /tmp/push.prof  # cProfile, push
+    # the push path's turns profiled on every thread (needs `pip install yappi`, CPU clock):
+    python bench/channel_cpu.py --registrations 5 --profile /tmp/push.prof
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
 import json
 import os
 import re
@@ -114,24 +114,35 @@ def photos_for(number: int) -> dict[str, bytes]:
 class Meter:
     """Process CPU spent inside `measure()` blocks, and how many turns were measured."""
 
-    def __init__(self) -> None:
+    def __init__(self, profile: bool = False) -> None:
         self.cpu = 0.0
         self.turns = 0
-        self.profile: cProfile.Profile | None = None
+        self.profile = profile  # profile the blocks on every thread (yappi, CPU clock)
+
+    def reset(self) -> None:
+        """Forget what was measured (after the warm-up)."""
+        self.cpu = 0.0
+        self.turns = 0
+        if self.profile:
+            import yappi
+
+            yappi.clear_stats()
 
     @contextmanager
     def measure(self) -> Iterator[None]:
         """Count the process's CPU time (all threads) spent in the block as one turn."""
-        if self.profile is not None:
-            self.profile.enable()
+        if self.profile:
+            import yappi
+
+            yappi.start()
         began = time.process_time()
         try:
             yield
         finally:
             self.cpu += time.process_time() - began
             self.turns += 1
-            if self.profile is not None:
-                self.profile.disable()
+            if self.profile:
+                yappi.stop()
 
 
 class Driver:
@@ -202,7 +213,8 @@ class Driver:
 
 
 class TerminalDriver(Driver):
-    """The terminal channel in process: `Loket.converse`, what `bot/channels/terminal.py` calls."""
+    """The terminal channel in process: `Loket.converse`, the turn `bot/channels/terminal.py`
+    runs (through `bot/channels/pull.py`'s `take_turn` since the delivery refactor)."""
 
     channel = TERMINAL
 
@@ -452,9 +464,11 @@ def run(
     profile: str | None = None,
 ) -> dict[str, Any]:
     """Register and book `registrations` applicants on each path; return the figures."""
-    terminal, push = Meter(), Meter()
     if profile:
-        push.profile = cProfile.Profile()
+        import yappi  # a profiler that sees every thread: the sender threads do the work
+
+        yappi.set_clock_type("cpu")
+    terminal, push = Meter(), Meter(profile=bool(profile))
     for number in range(2 * (registrations + warmup)):
         photos_for(number)  # made before anything is measured
     with tempfile.TemporaryDirectory() as folder, fake_server() as (base, fake):
@@ -488,10 +502,8 @@ def run(
             calls_before: Counter[str] = Counter()
             for number in range(registrations + warmup):
                 if number == warmup:
-                    terminal.cpu = push.cpu = 0.0
-                    terminal.turns = push.turns = 0
-                    if push.profile is not None:
-                        push.profile = cProfile.Profile()
+                    terminal.reset()
+                    push.reset()
                     before = fake.get("/_bench/stats").json()
                     calls_before = Counter(before["calls"])
                 own = TerminalDriver(loket, f"t{number}", terminal, sender)
@@ -505,8 +517,10 @@ def run(
         finally:
             if created and database_url:
                 drop_database(database_url, created)
-    if profile and push.profile is not None:
-        push.profile.dump_stats(profile)
+    if profile:
+        import yappi
+
+        yappi.get_func_stats().save(profile, type="pstat")  # read with pstats
     calls = Counter(after["calls"]) - calls_before
     total_calls = sum(calls.values())
     backend = "sqlite" if not database_url or database_url.startswith("sqlite") else "postgresql"
@@ -537,7 +551,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--registrations", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured applicants first")
-    parser.add_argument("--profile", help="write the push path's cProfile stats here")
+    parser.add_argument("--profile", help="write the push path's profile (pstats) here (yappi)")
     parser.add_argument("--serve-fake", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_fake:
