@@ -10,8 +10,8 @@ from datetime import date, datetime
 
 from sqlalchemy.orm import Session
 
-from bot.billing import BillingProvider
 from bot.core.messages import Outbound
+from bot.core.ports import BillingProvider
 from bot.i18n import N_, _, format_date, use_locale
 from bot.notices import chat_locale, how_to_pay, payment_lines
 from bot.settings import Settings

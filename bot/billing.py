@@ -10,18 +10,12 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Protocol
 
 from stdnum import damm
 
+from bot.core.ports import BillingProvider as BillingProvider  # the port this module implements
+
 CODE_LENGTH = 15
-
-
-class BillingProvider(Protocol):
-    """Issues billing codes (a local generator now; the state revenue system later)."""
-
-    def new_code(self) -> str:
-        """Return a fresh, well-formed billing code."""
 
 
 class LocalBilling:

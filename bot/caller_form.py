@@ -42,6 +42,7 @@ from bot.flows.registration import (
     read_birth_date,
 )
 from bot.i18n import _, format_date, format_money
+from bot.rules import moved_already
 from bot.timezones import format_moment, format_window, local_date
 from bot.uploads import missing_labels
 from bot.validators import age_on, suggest_email
@@ -358,8 +359,13 @@ def next_steps(
         )
     elif booking.status == BookingStatus.CONFIRMED:
         office = booking.slot.office
+        if moved_already(booking):  # the one change of date is used up
+            text = _("Jadwal pasti: {date}, {window}, {office}. Sudah pernah diubah sekali, "
+                     "jadi tidak bisa diubah lagi.")  # fmt: skip
+        else:
+            text = _("Jadwal pasti: {date}, {window}, {office}. Bisa diubah sekali sampai H-1.")
         steps.append(
-            _("Jadwal pasti: {date}, {window}, {office}. Bisa diubah sekali sampai H-1.").format(
+            text.format(
                 date=format_date(booking.slot.day),
                 window=format_window(booking.slot.start_time, booking.slot.end_time,
                                      office.timezone),

@@ -11,10 +11,11 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from bot.core.flow import Answers, Invalid
 from bot.core.messages import EventKind, Inbound, Upload
+from bot.core.ports import BlobStore as BlobStore  # the port this module implements
 from bot.i18n import N_, _
 from bot.images import CleanDocument, ImageRules, MemoryBudget, Refusal, check_upload
 from bot.settings import Settings
@@ -156,25 +157,6 @@ def document_label(requirement: Requirement, answers: Answers) -> str:
 
 
 # ---- uploads -------------------------------------------------------------------------------
-
-
-class BlobStore(Protocol):
-    """Where document bytes live; the database keeps only their hash."""
-
-    def put(self, data: bytes) -> str:
-        """Store bytes and return their key (the SHA-256 in hex)."""
-
-    def get(self, key: str) -> bytes:
-        """Return stored bytes."""
-
-    def delete(self, key: str) -> bool:
-        """Remove stored bytes from disk; False when they were not there."""
-
-    def stored_keys(self) -> list[str]:
-        """Every stored key."""
-
-    def stored_at(self, key: str) -> float | None:
-        """When a key's bytes were written (POSIX time), None when there are none."""
 
 
 class LocalBlobStore:

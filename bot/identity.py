@@ -11,22 +11,9 @@ A deployment with registry access passes its own `IdentityRegistry` to `Loket`.
 from __future__ import annotations
 
 from datetime import date
-from typing import Protocol
 
+from bot.core.ports import IdentityRegistry as IdentityRegistry  # the port this module implements
 from bot.validators import check_nik_matches, parse_nik
-
-
-class IdentityRegistry(Protocol):
-    """Checks a NIK and the person's details; raises `Invalid` with a specific reason."""
-
-    def read_nik(self, text: str) -> str:
-        """Return the 16-digit NIK typed, or refuse it."""
-
-    def check_person(self, nik: str, birth_date: date, sex: str) -> None:
-        """Refuse when the NIK and the person's details disagree."""
-
-    def describe(self) -> str:
-        """Say in one line, without personal data, what this registry really verifies."""
 
 
 class StructuralIdentity:

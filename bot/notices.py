@@ -8,6 +8,7 @@ them from the worker.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -19,6 +20,7 @@ from bot.core.messages import Outbound
 from bot.documents import document_label, required_documents
 from bot.i18n import _, format_date, format_money, resolve_locale, use_locale
 from bot.outreach import slot_venue_lines
+from bot.rules import moved_already
 from bot.timezones import format_moment, format_window
 from storage.booking import queue_message
 from storage.models import Booking, Conversation, Office, PaymentOutcome, Slot
@@ -83,13 +85,18 @@ def away_lines(booking: Booking) -> list[str]:
 
 def change_rule(booking: Booking) -> str:
     """Say whether the one allowed change of date is still available."""
-    if booking.reschedules >= 1:
+    if moved_already(booking):
         return _("Jadwal ini sudah pernah diubah satu kali, jadi tidak dapat diubah lagi.")
     return _("Jadwal dapat diubah satu kali, paling lambat sehari sebelumnya, dengan /ubahjadwal.")
 
 
 def payment_notice(booking: Booking, outcome: PaymentOutcome) -> Outbound:
-    """Tell the applicant what their payment did."""
+    """Tell the applicant what their payment did (a notice of kind "payment")."""
+    return replace(payment_outcome(booking, outcome), kind="payment")
+
+
+def payment_outcome(booking: Booking, outcome: PaymentOutcome) -> Outbound:
+    """Word what a payment did."""
     if outcome is PaymentOutcome.CONFIRMED:
         confirmed = confirmation(booking)
         return Outbound(_("Pembayaran diterima.") + " " + confirmed.text, qr=confirmed.qr)

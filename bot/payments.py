@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from bot.billing import clean_code, is_valid_code
-from bot.flows.booking import sold_out_key
 from bot.i18n import _
 from bot.mailer import queue_email
 from bot.notices import confirmation, notify, payment_notice
 from bot.reminders import plan_expiry_notice
+from bot.rules import sold_out_key
 from bot.service import Loket
 from storage.booking import (
     ConflictingNotice,

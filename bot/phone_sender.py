@@ -22,12 +22,13 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Protocol, TextIO
+from typing import TextIO
 
 import httpx
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.core.ports import PhoneSender as PhoneSender  # the port this module implements
 from bot.settings import Settings
 from storage.booking import (
     aware,
@@ -47,13 +48,6 @@ CLAIM_FOR = timedelta(seconds=60)  # longer than a gateway request may take
 MAX_SEND_ATTEMPTS = 6
 FIRST_RETRY = timedelta(seconds=5)
 LAST_RETRY = timedelta(minutes=2)
-
-
-class PhoneSender(Protocol):
-    """Sends a short text to a phone number (E.164)."""
-
-    def send(self, phone: str, text: str) -> None:
-        """Deliver `text` to `phone`, or raise."""
 
 
 class TerminalSender:

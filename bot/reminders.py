@@ -7,12 +7,13 @@ Kinds, and when each is due (times in the office's zone):
 - `expiry_notice`: when an unpaid hold expired (the sweeper plans it), with how to book again.
 - `day_before`: the day before the appointment (H-1) at 10.00, with the documents to bring,
   the office's address and a map link, and the QR code; by email too, with an .ics file.
-- `documents_missing`: three days before the appointment (H-3) at 10.00 while required
-  documents have no photo (`missing_documents`, the hook a "documents later" state plugs into).
+
+The documents reminder (H-3, with the personal upload link) is `bot.uploads.remind_missing`:
+it needs the link's address and key, and reads what is missing afresh each round.
 
 Nothing but `payment_reminder` is sent between 21.00 and 06.00 local time: a message due
 then waits for 06.00. Each row is checked at send time and closed without a message when it
-became moot (paid, cancelled, moved, the appointment passed, the documents arrived).
+became moot (paid, cancelled, moved, the appointment passed).
 Planning is a worker round that reads the bookings, so every path that holds, pays, moves or
 cancels a seat (chat, consoles, ballot) is covered without a hook in each.
 """
@@ -34,10 +35,8 @@ from bot.i18n import _, format_date
 from bot.mailer import queue_email
 from bot.notices import expiry_notice, notify
 from bot.timezones import format_moment, format_window, out_of_night, quiet
-from bot.uploads import CHANNEL_KEY
 from storage.booking import active_booking, aware
 from storage.models import (
-    Application,
     ApplicationStatus,
     BillingCode,
     BillingStatus,
@@ -50,9 +49,8 @@ from storage.schedule import claim, due_ids, plan, postpone
 
 log = logging.getLogger(__name__)
 
-REMIND_AT = time(10, 0)  # local time of the H-1 and H-3 reminders
+REMIND_AT = time(10, 0)  # local time of the H-1 reminder
 PAYMENT_LEAD = timedelta(minutes=30)
-DOCUMENTS_DAYS_BEFORE = 3
 
 
 class Kind(StrEnum):
@@ -61,7 +59,10 @@ class Kind(StrEnum):
     PAYMENT_REMINDER = "payment_reminder"
     EXPIRY_NOTICE = "expiry_notice"
     DAY_BEFORE = "day_before"
-    DOCUMENTS_MISSING = "documents_missing"
+
+
+# Kinds no longer planned; a row of one still open from before is closed unsent.
+RETIRED = frozenset({"documents_missing"})  # now bot.uploads.remind_missing, with the link
 
 
 URGENT = frozenset({Kind.PAYMENT_REMINDER})  # sent at night too: later is too late
@@ -76,21 +77,6 @@ def at_local(day: date, clock: time, timezone: str) -> datetime:
 def appointment_start(slot: Slot) -> datetime:
     """Return when a slot's window opens, as an aware moment."""
     return at_local(slot.day, slot.start_time, slot.office.timezone)
-
-
-def missing_documents(application: Application) -> list[str]:
-    """Return the labels of required documents that have no photo yet.
-
-    The hook of the documents reminder: today every required photo is collected before an
-    application is submitted, so this is empty; a "documents later" state that lets an
-    application go ahead without some photos makes it non-empty and the H-3 reminder follows.
-    """
-    have = {document.kind for document in application.documents}
-    return [
-        document_label(requirement, application.answers)
-        for requirement in required_documents(application.answers)
-        if not requirement.optional and requirement.key not in have
-    ]
 
 
 def map_link(latitude: float, longitude: float) -> str:
@@ -113,7 +99,8 @@ def payment_reminder(booking: Booking, billing: BillingCode) -> Outbound:
             code=billing.code,
             number=booking.application.reg_number,
             deadline=format_moment(aware(billing.expires_at), office.timezone),
-        )
+        ),
+        kind="reminder",
     )
 
 
@@ -146,22 +133,7 @@ def day_before(booking: Booking) -> Outbound:
             ),
         ]
     )
-    return Outbound(text, qr=booking.code)
-
-
-def documents_reminder(booking: Booking, missing: list[str]) -> Outbound:
-    """Ask for the photos still missing before the appointment."""
-    return Outbound(
-        _(
-            "Pengingat: untuk permohonan {number} kami belum menerima foto dokumen berikut: "
-            "{documents}. Kirimkan sebelum jadwal Anda pada {date} agar berkas dapat "
-            "diperiksa; ketik /status untuk melihat permohonan Anda."
-        ).format(
-            number=booking.application.reg_number,
-            documents=", ".join(missing),
-            date=format_date(booking.slot.day),
-        )
-    )
+    return Outbound(text, qr=booking.code, kind="reminder")
 
 
 # ---- planning ---------------------------------------------------------------------------
@@ -183,7 +155,7 @@ def plan_round(session: Session, now: datetime) -> int:
         if due > aware(billing.created_at):  # a hold shorter than the lead gets none
             planned += plan(session, booking.id, Kind.PAYMENT_REMINDER, booking.slot_id, due,
                             now)[1]  # fmt: skip
-    soon = now.date() + timedelta(days=DOCUMENTS_DAYS_BEFORE + 1)
+    soon = now.date() + timedelta(days=2)  # H-1 falls within this in every zone
     confirmed = (
         session.execute(
             select(Booking)
@@ -206,15 +178,6 @@ def plan_round(session: Session, now: datetime) -> int:
         if confirmed_at < due:
             planned += plan(session, booking.id, Kind.DAY_BEFORE, slot.id,
                             out_of_night(due, zone), now)[1]  # fmt: skip
-        due = at_local(slot.day - timedelta(days=DOCUMENTS_DAYS_BEFORE), REMIND_AT, zone)
-        # A caller an agent sent an upload link is reminded with the link (bot.uploads).
-        if (
-            confirmed_at < due
-            and missing_documents(booking.application)
-            and CHANNEL_KEY not in booking.application.answers
-        ):
-            planned += plan(session, booking.id, Kind.DOCUMENTS_MISSING, slot.id,
-                            out_of_night(due, zone), now)[1]  # fmt: skip
     return planned
 
 
@@ -235,6 +198,8 @@ def moot_reason(
     session: Session, row: ScheduledMessage, booking: Booking, now: datetime
 ) -> str | None:
     """Say why a due message should no longer be sent, or None to send it."""
+    if row.kind in RETIRED:
+        return "retired"
     if row.kind == Kind.PAYMENT_REMINDER:
         billing = session.execute(
             select(BillingCode).where(BillingCode.booking_id == booking.id)
@@ -265,8 +230,6 @@ def moot_reason(
         return "slot_closed"
     if now >= appointment_start(booking.slot):
         return "too_late"
-    if row.kind == Kind.DOCUMENTS_MISSING and not missing_documents(booking.application):
-        return "complete"
     return None
 
 
@@ -297,10 +260,8 @@ def fire(session: Session, row: ScheduledMessage, now: datetime, email: bool = F
         render = lambda b: payment_reminder(b, billing)  # noqa: E731
     elif row.kind == Kind.EXPIRY_NOTICE:
         render = expiry_notice
-    elif row.kind == Kind.DAY_BEFORE:
-        render = day_before
     else:
-        render = lambda b: documents_reminder(b, missing_documents(b.application))  # noqa: E731
+        render = day_before
     notify(session, booking, render, now)
     if email and row.kind == Kind.DAY_BEFORE:
         queue_email(session, booking, lambda: _("Pengingat: jadwal paspor Anda besok"), render,

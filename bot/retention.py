@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from datetime import timedelta
 
-from bot.documents import BlobStore
+from bot.core.ports import BlobStore
 from bot.service import Loket
 from bot.settings import Settings
 from storage.privacy import Retention, referenced_photo_keys, retention_round

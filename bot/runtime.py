@@ -35,6 +35,11 @@ def build_channels(loket: Loket, *, web: bool = False, embedded: bool = False) -
             from bot.channels.telegram import BotRunner, TelegramChannel
 
             channels.append(TelegramChannel(loket, BotRunner(settings), background=web and webhook))
+    if settings.whatsapp:  # WhatsApp has only its webhook: every process may send
+        from bot.channels.whatsapp import SEND_THREADS, WhatsAppTransport
+
+        transport = WhatsAppTransport(settings)
+        channels.append(Delivery(loket, transport, background=web, send_threads=SEND_THREADS))
     return channels
 
 

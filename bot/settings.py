@@ -37,6 +37,22 @@ class Settings:
     telegram_rate: int = 30  # messages a second, all chats together (Bot API guidance)
     telegram_chat_rate: int = 1  # messages a second to one chat
     telegram_send_threads: int = 16  # chats one sender delivers to side by side (they mostly wait)
+    # WhatsApp Cloud API (bot/channels/whatsapp.py): on when the token, the phone number id,
+    # the app secret and the verify token are all set.
+    whatsapp_token: str | None = None
+    whatsapp_phone_id: str | None = None
+    whatsapp_app_secret: str | None = None  # signs every webhook POST (X-Hub-Signature-256)
+    whatsapp_verify_token: str | None = None  # the webhook's verification handshake
+    whatsapp_api_base: str = "https://graph.facebook.com/v21.0"
+    whatsapp_rate: int = 80  # messages a second from the business number (Meta's default)
+    whatsapp_chat_rate: int = 1  # messages a second to one user
+    # Templates for notices outside the 24-hour window: notice kind=template name, and the
+    # chat's language=the template language's code at Meta.
+    whatsapp_templates: str = (
+        "payment=loket_pembayaran,status=loket_status,reminder=loket_pengingat,"
+        "announcement=loket_pengumuman"
+    )
+    whatsapp_template_languages: str = "id=id,en=en"
     apply_in_web: bool = True  # False: web processes only accept; `python -m bot apply` applies
     host: str = "127.0.0.1"  # the address `serve` listens on (0.0.0.0: every interface)
     port: int = 8000
@@ -94,6 +110,16 @@ class Settings:
     email_rate: float = 5.0  # emails a second from one sender
 
     @property
+    def whatsapp(self) -> bool:
+        """Tell whether the WhatsApp channel is configured."""
+        return bool(
+            self.whatsapp_token
+            and self.whatsapp_phone_id
+            and self.whatsapp_app_secret
+            and self.whatsapp_verify_token
+        )
+
+    @property
     def embedded(self) -> bool:
         """Tell whether we run on the embedded default (SQLite, in-process state)."""
         return self.database_url.startswith("sqlite")
@@ -133,6 +159,17 @@ class Settings:
             telegram_rate=int(env.get("TELEGRAM_RATE_PER_SECOND", "30")),
             telegram_chat_rate=int(env.get("TELEGRAM_CHAT_RATE_PER_SECOND", "1")),
             telegram_send_threads=int(env.get("TELEGRAM_SEND_THREADS", "16")),
+            whatsapp_token=env.get("WHATSAPP_TOKEN") or None,
+            whatsapp_phone_id=env.get("WHATSAPP_PHONE_ID") or None,
+            whatsapp_app_secret=env.get("WHATSAPP_APP_SECRET") or None,
+            whatsapp_verify_token=env.get("WHATSAPP_VERIFY_TOKEN") or None,
+            whatsapp_api_base=env.get("WHATSAPP_API_BASE") or "https://graph.facebook.com/v21.0",
+            whatsapp_rate=int(env.get("WHATSAPP_RATE_PER_SECOND", "80")),
+            whatsapp_chat_rate=int(env.get("WHATSAPP_CHAT_RATE_PER_SECOND", "1")),
+            whatsapp_templates=env.get("WHATSAPP_TEMPLATES") or cls.whatsapp_templates,
+            whatsapp_template_languages=(
+                env.get("WHATSAPP_TEMPLATE_LANGUAGES") or cls.whatsapp_template_languages
+            ),
             apply_in_web=env.get("LOKET_APPLY_IN_WEB", "1") == "1",
             host=env.get("HOST") or "127.0.0.1",
             port=int(env.get("PORT", "8000")),

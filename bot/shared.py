@@ -10,62 +10,11 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
 
 import redis
 
-
-class SharedState(Protocol):
-    """Keys with a time to live."""
-
-    def get(self, key: str) -> str | None:
-        """Return the value, or None when absent or expired."""
-
-    def set(self, key: str, value: str, ttl_seconds: float) -> None:
-        """Store a value that disappears after `ttl_seconds`."""
-
-    def delete(self, key: str) -> None:
-        """Remove a key."""
-
-    def incr(self, key: str, ttl_seconds: float) -> int:
-        """Add one to a counter that disappears `ttl_seconds` after its first use; return it."""
-
-    def take(self, key: str, rate: float, burst: int) -> tuple[bool, float]:
-        """Take one token from a bucket refilled at `rate` a second, holding at most `burst`.
-
-        Atomic; returns (allowed, seconds to wait before a token is there when refused).
-        """
-
-    def pace(self, keys: PaceKeys, now: float, per_chat: int, count: bool) -> Paced:
-        """One pacing step in one round trip: the time `keys.hold` holds every sender until,
-        if later than `now` (then nothing is counted); else, when `count`, one more send on the
-        chat's counter and, if that is within `per_chat`, on the overall one (counters last
-        PACE_TTL seconds from their first use)."""
-
-    def close(self) -> None:
-        """Release connections."""
-
-
-PACE_TTL = 2.0  # seconds a pacing counter of one second is kept
-
-
-@dataclass(frozen=True)
-class PaceKeys:
-    """The keys of one pacing step: the hold after a 429, this second's counters."""
-
-    hold: str
-    chat: str
-    overall: str
-
-
-@dataclass(frozen=True)
-class Paced:
-    """What a pacing step found: a hold (every sender waits until then), or the counts."""
-
-    held_until: float | None = None
-    chat: int = 0
-    overall: int = 0  # 0 when not counted (the chat's own limit was already reached)
+from bot.core.ports import PACE_TTL, Paced, PaceKeys
+from bot.core.ports import SharedState as SharedState  # the port this module implements
 
 
 def _bucket(rate: float, burst: int) -> tuple[int, int]:

@@ -15,6 +15,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,10 +23,12 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.core.messages import Outbound
+from bot.core.ports import SharedState
 from bot.documents import Requirement, document_label, missing_documents
-from bot.i18n import _
+from bot.i18n import _, format_date
+from bot.notices import notify
 from bot.settings import Settings
-from bot.shared import SharedState
 from bot.timezones import format_moment, quiet
 from storage.applications import REG_ALPHABET
 from storage.booking import active_booking, queue_message, record_event
@@ -39,7 +42,8 @@ from storage.models import (
 )
 from storage.outbox import SMS_CHANNEL
 
-REMIND_BEFORE = timedelta(hours=38)  # 10.00 office time on the day before the deadline's day
+REMIND_DAYS_BEFORE = 3  # the documents reminder: H-3 ...
+REMIND_AT = time(10, 0)  # ... at 10.00 office time
 UNBOOKED_LINK = timedelta(days=3)  # a link made before any booking lasts this long
 CODE_LENGTH = 8  # a short code read out over the phone: Crockford base32, 40 bits
 CHANNEL_KEY = "documents_channel"  # in the application's answers: where the link went
@@ -204,12 +208,47 @@ def send_link(
     return delivery
 
 
+def reminder_due(booking: Booking) -> datetime:
+    """When the documents reminder is due: 10.00 office time three days before the
+    appointment (H-3)."""
+    zone = ZoneInfo(booking.slot.office.timezone)
+    day = booking.slot.day - timedelta(days=REMIND_DAYS_BEFORE)
+    return datetime.combine(day, REMIND_AT, tzinfo=zone)
+
+
+def documents_reminder(booking: Booking, url: str, deadline: datetime) -> Outbound:
+    """Ask the applicant in their chat for the photos still missing, with their link."""
+    application = booking.application
+    timezone = booking.slot.office.timezone
+    return Outbound(
+        _(
+            "Pengingat: untuk permohonan {number} kami belum menerima foto dokumen berikut: "
+            "{documents}. Kirimkan sebelum jadwal Anda pada {date} agar berkas dapat "
+            "diperiksa; ketik /status untuk melihat permohonan Anda."
+        ).format(
+            number=application.reg_number,
+            documents=", ".join(missing_labels(application)),
+            date=format_date(booking.slot.day),
+        )
+        + "\n"
+        + _("Kirim fotonya lewat tautan pribadi ini sebelum {deadline}: {url}").format(
+            deadline=format_moment(deadline, timezone), url=url
+        ),
+        kind="reminder",
+    )
+
+
 def remind_missing(session: Session, now: datetime, base_url: str, secret: str) -> int:
-    """Remind once, a day before the documents deadline, every caller whose documents are
-    still missing for a held or confirmed booking (a worker round); return how many."""
-    # Only links agents sent (registered by an agent) for appointments in the next days: the
-    # round stays small however many bookings there are.
-    soon = (now + REMIND_BEFORE + timedelta(days=2)).date()
+    """Send the one documents reminder (a worker round); return how many went out.
+
+    Every application whose required documents are still missing for a held or confirmed
+    booking is reminded once, from 10.00 office time three days before the appointment (H-3)
+    until the documents deadline, never in the office's night (the next round by day sends
+    it), with its personal upload link: where an agent sent the link (Telegram or SMS), else
+    in the applicant's own chat. Whatever changed meanwhile (paid, moved, cancelled, the
+    documents arrived) is read afresh each round, so nothing planned can go stale.
+    """
+    soon = (now + timedelta(days=REMIND_DAYS_BEFORE + 1)).date()
     rows = session.execute(
         select(Booking, Application)
         .join(Application, Application.id == Booking.application_id)
@@ -217,34 +256,37 @@ def remind_missing(session: Session, now: datetime, base_url: str, secret: str) 
         .where(
             Booking.status.in_((BookingStatus.HELD, BookingStatus.CONFIRMED)),
             Application.status.not_in(CLOSED_STATUSES),
-            Application.registered_by.is_not(None),
+            Slot.day >= (now - timedelta(days=1)).date(),
             Slot.day <= soon,
         )
+        .order_by(Booking.id)
     ).all()
     sent = 0
     for booking, application in rows:
-        where = application.answers.get(CHANNEL_KEY)
-        if not isinstance(where, dict) or not missing_for(application):
+        if not missing_for(application):
             continue
         deadline = documents_deadline(booking)
-        due = deadline - REMIND_BEFORE
+        due = reminder_due(booking)
         if not (due <= now < deadline) or quiet(now, booking.slot.office.timezone):
             continue  # not yet, too late, or the office's night (the next round by day sends it)
-        sent_at = where.get("sent_at")
+        where = application.answers.get(CHANNEL_KEY)
+        sent_at = where.get("sent_at") if isinstance(where, dict) else None
         if isinstance(sent_at, str) and datetime.fromisoformat(sent_at) >= due:
-            continue  # the link itself went out within the last day: it is the reminder
-        if not record_event(session, f"documents-reminder:{booking.id}"):
-            continue  # reminded already
-        token = make_token(secret, application.id, deadline)
-        url = f"{base_url.rstrip('/')}/unggah/{token}"
-        text = (
-            _("Pengingat: batas akhir pengiriman dokumen sudah dekat.")
-            + "\n"
-            + link_text(application, url, deadline, booking.slot.office.timezone)
-        )
-        channel = str(where.get("channel") or SMS)
-        user_ref = str(where.get("user_ref") or application.phone)
-        queue_message(session, channel, user_ref, {"text": text}, now)
+            continue  # the link itself went out since the reminder's time: it is the reminder
+        if not record_event(session, f"documents-reminder:application:{application.id}"):
+            continue  # reminded already (once per application, whatever moved since)
+        url = f"{base_url.rstrip('/')}/unggah/{make_token(secret, application.id, deadline)}"
+        if isinstance(where, dict):  # an agent sent the link: the reminder follows it there
+            text = (
+                _("Pengingat: batas akhir pengiriman dokumen sudah dekat.")
+                + "\n"
+                + link_text(application, url, deadline, booking.slot.office.timezone)
+            )
+            channel = str(where.get("channel") or SMS)
+            user_ref = str(where.get("user_ref") or application.phone)
+            queue_message(session, channel, user_ref, {"text": text}, now)
+        else:
+            notify(session, booking, partial(documents_reminder, url=url, deadline=deadline), now)
         sent += 1
     return sent
 

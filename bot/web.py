@@ -18,6 +18,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from bot.api import api
 from bot.channels.telegram import TelegramChannel, set_aside_unreadable
 from bot.channels.telegram_updates import translate, update_id_of
+from bot.channels.whatsapp_webhook import whatsapp
 from bot.consoles import csrf
 from bot.consoles import install as install_consoles
 from bot.delivery import Delivery, Unreadable
@@ -140,8 +141,10 @@ def create_app(
     # The largest upload, base64-encoded in a JSON body, and some room for the rest.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes * 4 // 3 + 64 * 1024
     app.register_blueprint(api)
+    app.register_blueprint(whatsapp)  # /whatsapp/webhook
     install_consoles(app, settings)
     csrf.exempt(api)  # machine callers authenticate by key or signature, not by cookie
+    csrf.exempt(whatsapp)
 
     @app.errorhandler(Exception)
     def failure(error: Exception) -> tuple[Response, int]:

@@ -27,6 +27,7 @@ from bot.waiting_room import admit_everywhere
 from storage.booking import mark_no_shows
 from storage.inbox import purge_applied
 from storage.outbox import delivery_figures, purge_outbox
+from storage.whatsapp import purge_statuses
 
 log = logging.getLogger(__name__)
 WESTERNMOST = ZoneInfo("Asia/Jakarta")
@@ -45,6 +46,7 @@ def run_once(loket: Loket, channels: Sequence[Delivery] = ()) -> dict[str, int]:
         no_shows = mark_no_shows(session, now.astimezone(WESTERNMOST).date())
         purged = purge_applied(session, now - KEEP_APPLIED)
         purged_outbox = purge_outbox(session, now - KEEP_DELIVERED)
+        purge_statuses(session, now - KEEP_DELIVERED)  # WhatsApp's statuses of those rows
     with loket.sessions() as session, session.begin():
         planned = plan_round(session, loket.now(session))
     reminders = send_due(loket.sessions, loket.now, email=loket.settings.smtp_host is not None)

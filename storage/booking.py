@@ -478,6 +478,9 @@ def cancel_booking(session: Session, booking: Booking, reason: str) -> None:
     session.refresh(booking)
 
 
+RESCHEDULES_ALLOWED = 1  # a paid booking may be moved once (M-Paspor's rule)
+
+
 class RescheduleRefusal(StrEnum):
     """Why a reschedule was refused."""
 
@@ -500,7 +503,7 @@ def reschedule_refusal(booking: Booking, today: date) -> RescheduleRefusal | Non
         return RescheduleRefusal.NOT_PAID
     if booking.slot.closed:
         return None
-    if booking.reschedules >= 1:
+    if booking.reschedules >= RESCHEDULES_ALLOWED:
         return RescheduleRefusal.ALREADY_RESCHEDULED
     if today > booking.slot.day - timedelta(days=1):
         return RescheduleRefusal.TOO_LATE

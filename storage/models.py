@@ -448,7 +448,8 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None]
     claimed_until: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")  # failed sends
-    message_id: Mapped[str | None] = mapped_column(String(32))  # the channel's id once sent
+    # The channel's id once sent (WhatsApp's "wamid..." ids are about 60 characters).
+    message_id: Mapped[str | None] = mapped_column(String(128))
     failed_at: Mapped[datetime | None]  # set aside: never sent (see `failure`)
     failure: Mapped[str | None] = mapped_column(String(32))  # blocked, rejected, gave_up...
     announcement_id: Mapped[int | None] = mapped_column(BigId)  # an announcement's copy
@@ -837,3 +838,21 @@ class OutreachMember(Base):
     channel: Mapped[str] = mapped_column(String(32), primary_key=True)
     user_ref: Mapped[str] = mapped_column(String(128), primary_key=True)
     joined_at: Mapped[datetime]
+
+
+class WhatsAppStatus(Base):
+    """What became of a message we sent on WhatsApp (status webhooks: sent, delivered, read,
+    failed), keyed by its WhatsApp id; later statuses never go back to earlier ones."""
+
+    __tablename__ = "whatsapp_statuses"
+    __table_args__ = (
+        Index("ix_whatsapp_statuses_user_ref", "user_ref"),
+        Index("ix_whatsapp_statuses_updated_at", "updated_at"),
+    )
+
+    message_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    user_ref: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[int | None]
+    status_at: Mapped[datetime]  # Meta's time of the status
+    updated_at: Mapped[datetime]  # when we recorded it (retention)

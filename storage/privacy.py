@@ -52,9 +52,11 @@ from storage.models import (
     Staff,
     StaffSession,
     Subscription,
+    WhatsAppStatus,
 )
 from storage.outbox import SMS_CHANNEL
 from storage.phones import seats_held_by_phone
+from storage.whatsapp import CHANNEL as WHATSAPP
 
 # Statuses in which the office is working on the passport: the data is needed until it ends.
 AT_THE_OFFICE = (
@@ -386,6 +388,9 @@ def erase_chat(session: Session, channel: str, user_ref: str, now: datetime) -> 
     session.execute(
         delete(QueueEntry).where(QueueEntry.channel == channel, QueueEntry.account_ref == user_ref)
     )
+    if channel == WHATSAPP:  # the chat's id is the number: its statuses name it
+        statuses = delete(WhatsAppStatus).where(WhatsAppStatus.user_ref == user_ref)
+        done.add("whatsapp_statuses", _rows(session.execute(statuses)))
     # The number's lock row names it too; it is made again by the next hold that needs it.
     if verification is not None and not seats_held_by_phone(session, verification.phone):
         session.execute(delete(PhoneLock).where(PhoneLock.phone == verification.phone))
@@ -530,6 +535,8 @@ def retention_round(session: Session, now: datetime, keep: Retention) -> Erasure
     done.add("outbox", _rows(session.execute(outbox)))
     inbox = delete(InboxUpdate).where(InboxUpdate.received_at < stale)
     done.add("inbox", _rows(session.execute(inbox)))
+    statuses = delete(WhatsAppStatus).where(WhatsAppStatus.updated_at < stale)
+    done.add("whatsapp_statuses", _rows(session.execute(statuses)))
     done.add(
         "phone_codes", _rows(session.execute(delete(PhoneCode).where(PhoneCode.expires_at < now)))
     )

@@ -69,6 +69,7 @@ def test_office_admin_opens_a_session_and_answers_a_request_the_contact_sees_pro
     status_url = page.url
     sender = loket.phone_sender
     assert isinstance(sender, RecordingSender)
+    loket.deliver_phone_messages()  # queued in the outbox, sent right after the commit: wait
     assert any(to == CONTACT and "sudah diterima" in text for to, text in sender.sent)
 
     # The office admin opens a session at a mall and approves the request with a date.
@@ -101,6 +102,7 @@ def test_office_admin_opens_a_session_and_answers_a_request_the_contact_sees_pro
         code = request.group_code
         assert code is not None and request.session_id is not None
         assert session.execute(select(OutreachSession)).scalars().all()[-1].access == "group"
+    loket.deliver_phone_messages()
     assert any(to == CONTACT and code in text for to, text in sender.sent)
 
     # The contact person's page shows the code, the links and a QR code; no one joined yet.

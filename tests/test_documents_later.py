@@ -180,7 +180,7 @@ def test_a_caller_with_telegram_gets_the_link_there(
         assert rows[-1].user_ref == "5550101" and rows[-1].payload["copy"] == code
 
 
-def test_the_documents_reminder_goes_once_a_day_before_the_deadline(
+def test_the_documents_reminder_goes_once_from_h_minus_3_by_day(
     agent: FlaskClient,  # noqa: F811
     loket: Loket,
     clock: FakeClock,
@@ -193,13 +193,13 @@ def test_the_documents_reminder_goes_once_a_day_before_the_deadline(
         deadline = documents_deadline(session.execute(select(Booking)).scalar_one())
     pay(loket, code)
     assert run_once(loket)["documents_reminded"] == 0  # too early
-    clock.now = deadline - timedelta(hours=39)  # 09.00 on the day before the deadline's day
+    clock.now = deadline - timedelta(hours=63)  # 09.00 three days before the appointment
     assert run_once(loket)["documents_reminded"] == 0
-    clock.now = deadline - timedelta(hours=26)  # 22.00 that day: the office's night
+    clock.now = deadline - timedelta(hours=50)  # 22.00 that day (H-3): the office's night
     assert run_once(loket)["documents_reminded"] == 0
-    clock.now = deadline - timedelta(hours=23)  # 01.00: still night
+    clock.now = deadline - timedelta(hours=47)  # 01.00: still night
     assert run_once(loket)["documents_reminded"] == 0
-    clock.now = deadline - timedelta(hours=18)  # 06.00 on the last day
+    clock.now = deadline - timedelta(hours=42)  # 06.00 on H-2
     figures = run_once(loket)
     assert figures["documents_reminded"] == 1 and figures["sms_sent"] == 1
     assert sender.sent[-1][1].startswith("Pengingat: batas akhir pengiriman dokumen sudah dekat.")

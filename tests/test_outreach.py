@@ -18,6 +18,7 @@ from storage.models import (
     Application,
     Booking,
     Office,
+    OutboxMessage,
     OutreachAccess,
     OutreachRequest,
     OutreachSession,
@@ -26,6 +27,7 @@ from storage.models import (
 )
 from storage.outreach import Window, approve, create_session, is_member, progress
 from storage.staff import add_staff
+from tests.conftest import FakeClock
 from tests.fake_telegram import FakeTelegram
 from tests.test_consoles import PASSWORD, log_in, token
 from tests.test_telegram import fake, telegram  # noqa: F401 (fixtures)
@@ -220,8 +222,10 @@ def request_form(**changes: str) -> dict[str, str]:
     }  # fmt: skip
 
 
-def sent_to(sender: RecordingSender, phone: str) -> list[str]:
-    """The texts the phone sender delivered to a number."""
+def sent_to(loket: Loket, sender: RecordingSender, phone: str) -> list[str]:
+    """The texts the phone sender delivered to a number (queued in the outbox and sent right
+    after the commit: wait for that delivery first)."""
+    loket.deliver_phone_messages()
     return [text for to, text in sender.sent if to == phone]
 
 
@@ -243,7 +247,7 @@ def test_a_request_is_proposed_another_date_approved_and_its_progress_counted(
     status_path = answer.headers["Location"]
     assert status_path.startswith("/eazy/status/")
     assert "Sari" not in status_path and "8888" not in status_path  # no personal data in links
-    assert "sudah diterima Kantor Imigrasi" in sent_to(sender, CONTACT)[-1]
+    assert "sudah diterima Kantor Imigrasi" in sent_to(loket, sender, CONTACT)[-1]
     page = client.get(status_path).get_data(as_text=True)
     assert "Menunggu jawaban kantor" in page
     assert client.get(status_path[:-2] + "xx").status_code == 404  # a forged link finds nothing
@@ -258,7 +262,7 @@ def test_a_request_is_proposed_another_date_approved_and_its_progress_counted(
                                        "reason": "Tanggal 7-8 sudah penuh.",
                                        "csrf_token": token(client, path)})  # fmt: skip
     assert proposed.status_code == 302
-    told = sent_to(sender, CONTACT)[-1]
+    told = sent_to(loket, sender, CONTACT)[-1]
     assert "mengusulkan tanggal lain" in told and "Rabu, 09 Desember 2026" in told
     assert "Kantor mengusulkan tanggal lain" in client.get(status_path).get_data(as_text=True)
     # The contact person agrees on the page (a POST with the page's token); the office approves.
@@ -283,7 +287,7 @@ def test_a_request_is_proposed_another_date_approved_and_its_progress_counted(
         assert approved is not None and approved.status == RequestStatus.APPROVED
         code = approved.group_code
         assert code is not None
-    told = sent_to(sender, CONTACT)[-1]
+    told = sent_to(loket, sender, CONTACT)[-1]
     assert "disetujui" in told and code in told and f"/?start={code}" in told
 
     # A member joins through the group's link and books; the page counts, names nobody.
@@ -323,7 +327,7 @@ def test_a_request_is_declined_with_a_reason_and_isolated_by_office(
     answer = client.post(path, data={"action": "decline", "reason": reason,
                                      "csrf_token": token(client, path)})  # fmt: skip
     assert answer.status_code == 302
-    told = sent_to(sender, CONTACT)[-1]
+    told = sent_to(loket, sender, CONTACT)[-1]
     assert "tidak dapat dipenuhi" in told and reason in told
     again = client.post(path, data={"action": "decline", "reason": reason,
                                     "csrf_token": token(client, path)})  # fmt: skip
@@ -340,10 +344,11 @@ class BrokenSender:
 
 
 def test_an_answer_stands_when_the_message_to_the_contact_fails(
-    client: FlaskClient, loket: Loket
+    client: FlaskClient, loket: Loket, sender: RecordingSender, clock: FakeClock
 ) -> None:
     assert submit(client).status_code == 302
-    loket.phone_sender = BrokenSender()
+    loket.deliver_phone_messages()
+    loket.phone_delivery.sender = BrokenSender()
     assert log_in(client, "budi.jaksel") == 302
     with loket.sessions() as session:
         request_id = session.execute(select(OutreachRequest.id)).scalar_one()
@@ -351,10 +356,21 @@ def test_an_answer_stands_when_the_message_to_the_contact_fails(
     answer = client.post(path, data={"action": "decline", "reason": "Petugas sedang penuh.",
                                      "csrf_token": token(client, path)})  # fmt: skip
     assert answer.status_code == 302
-    assert "pesan ke penanggung jawab belum terkirim" in client.get(path).get_data(as_text=True)
+    # Staff are told the message is queued, not that it arrived.
+    assert "1 pesan ke penanggung jawab diantrekan" in client.get(path).get_data(as_text=True)
+    assert loket.deliver_phone_messages() == 0  # the gateway is down: the message waits
     with loket.sessions() as session:
         declined = session.get(OutreachRequest, request_id)
         assert declined is not None and declined.status == RequestStatus.DECLINED
+        waiting = session.execute(
+            select(OutboxMessage).where(OutboxMessage.sent_at.is_(None))
+        ).scalar_one()
+        assert (waiting.channel, waiting.user_ref, waiting.attempts) == ("sms", CONTACT, 1)
+    loket.phone_delivery.sender = sender  # the gateway is back
+    clock.advance(seconds=10)  # past the first retry's wait (5 s)
+    told = sent_to(loket, sender, CONTACT)
+    assert len(told) == 2 and "tidak dapat dipenuhi" in told[-1]
+    assert sent_to(loket, sender, CONTACT) == told  # delivered once
 
 
 def test_customer_care_records_a_request_for_a_caller(
@@ -368,7 +384,7 @@ def test_customer_care_records_a_request_for_a_caller(
         stored = session.execute(select(OutreachRequest)).scalar_one()
         assert (stored.channel, stored.kind, stored.contact_phone) == ("agent", "mosque", CONTACT)
         assert stored.created_by is not None
-    assert "Masjid Al-Ikhlas" in sent_to(sender, CONTACT)[-1]
+    assert "Masjid Al-Ikhlas" in sent_to(loket, sender, CONTACT)[-1]
 
 
 def test_the_public_form_is_rate_limited_per_address(client: FlaskClient) -> None:

@@ -14,6 +14,7 @@ from bot.payments import sweep
 from bot.service import Loket
 from bot.worker import run_once
 from storage.models import Booking, Document, ScheduledMessage
+from storage.schedule import plan
 from tests.conftest import FakeClock
 from tests.test_booking import pay
 from tests.transcript import Chat, billing_code, book, register
@@ -215,8 +216,28 @@ def test_documents_reminder_follows_the_missing_documents_hook(
     at(clock, 23, 10, 0)  # H-3
     [text] = round_texts(loket, chat)
     assert "belum menerima foto dokumen berikut: e-KTP" in text
+    assert "Kirim fotonya lewat tautan pribadi ini sebelum Kamis, 26 November 2026" in text
+    assert "/unggah/" in text  # the same personal link an agent's caller gets
     at(clock, 23, 11, 0)
     assert round_texts(loket, chat) == []
+    chat.say("/ubahjadwal")  # once per application, whatever moved since
+    chat.say("1")
+    chat.say("1 Desember")
+    assert "Jadwal berhasil diubah ke Selasa, 01 Desember 2026" in chat.say("1")
+    loket.pending_messages(chat.channel, chat.user)
+    at(clock, 28, 10, 0)  # H-3 of the new date: the documents are still missing
+    assert round_texts(loket, chat) == []
+
+
+def test_a_row_of_the_retired_documents_kind_is_closed_unsent(
+    chat: Chat, loket: Loket, clock: FakeClock
+) -> None:
+    booking = paid_for_tuesday(chat, loket)
+    with loket.sessions() as session, session.begin():
+        # Planned by an older release (the documents reminder is bot.uploads' now).
+        plan(session, booking.id, "documents_missing", booking.slot_id, clock.now, clock.now)
+    assert round_texts(loket, chat) == []
+    assert outcomes(loket)["documents_missing"] == "retired"
 
 
 def test_a_round_that_fails_after_claiming_sends_nothing_and_the_next_sends_once(

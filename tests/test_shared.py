@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from bot.shared import InProcessState, Paced, PaceKeys, RedisState, SharedState
+from bot.core.ports import Paced, PaceKeys
+from bot.shared import InProcessState, RedisState, SharedState
 from tests.conftest import redis_test_state
 
 

@@ -15,6 +15,9 @@ from typing import Any
 from bot.core.messages import Inbound
 from bot.delivery.transport import FileRef, Incoming, Tap, Unreadable
 
+# `Unreadable` and `Incoming` are the delivery layer's; importable from here as before.
+__all__ = ["Incoming", "Unreadable", "checked_id", "loads", "translate", "update_id_of"]
+
 MAX_DEPTH = 24  # real updates nest about 8 deep (callback -> message -> reply_markup -> button)
 CUT_DEPTH = 64  # a bounded parse replaces containers deeper than this with null
 ID_RANGE = 2**63  # ids fit a signed 64-bit integer (the Bot API says 52 bits)

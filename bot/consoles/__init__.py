@@ -23,6 +23,7 @@ from werkzeug.wrappers import Response
 from bot.billing import group_code
 from bot.crypto_store import load_or_create_key
 from bot.i18n import SUPPORTED_LOCALES, _, format_date, format_money, reset_locale, set_locale
+from bot.rules import seat_kind_label
 from bot.service import Loket
 from bot.settings import Settings
 from bot.timezones import format_moment, format_window
@@ -96,6 +97,7 @@ def install(app: Flask, settings: Settings) -> None:
         billing_label=labels.billing_label,
         channel_label=labels.channel_label,
         mask_nik=mask_nik,
+        seat_kind_label=seat_kind_label,
     )
 
     @app.before_request

@@ -40,32 +40,36 @@ from bot.consoles.notify import changed_by_staff
 from bot.consoles.webchat import chat_turn
 from bot.core.flow import Context, Invalid
 from bot.core.messages import Outbound
-from bot.flows.booking import mask_phone, seat_kinds, sold_out_key
+from bot.flows.booking import mask_phone
 from bot.flows.registration import FLOW as REGISTRATION
 from bot.i18n import N_, _, format_money
 from bot.notices import payment_lines
-from bot.timezones import local, local_date
+from bot.rules import (
+    Audience,
+    cancel_application,
+    may_move_to,
+    move_booking,
+    reschedule_ballots,
+    reschedule_decision,
+    seat_kinds,
+)
+from bot.timezones import local_date
 from bot.uploads import group, missing_labels, send_link, telegram_chat_for
 from bot.validators import parse_date, parse_full_name, parse_nik, parse_phone
 from storage.applications import applications_for_account, find_callers
 from storage.booking import (
-    RescheduleRefusal,
     active_booking,
     billing_for,
     bookings_for_application,
-    cancel_booking,
     queue_message,
-    reschedule,
 )
+from storage.calendars import office_today
 from storage.models import (
     CLOSED_STATUSES,
     Application,
-    ApplicationStatus,
     AuditEntry,
-    Ballot,
     Booking,
     Office,
-    ReleaseMode,
     Slot,
     Staff,
     StaffRole,
@@ -230,8 +234,13 @@ def application(reg_number: str) -> ResponseReturnValue:
             _ = booking.slot.office.name
         current = bookings[0] if bookings else None
         alternatives: list[Slot] = []
+        move_refusal = None  # why this booking cannot be moved at all (the chat's rule)
         if current is not None and current.status == "confirmed":
-            alternatives = reschedule_options(db, found, current, now)
+            decision = reschedule_decision(current, now)
+            if decision.allowed:
+                alternatives = reschedule_options(db, found, current, now)
+            else:
+                move_refusal = decision.reason(Audience.STAFF)
         timezone = current.slot.office.timezone if current is not None else "Asia/Jakarta"
         audit(db, current_staff_id(), "agent.view", found.reg_number, {}, now)
         db.flush()  # write the audit row before expunging (an expunged one is lost)
@@ -244,6 +253,7 @@ def application(reg_number: str) -> ResponseReturnValue:
         documents=documents,
         missing=missing,
         alternatives=alternatives,
+        move_refusal=move_refusal,
         timezone=timezone,
         now=now,
         closed=found.status in CLOSED_STATUSES,
@@ -253,10 +263,12 @@ def application(reg_number: str) -> ResponseReturnValue:
 def reschedule_options(
     db: Session, application: Application, booking: Booking, now: datetime
 ) -> list[Slot]:
-    """Windows a paid booking may move to: same office, a later day, released, open, with a
-    free seat, of a kind this application may book (no express seat for a reguler fee)."""
+    """Windows a paid booking may move to: same office, a date the rules allow (later, not a
+    ballot's), released, open, with a free seat, of a kind this application may book (no
+    express seat for a reguler fee)."""
     office = booking.slot.office
-    today = local(now, office.timezone).date()
+    today = office_today(office, now)
+    ballots = reschedule_ballots(db, office, today)
     query = select(Slot).where(
         Slot.office_id == office.id,
         Slot.day > today,
@@ -266,14 +278,8 @@ def reschedule_options(
         Slot.id != booking.slot_id,
         Slot.kind.in_(seat_kinds(application, today)),
     )
-    if office.release_mode == ReleaseMode.BALLOT:  # the draw's dates are not a reschedule's
-        ballots = select(Ballot.id).where(
-            Ballot.office_id == office.id, Ballot.first_day <= Slot.day, Ballot.last_day >= Slot.day
-        )
-        query = query.where(~ballots.exists())
-    return list(
-        db.execute(query.order_by(Slot.day, Slot.start_time).limit(RESCHEDULE_CHOICES)).scalars()
-    )
+    slots = db.execute(query.order_by(Slot.day, Slot.start_time)).scalars()
+    return [slot for slot in slots if may_move_to(slot.day, today, ballots)][:RESCHEDULE_CHOICES]
 
 
 def _reason() -> str | None:
@@ -296,16 +302,11 @@ def cancel(reg_number: str) -> ResponseReturnValue:
         ).scalar_one_or_none()
         if found is None:
             abort(404)
-        if found.status in CLOSED_STATUSES:
-            flash(_("Permohonan ini sudah tidak aktif."), "error")
-            return redirect(url_for("agent.application", reg_number=reg_number))
         now = service.now(db)
-        booking = active_booking(db, found.nik)
-        if booking is not None and booking.application_id == found.id:
-            cancel_booking(db, booking, f"agent: {reason}")
-            service.shared.delete(sold_out_key(booking.slot_id))
-        found.status = ApplicationStatus.CANCELLED
-        found.closed_at = now
+        decision, _freed = cancel_application(db, service.shared, found, f"agent: {reason}", now)
+        if not decision.allowed:
+            flash(decision.reason(Audience.STAFF), "error")
+            return redirect(url_for("agent.application", reg_number=reg_number))
         audit(db, current_staff_id(), "agent.cancel", found.reg_number, {"reason": reason}, now)
         changed_by_staff(db, found, "cancelled", reason, now)
     flash(_("Permohonan {number} dibatalkan.").format(number=reg_number), "success")
@@ -341,10 +342,9 @@ def move(reg_number: str) -> ResponseReturnValue:
                 "error",
             )  # fmt: skip
             return redirect(url_for("agent.application", reg_number=reg_number))
-        today = local(now, booking.slot.office.timezone).date()
-        refusal = reschedule(db, booking, slot_id, today, now)
-        if refusal is not None:
-            flash(refusal_text(refusal), "error")
+        decision = move_booking(db, booking, slot_id, now)
+        if not decision.allowed:
+            flash(decision.reason(Audience.STAFF), "error")
             return redirect(url_for("agent.application", reg_number=reg_number))
         audit(
             db,
@@ -357,30 +357,6 @@ def move(reg_number: str) -> ResponseReturnValue:
         changed_by_staff(db, found, "rescheduled", reason, now)
     flash(_("Jadwal {number} sudah diubah.").format(number=reg_number), "success")
     return redirect(url_for("agent.application", reg_number=reg_number))
-
-
-def refusal_text(refusal: RescheduleRefusal) -> str:
-    """Say why a reschedule was refused, in the agent's language."""
-    return {
-        RescheduleRefusal.NOT_PAID: _("Jadwal hanya bisa diubah setelah dibayar."),
-        RescheduleRefusal.ALREADY_RESCHEDULED: _("Jadwal ini sudah pernah diubah (hanya sekali)."),
-        RescheduleRefusal.TOO_LATE: _("Jadwal hanya bisa diubah paling lambat H-1."),
-        RescheduleRefusal.SOLD_OUT: _("Jadwal baru itu sudah penuh. Pilih yang lain."),
-        RescheduleRefusal.SAME_SLOT: _("Itu jadwal yang sama."),
-        RescheduleRefusal.NOT_ELIGIBLE: _(
-            "Paspor simpatik hanya untuk permohonan baru dan penggantian karena habis berlaku."
-        ),
-        RescheduleRefusal.NOT_ADMITTED: _(
-            "Kantor ini membagikan kursi lewat antrean: tanggal baru hanya bisa dipilih saat "
-            "pemohon mendapat giliran, sama seperti pemesanan baru. Ubah jadwal lewat chat "
-            "(/ubahjadwal oleh pemohon sendiri, atau di panel chat agen bila permohonan "
-            "didaftarkan lewat telepon): di sana pemohon mendapat nomor antrean."
-        ),
-        RescheduleRefusal.BALLOT: _(
-            "Kursi tanggal itu dibagikan lewat undian, hanya untuk pemenang dan daftar "
-            "tunggunya. Pilih tanggal lain."
-        ),
-    }[refusal]
 
 
 @blueprint.get("/audit")

@@ -4,14 +4,13 @@ Public: the request form (`/eazy`) and the contact person's status page, reached
 link (`/eazy/status/<token>`: the request's id signed with the app's key, no personal data).
 Office admins: sessions at a venue (`/office/keliling`) and requests (`/office/eazy/<id>`).
 Agents: the same request form for a caller (`/agent/eazy`). The contact person is told each
-step through the phone sender (bot/phone_sender.py), in Indonesian.
+step by SMS/WhatsApp through the outbox (bot/phone_sender.py `PhoneDelivery`), in Indonesian.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import logging
 from datetime import date, timedelta
 from typing import Any
 
@@ -33,7 +32,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.consoles import current_staff_id, loket, staff_required
+from bot.consoles import current_staff, current_staff_id, loket, staff_required
 from bot.consoles.labels import status_label
 from bot.consoles.office import ADMINS, _time, office_work
 from bot.core.flow import Invalid
@@ -43,6 +42,7 @@ from bot.outreach import ACCESS_LABELS, map_link
 from bot.qr import qr_png
 from bot.timezones import format_window
 from bot.validators import parse_email, parse_phone
+from storage.booking import queue_message
 from storage.models import (
     Office,
     OutreachAccess,
@@ -52,6 +52,7 @@ from storage.models import (
     Slot,
     StaffRole,
 )
+from storage.outbox import SMS_CHANNEL
 from storage.outreach import (
     MAX_GROUP,
     MIN_GROUP,
@@ -73,7 +74,6 @@ from storage.staff import audit
 from storage.subscriptions import announce
 
 blueprint = Blueprint("outreach", __name__)
-log = logging.getLogger(__name__)
 AGENTS = (StaffRole.AGENT,)
 # Requests from one source address: a burst of 10, then one every 2 minutes (generous, since
 # carrier-grade NAT puts many people behind one address; the office reads every request).
@@ -162,32 +162,28 @@ def group_links(code: str) -> dict[str, str]:
     return links
 
 
-def tell_contact(outreach_request: OutreachRequest, text: str) -> None:
-    """Send the contact person a short message (SMS/WhatsApp through the phone sender) once
-    this request's transaction has committed: a rolled-back answer is never announced."""
-    pending: list[tuple[int, str, str]] = g.setdefault("contact_messages", [])
-    if not pending:
-        after_this_request(send_to_contacts)
-    pending.append((outreach_request.id, outreach_request.contact_phone, text))
+def tell_contact(db: Session, outreach_request: OutreachRequest, text: str) -> None:
+    """Queue a short message to the contact person (SMS/WhatsApp) in the outbox, in this
+    request's transaction: it leaves with the commit and is retried until delivered, and a
+    rolled-back answer is never announced."""
+    queue_message(db, SMS_CHANNEL, outreach_request.contact_phone, {"text": text},
+                  loket().now(db))  # fmt: skip
+    queued: list[int] = g.setdefault("contact_messages", [])
+    if not queued:
+        after_this_request(deliver_to_contacts)
+    queued.append(outreach_request.id)
 
 
-def send_to_contacts(response: Response) -> Response:
-    """Deliver the messages this request queued, unless it failed; a failed send is flashed
-    to the staff member (the decision stands) and logged by request id only."""
-    if response.status_code >= 400:
-        return response
-    for request_id, phone, text in g.pop("contact_messages", []):
-        try:
-            loket().phone_sender.send(phone, text)
-        except Exception:
-            log.warning("message to the contact person of request %s not sent", request_id)
-            flash(
-                _(
-                    "Tersimpan, tetapi pesan ke penanggung jawab belum terkirim. Mohon kabari "
-                    "lewat telepon."
-                ),
-                "error",
-            )
+def deliver_to_contacts(response: Response) -> Response:
+    """Start delivering the queued messages once the request is answered (its transaction
+    committed), and tell staff they are queued, not yet delivered."""
+    queued = g.pop("contact_messages", [])
+    loket().phone_delivery.kick()  # what committed goes out now; the worker retries the rest
+    if response.status_code < 400 and current_staff() is not None:
+        flash(
+            _("{n} pesan ke penanggung jawab diantrekan (SMS/WhatsApp).").format(n=len(queued)),
+            "success",
+        )
     return response
 
 
@@ -263,7 +259,7 @@ def save_request(db: Session, values: dict[str, Any], channel: str, staff_id: in
     office = db.get(Office, outreach_request.office_id)
     assert office is not None
     with use_locale("id"):
-        tell_contact(outreach_request, received_text(outreach_request, office))
+        tell_contact(db, outreach_request, received_text(outreach_request, office))
     if staff_id is not None:
         audit(db, staff_id, "agent.eazy_request", str(outreach_request.id), {}, now, office.id)
     return outreach_request.id
@@ -618,7 +614,7 @@ def act_on_request(
         assert item.group_code is not None
         links = group_links(item.group_code)
         with use_locale("id"):
-            tell_contact(item, _(
+            tell_contact(db, item, _(
                 "Loket: kunjungan Eazy Passport untuk {organisation} disetujui: {date}, {window} "
                 "di {venue}. Kode grup: {code}. Bagikan tautan ini kepada anggota: {link} . "
                 "Perkembangan pendaftaran: {status}"
@@ -641,7 +637,7 @@ def act_on_request(
               office.id)  # fmt: skip
         with use_locale("id"):
             note = (" " + form["reason"][:300]) if form["reason"] else ""
-            tell_contact(item, _(
+            tell_contact(db, item, _(
                 "Loket: {office} mengusulkan tanggal lain untuk kunjungan Eazy Passport "
                 "{organisation}: {date}.{note} Bila setuju, tekan \"Setuju dengan tanggal ini\" "
                 "di halaman status; bila tidak, hubungi kantor. Status: {status}"
@@ -654,12 +650,12 @@ def act_on_request(
         decline(db, item, form["reason"], now)
         audit(db, staff_id, "office.eazy_decline", str(item.id), {}, now, office.id)
         with use_locale("id"):
-            tell_contact(item, _(
+            tell_contact(db, item, _(
                 "Loket: mohon maaf, permohonan kunjungan Eazy Passport untuk {organisation} "
                 "tidak dapat dipenuhi {office}. Alasan: {reason} Status: {status}"
             ).format(
                 organisation=item.organisation, office=office.name, reason=item.reason,
                 status=status_link(item.id),
             ))  # fmt: skip
-        return _("Permohonan ditolak; penanggung jawab sudah dikabari alasannya.")
+        return _("Permohonan ditolak; alasannya dikirim ke penanggung jawab.")
     return "!" + _("Pilih tindakan: setujui, usulkan tanggal lain, atau tolak.")

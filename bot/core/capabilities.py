@@ -36,6 +36,7 @@ CAPABILITIES = {
     "agent": Capabilities(share_contact=False, share_location=False, upload=Upload.BUTTON),
     "terminal": Capabilities(share_contact=False, share_location=True, upload=Upload.COMMAND),
     "api": Capabilities(share_contact=True, share_location=True, upload=Upload.ATTACHMENT),
+    "whatsapp": Capabilities(share_contact=True, share_location=True, upload=Upload.ATTACHMENT),
 }
 # Channels not listed (tests, a new gateway) get everything a chat app usually has.
 DEFAULT = Capabilities(share_contact=True, share_location=True, upload=Upload.ATTACHMENT)

@@ -18,12 +18,14 @@ from bot.i18n import N_, _
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from bot.billing import BillingProvider
-    from bot.documents import BlobStore
-    from bot.identity import IdentityRegistry
-    from bot.phone_sender import PhoneSender
-    from bot.settings import Settings
-    from bot.shared import SharedState
+    from bot.core.ports import (
+        BillingProvider,
+        BlobStore,
+        IdentityRegistry,
+        PhoneSender,
+        SharedState,
+    )
+    from bot.settings import Settings  # plain configuration: imports nothing else of bot
 
 Answers = dict[str, Any]
 

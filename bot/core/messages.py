@@ -45,6 +45,10 @@ class Outbound:
     # The person's data was just erased: a channel that keeps a copy of the conversation on
     # the person's device (the web chat's tab) forgets it before showing this message.
     forget: bool = False
+    # What a pushed notice is about ("payment", "status", "reminder", "announcement"): a
+    # channel that may only send approved templates at times (WhatsApp, outside its 24-hour
+    # window) picks the template by it. None: a reply, or a notice of no particular kind.
+    kind: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Render in the shape shared by the terminal's --jsonl mode and the chat API."""
@@ -66,6 +70,7 @@ class Outbound:
             "notice": self.notice,
             "export": self.export,
             "forget": self.forget,
+            **({"kind": self.kind} if self.kind else {}),
         }
 
     @classmethod
@@ -81,6 +86,7 @@ class Outbound:
             notice=bool(data.get("notice", False)),
             export=data.get("export"),
             forget=bool(data.get("forget", False)),
+            kind=str(data["kind"]) if data.get("kind") else None,
         )
 
 
@@ -197,5 +203,6 @@ def merge(messages: list[Outbound]) -> list[Outbound]:
             copy=next((m.copy for m in messages if m.copy), None),
             export=next((m.export for m in messages if m.export), None),
             forget=any(m.forget for m in messages),
+            kind=next((m.kind for m in messages if m.kind), None),
         )
     ]

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from bot.shared import PaceKeys, SharedState
+from bot.core.ports import PaceKeys, SharedState
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,9 @@ from bot.core.messages import EventKind, Expect, Inbound, Outbound, excerpt
 from bot.i18n import N_, _, current_locale, format_date
 from bot.metrics import refused
 from bot.notices import how_to_pay, payment_lines
+from bot.rules import SIMPATIK_ONLY, seat_kind_label, seat_kinds, sold_out_key
 from bot.timezones import format_window, local
-from bot.validators import age_on, parse_coming_date, parse_phone
+from bot.validators import parse_coming_date, parse_phone
 from bot.waiting_room import Place, place_text, release_words, take_place, turn_text, walk_in_text
 from storage.applications import applications_for_account
 from storage.booking import (
@@ -47,7 +48,6 @@ from storage.booking import (
     issue_billing,
     next_release,
     open_days,
-    simpatik_allowed,
     slots_of_day,
     slots_on,
 )
@@ -68,25 +68,7 @@ SOLD_OUT_HINT_SECONDS = 15.0
 NEAREST = 3
 PENDING_SLOT = "pending_slot"  # the window (or ballot entry) chosen while the number is verified
 
-# ---- who may sit where ---------------------------------------------------------------------
-
-
-def seat_kinds(application: Application, today: date) -> list[str]:
-    """Return the slot kinds this application may book.
-
-    Percepatan uses its own seats; reguler may also use the priority seats when the applicant
-    is 60 or older or under 5 (disability and pregnancy are declared at the office); weekend
-    simpatik sessions take new and expired-replacement applications only.
-    """
-    if application.service == "percepatan":
-        return [SlotKind.PERCEPATAN]
-    kinds: list[str] = [SlotKind.REGULER]
-    age = age_on(application.birth_date, today)
-    if age >= 60 or age < 5:
-        kinds.append(SlotKind.PRIORITAS)
-    if simpatik_allowed(application):
-        kinds.append(SlotKind.SIMPATIK)
-    return kinds
+# ---- whose application ---------------------------------------------------------------------
 
 
 def own_application(ctx: Context, application_id: Any) -> Application | None:
@@ -113,11 +95,6 @@ def unbooked_applications(ctx: Context) -> list[Application]:
             newest_first=False,
         )
     )
-
-
-def sold_out_key(slot_id: int) -> str:
-    """Name the shared hint that a slot is full."""
-    return f"soldout:{slot_id}"
 
 
 # ---- office --------------------------------------------------------------------------------
@@ -685,13 +662,6 @@ def after_ballot_days(ctx: Context, value: Any) -> Transition | None:
 
 # ---- window and hold -----------------------------------------------------------------------
 
-KIND_LABELS = {
-    SlotKind.REGULER: "",
-    SlotKind.PERCEPATAN: N_("percepatan"),
-    SlotKind.PRIORITAS: N_("prioritas"),
-    SlotKind.SIMPATIK: N_("simpatik"),
-}
-
 
 def day_slots(ctx: Context) -> list[Slot]:
     """Return the slots the applicant may book on the chosen day (read once per turn)."""
@@ -711,10 +681,11 @@ def day_slots(ctx: Context) -> list[Slot]:
 def slot_label(slot: Slot, timezone: str) -> str:
     """Describe a window: "08.00–10.00 WIB, prioritas (12 kursi)"."""
     window = format_window(slot.start_time, slot.end_time, timezone)
-    kind = KIND_LABELS.get(SlotKind(slot.kind), "")
     free = slot.capacity - slot.taken
-    if kind:
-        return _("{window}, {kind} ({free} kursi)").format(window=window, kind=_(kind), free=free)
+    # The ordinary seat goes unnamed, and so does an outreach session's (its venue names it).
+    if slot.kind not in (SlotKind.REGULER, SlotKind.KELILING):
+        kind = seat_kind_label(slot.kind)
+        return _("{window}, {kind} ({free} kursi)").format(window=window, kind=kind, free=free)
     return _("{window} ({free} kursi)").format(window=window, free=free)
 
 
@@ -778,9 +749,27 @@ def after_slot(ctx: Context, value: Any) -> Transition | None:
 
 
 def needs_phone_proof(ctx: Context) -> bool:
-    """Tell whether this account must prove its phone number before a seat can be held."""
-    required = ctx.settings.require_verified_phone
-    return required and verified_phone(ctx.session, ctx.channel, ctx.user_ref) is None
+    """Tell whether this account must prove its phone number before a seat can be held.
+
+    On a channel whose chat id is the number and which verified it itself (WhatsApp: the
+    sender's number), the proof is recorded here, in the turn's own transaction.
+    """
+    if not ctx.settings.require_verified_phone:
+        return False
+    if verified_phone(ctx.session, ctx.channel, ctx.user_ref) is not None:
+        return False
+    return not (verify_mode(ctx.channel) == "sender" and vouch_sender(ctx))
+
+
+def vouch_sender(ctx: Context) -> bool:
+    """Record the sender's own number as verified; False when it is not an Indonesian
+    mobile number (it cannot hold seats then, as a typed one could not)."""
+    try:
+        phone = parse_phone("+" + ctx.user_ref)
+    except Invalid:
+        return False
+    record_verification(ctx.session, ctx.channel, ctx.user_ref, phone, ctx.channel, ctx.now)
+    return True
 
 
 def hold_chosen(ctx: Context, slot_id: int, *, from_slot_step: bool) -> Transition | None:
@@ -859,10 +848,7 @@ def hold_refusal_text(refusal: HoldRefusal, limit: int) -> str:
             "dibatalkan (/batalkan), atau tidak dibayar sampai batas waktu."
         ).format(limit=limit)
     if refusal is HoldRefusal.NOT_ELIGIBLE:
-        return _(
-            "Paspor simpatik hanya untuk paspor baru dan penggantian karena habis berlaku "
-            "atau penuh, bukan untuk paspor hilang atau rusak."
-        )
+        return _(SIMPATIK_ONLY)
     if refusal is HoldRefusal.NOT_ADMITTED:
         return _(
             "Maaf, Anda belum mendapat giliran memilih kursi, atau waktu giliran Anda sudah "
@@ -884,8 +870,10 @@ def hold_refusal_text(refusal: HoldRefusal, limit: int) -> str:
 
 
 def verify_mode(channel: str) -> str:
-    """Return how this channel proves a phone number: contact, gateway, agent or code."""
-    return {"telegram": "contact", "api": "gateway", "agent": "agent"}.get(channel, "code")
+    """Return how this channel proves a phone number: contact, gateway, sender, agent or
+    code."""
+    modes = {"telegram": "contact", "api": "gateway", "whatsapp": "sender", "agent": "agent"}
+    return modes.get(channel, "code")
 
 
 def verify_prompt(ctx: Context) -> str:
@@ -896,6 +884,12 @@ def verify_prompt(ctx: Context) -> str:
             "Sebelum kursi ditahan, kami perlu memastikan nomor HP Anda. Tekan tombol "
             '"Bagikan nomor HP saya" di bawah. Hanya nomor milik akun Telegram ini yang '
             "diterima; nomor yang diketik atau kontak orang lain tidak bisa dipakai."
+        )
+    if mode == "sender":
+        return _(
+            "Sebelum kursi ditahan, nomor HP Anda perlu terverifikasi. Nomor WhatsApp ini "
+            "bukan nomor HP Indonesia, jadi tidak bisa dipakai. Silakan pilih jadwal lewat "
+            "web chat, atau hubungi layanan pelanggan."
         )
     if mode == "gateway":
         return _(
@@ -917,6 +911,10 @@ def verify_prompt(ctx: Context) -> str:
 def read_verification(ctx: Context, event: Inbound) -> str:
     """Take this channel's proof of the number; return what to do next ("hold" or "code")."""
     mode = verify_mode(ctx.channel)
+    if mode == "sender":
+        if verified_phone(ctx.session, ctx.channel, ctx.user_ref) is not None or vouch_sender(ctx):
+            return "hold"
+        raise Invalid(verify_prompt(ctx))
     if mode == "gateway":
         # The chat API records the gateway's verified number before the turn (bot/api.py).
         if verified_phone(ctx.session, ctx.channel, ctx.user_ref) is not None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from bot.core.flow import Context, Flow, Option, StartFlow, Step, Transition
-from bot.flows.booking import sold_out_key
 from bot.i18n import N_, _
+from bot.rules import CLOSED, Audience, cancel_application
 from storage.applications import applications_for_account
-from storage.booking import active_booking, cancel_booking
 from storage.models import Application, ApplicationStatus
 
 NAME = "cancellation"
@@ -47,21 +46,21 @@ def after_confirm(ctx: Context, value: Any) -> Transition | None:
     if value != "yes":
         ctx.say(_("Baik, permohonan tidak dibatalkan."))
         return StartFlow("menu")
-    application = next(
-        (a for a in open_applications(ctx) if str(a.id) == ctx.answers["application"]), None
-    )
-    if application is None:
-        ctx.say(_("Permohonan itu sudah tidak aktif."))
+    mine = applications_for_account(ctx.session, ctx.channel, ctx.user_ref)
+    application = next((a for a in mine if str(a.id) == ctx.answers["application"]), None)
+    if application is None:  # erased meanwhile: as good as closed
+        ctx.say(CLOSED.text(Audience.APPLICANT))
         return StartFlow("menu")
-    booking = active_booking(ctx.session, application.nik)
-    if booking is not None and booking.application_id == application.id:
-        cancel_booking(ctx.session, booking, "cancelled by applicant")
-        ctx.shared.delete(sold_out_key(booking.slot_id))
-    application.status = ApplicationStatus.CANCELLED
-    application.closed_at = ctx.now
+    # Closed meanwhile (another channel, an agent): the rule refuses it.
+    decision, freed = cancel_application(
+        ctx.session, ctx.shared, application, "cancelled by applicant", ctx.now
+    )
+    if not decision.allowed:
+        ctx.say(decision.reason())
+        return StartFlow("menu")
     ctx.say(
         _("Permohonan {number} dibatalkan.").format(number=application.reg_number)
-        + (" " + _("Kursinya sudah dilepas.") if booking is not None else "")
+        + (" " + _("Kursinya sudah dilepas.") if freed is not None else "")
     )
     return StartFlow("menu")
 

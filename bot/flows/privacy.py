@@ -21,9 +21,9 @@ from bot.billing import group_code
 from bot.core.flow import Context, Flow, Invalid, Option, StartFlow, Step, Transition
 from bot.core.messages import EventKind, Inbound, Outbound
 from bot.documents import REQUIREMENTS
-from bot.flows.booking import sold_out_key
 from bot.i18n import N_, _, format_date, format_money
 from bot.privacy import conversation_id, export_token
+from bot.rules import sold_out_key
 from bot.timezones import format_moment
 from bot.validators import mask_nik
 from storage.booking import billing_for, bookings_for_application

@@ -21,42 +21,21 @@ from bot.core.messages import EventKind, Expect, Inbound
 from bot.flows import booking as booking_flow
 from bot.i18n import N_, _, format_date
 from bot.notices import confirmation
+from bot.rules import (
+    may_move_to,
+    move_booking,
+    reschedule_ballots,
+    reschedule_decision,
+    reschedule_refused,
+)
 from bot.timezones import format_window
 from bot.validators import parse_coming_date
-from storage.booking import DayFree, RescheduleRefusal, reschedule, reschedule_refusal
+from storage.booking import DayFree, RescheduleRefusal
 from storage.calendars import office_today
 from storage.models import Application, Ballot, Booking, BookingStatus, Office, ReleaseMode
 from storage.waiting_room import gated
 
 NAME = "reschedule"
-
-REFUSALS = {
-    RescheduleRefusal.NOT_PAID: N_(
-        "Jadwal hanya dapat diubah setelah pembayaran diterima. Cek dengan /status."
-    ),
-    RescheduleRefusal.ALREADY_RESCHEDULED: N_(
-        "Jadwal ini sudah pernah diubah. Perubahan jadwal hanya boleh satu kali."
-    ),
-    RescheduleRefusal.TOO_LATE: N_(
-        "Jadwal hanya dapat diubah paling lambat sehari sebelum tanggal kedatangan (H-1)."
-    ),
-    RescheduleRefusal.SOLD_OUT: N_("Maaf, jam itu baru saja penuh. Silakan pilih jam lain."),
-    RescheduleRefusal.SAME_SLOT: N_("Itu jadwal Anda yang sekarang. Pilih jam lain."),
-    RescheduleRefusal.NOT_ELIGIBLE: N_(
-        "Paspor simpatik hanya untuk paspor baru dan penggantian karena habis berlaku atau "
-        "penuh, bukan untuk paspor hilang atau rusak."
-    ),
-    RescheduleRefusal.NOT_ADMITTED: N_(
-        "Maaf, Anda belum mendapat giliran memilih tanggal baru, atau waktu giliran Anda sudah "
-        "habis. Di kantor ini tanggal baru dipilih lewat antrean, sama seperti pemesanan baru; "
-        "jadwal Anda yang sekarang tetap berlaku sampai Anda berhasil memilih tanggal baru."
-    ),
-    RescheduleRefusal.BALLOT: N_(
-        "Maaf, kursi pada tanggal itu dibagikan lewat undian: hanya untuk pemenang undian dan "
-        "daftar tunggunya. Jadwal Anda yang sekarang tetap berlaku; pilih tanggal lain di luar "
-        "tanggal undian."
-    ),
-}
 
 
 def account_bookings(ctx: Context) -> list[Booking]:
@@ -105,9 +84,9 @@ def read_booking(ctx: Context, event: Inbound) -> str:
     if chosen is None:
         raise Invalid(_("Mohon pilih salah satu jadwal di bawah ini."))
     booking = own_booking(ctx, chosen)
-    refusal = reschedule_refusal(booking, office_today(booking.slot.office, ctx.now))
-    if refusal is not None:
-        raise Invalid(_(REFUSALS[refusal]))
+    decision = reschedule_decision(booking, ctx.now)
+    if not decision.allowed:
+        raise Invalid(decision.reason())
     return str(booking.id)
 
 
@@ -127,16 +106,16 @@ def after_slot(ctx: Context, value: Any) -> Transition | None:
     booking = own_booking(ctx, ctx.answers["booking"])
     office = ctx.session.get(Office, booking.slot.office_id)
     assert office is not None
-    refusal = reschedule(ctx.session, booking, int(value), office_today(office, ctx.now), ctx.now)
-    if refusal is RescheduleRefusal.SOLD_OUT or refusal is RescheduleRefusal.SAME_SLOT:
-        ctx.say(_(REFUSALS[refusal]))
+    decision = move_booking(ctx.session, booking, int(value), ctx.now)
+    if decision.refusal in (RescheduleRefusal.SOLD_OUT, RescheduleRefusal.SAME_SLOT):
+        ctx.say(decision.reason())
         return Stay()
-    if refusal in (RescheduleRefusal.NOT_ADMITTED, RescheduleRefusal.BALLOT):
-        ctx.say(_(REFUSALS[refusal]))
+    if decision.refusal in (RescheduleRefusal.NOT_ADMITTED, RescheduleRefusal.BALLOT):
+        ctx.say(decision.reason())
         ctx.answers.pop("day", None)
         return Jump("day")  # the date question says where the applicant stands
-    if refusal is not None:
-        ctx.say(_(REFUSALS[refusal]))
+    if not decision.allowed:
+        ctx.say(decision.reason())
         return StartFlow("menu")
     ctx.say(
         _("Jadwal berhasil diubah ke {date}, {window}.").format(
@@ -160,16 +139,9 @@ def ballot_dates(ctx: Context) -> list[Ballot]:
     """Return the ballots of a ballot office whose dates are not over (their seats are the
     draw's and its waitlist's, never a reschedule's)."""
     office = booking_flow.chosen_office(ctx)
-    if office.release_mode != ReleaseMode.BALLOT:
-        return []
     today = office_today(office, ctx.now)
     found: list[Ballot] = ctx.remember(
-        f"ballots:{office.id}",
-        lambda: list(
-            ctx.session.execute(
-                select(Ballot).where(Ballot.office_id == office.id, Ballot.last_day >= today)
-            ).scalars()
-        ),
+        f"ballots:{office.id}", lambda: reschedule_ballots(ctx.session, office, today)
     )
     return found
 
@@ -180,9 +152,7 @@ def later_days(ctx: Context) -> list[DayFree]:
     today = office_today(booking_flow.chosen_office(ctx), ctx.now)
     ballots = ballot_dates(ctx)
     return [
-        free
-        for free in booking_flow.available_days(ctx)
-        if free.day > today and not any(b.first_day <= free.day <= b.last_day for b in ballots)
+        free for free in booking_flow.available_days(ctx) if may_move_to(free.day, today, ballots)
     ]
 
 
@@ -263,7 +233,7 @@ def read_day(ctx: Context, event: Inbound) -> str:
             office = booking_flow.chosen_office(ctx)
             typed = parse_coming_date(event.text, office_today(office, ctx.now))
             if typed is not None and any(b.first_day <= typed <= b.last_day for b in ballots):
-                raise Invalid(_(REFUSALS[RescheduleRefusal.BALLOT]))
+                raise Invalid(reschedule_refused(RescheduleRefusal.BALLOT).reason())
         value: str = DAY_READER(ctx, event)
         return value
     offered = day_options(ctx)

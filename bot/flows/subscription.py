@@ -199,7 +199,7 @@ def announcement_payload(office: Office, text: str, locale: str | None) -> dict[
                 ).format(office=office.name),
             ]
         )
-    return {**Outbound(body).to_payload(), "locale": chosen}
+    return {**Outbound(body, kind="announcement").to_payload(), "locale": chosen}
 
 
 CANCEL_PROMPT = N_("Berhenti mengatur langganan? Langganan Anda tetap seperti sebelumnya.")
