@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import redis
 
+from bot.core.ports import PACE_TTL, Paced, PaceKeys
 from bot.core.ports import SharedState as SharedState  # the port this module implements
 
 
@@ -78,6 +79,18 @@ class InProcessState:
             self._values[key] = ("1", now + debt / 1000)
             return True, 0.0
 
+    def pace(self, keys: PaceKeys, now: float, per_chat: int, count: bool) -> Paced:
+        """One pacing step (see `SharedState.pace`)."""
+        held = self.get(keys.hold)
+        if held is not None and float(held) > now:
+            return Paced(held_until=float(held))
+        if not count:
+            return Paced()
+        mine = self.incr(keys.chat, PACE_TTL)
+        if mine > per_chat:
+            return Paced(chat=mine)
+        return Paced(chat=mine, overall=self.incr(keys.overall, PACE_TTL))
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -93,6 +106,22 @@ return 0
 """
 
 
+# KEYS: the hold, the chat's and the overall counter of this second; ARGV: now, whether to
+# count, the chat's limit, the counters' lifetime in milliseconds. Returns {hold or '', chat
+# count, overall count}: the three round trips of a pacing step in one.
+PACE_SCRIPT = """
+local held = redis.call('GET', KEYS[1])
+if held and tonumber(held) > tonumber(ARGV[1]) then return {held, 0, 0} end
+if ARGV[2] ~= '1' then return {'', 0, 0} end
+local mine = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[4], 'NX')
+if mine > tonumber(ARGV[3]) then return {'', mine, 0} end
+local everyone = redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[4], 'NX')
+return {'', mine, everyone}
+"""
+
+
 class RedisState:
     """Keys in Redis under a prefix, shared by every worker and machine."""
 
@@ -100,6 +129,7 @@ class RedisState:
         self.client = redis.Redis.from_url(url, socket_timeout=1.0, decode_responses=True)
         self.prefix = prefix
         self._take = self.client.register_script(TAKE_SCRIPT)
+        self._pace = self.client.register_script(PACE_SCRIPT)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}:{key}"
@@ -134,6 +164,17 @@ class RedisState:
         interval, limit = _bucket(rate, burst)
         wait = int(self._take(keys=[self._key(key)], args=[interval, limit]))
         return wait == 0, wait / 1000
+
+    def pace(self, keys: PaceKeys, now: float, per_chat: int, count: bool) -> Paced:
+        """One pacing step in one Lua script (see `SharedState.pace`)."""
+        names = [self._key(keys.hold), self._key(keys.chat), self._key(keys.overall)]
+        ttl = max(1, int(PACE_TTL * 1000))
+        held, mine, everyone = self._pace(
+            keys=names, args=[repr(now), "1" if count else "0", per_chat, ttl]
+        )
+        if held:
+            return Paced(held_until=float(held))
+        return Paced(chat=int(mine), overall=int(everyone))
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -9,6 +9,7 @@ is the source of truth for seats.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,19 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, and_, case, func, or_, select, update
+from sqlalchemy import (
+    CursorResult,
+    Result,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -50,9 +63,12 @@ def aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+_NOW = select(func.now())  # built once: every unit of work of a push channel reads the clock
+
+
 def db_now(session: Session) -> datetime:
     """Return the database's clock, the one every worker agrees on."""
-    value = session.execute(select(func.now())).scalar_one()
+    value = session.execute(_NOW).scalar_one()
     if isinstance(value, str):  # SQLite's CURRENT_TIMESTAMP is text
         value = datetime.fromisoformat(value)
     return aware(value)
@@ -713,7 +729,25 @@ def queue_message(
     session: Session, channel: str, user_ref: str, payload: dict[str, object], now: datetime
 ) -> None:
     """Write a message to the outbox in the caller's transaction."""
-    session.add(OutboxMessage(channel=channel, user_ref=user_ref, payload=payload, created_at=now))
+    session.execute(
+        _queue(), {"to_channel": channel, "to_user": user_ref, "body": payload, "now": now}
+    )
+
+
+# The delivery path's statements are built once, with bound parameters: building a statement
+# costs more CPU than running it (bench/channel_cpu.py), and these run several times a turn.
+# They are Core statements on the table (no ORM objects are loaded or synchronised).
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+
+
+@functools.cache
+def _queue() -> Any:
+    return insert(_OUTBOX).values(
+        channel=bindparam("to_channel"),
+        user_ref=bindparam("to_user"),
+        payload=bindparam("body", type_=_OUTBOX.c.payload.type),
+        created_at=bindparam("now", type_=_OUTBOX.c.created_at.type),
+    )
 
 
 def take_outbox(
@@ -743,15 +777,20 @@ def take_outbox(
 
 def record_event(session: Session, key: str) -> bool:
     """Record an inbound event's key; False when it was already processed (a repeat)."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    created = session.execute(
-        insert(ProcessedEvent)
-        .values(key=key, processed_at=func.now())
+    statement = _record_event(session.get_bind().dialect.name)
+    return session.execute(statement, {"event_key": key}).first() is not None
+
+
+@functools.cache
+def _record_event(dialect: str) -> Any:
+    insert_for = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = cast(Table, ProcessedEvent.__table__)
+    return (
+        insert_for(table)
+        .values(key=bindparam("event_key"), processed_at=func.now())
         .on_conflict_do_nothing(index_elements=["key"])
-        .returning(ProcessedEvent.key)
-    ).first()
-    return created is not None
+        .returning(table.c.key)
+    )
 
 
 def event_seen(session: Session, key: str) -> bool:
@@ -770,34 +809,43 @@ def claim_outbox(
     A claim left after a failed send is the time of the next try (backoff); set-aside rows
     are never claimed.
     """
-    mine = (OutboxMessage.channel == channel) & (OutboxMessage.user_ref == user_ref)
-    unsent = OutboxMessage.sent_at.is_(None) & OutboxMessage.failed_at.is_(None)
-    held_by_other = (
-        select(OutboxMessage.id).where(mine, unsent, OutboxMessage.claimed_until > now).exists()
-    )
     claimed = session.execute(
-        update(OutboxMessage)
-        .where(
-            mine,
-            unsent,
-            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until <= now),
-            ~held_by_other,
-        )
-        .values(claimed_until=now + hold)
-        .returning(OutboxMessage.id, OutboxMessage.payload)
-        .execution_options(synchronize_session=False)
+        _claim(),
+        {"of_channel": channel, "of_user": user_ref, "now": now, "until": now + hold},
     ).all()
     return sorted((row_id, dict(payload)) for row_id, payload in claimed)
 
 
+@functools.cache
+def _claim() -> Any:
+    c = _OUTBOX.c
+    now = bindparam("now", type_=c.claimed_until.type)
+    mine = (c.channel == bindparam("of_channel")) & (c.user_ref == bindparam("of_user"))
+    unsent = c.sent_at.is_(None) & c.failed_at.is_(None)
+    held_by_other = select(c.id).where(mine, unsent, c.claimed_until > now).exists()
+    return (
+        update(_OUTBOX)
+        .where(mine, unsent, or_(c.claimed_until.is_(None), c.claimed_until <= now),
+               ~held_by_other)
+        .values(claimed_until=bindparam("until", type_=c.claimed_until.type))
+        .returning(c.id, c.payload)
+    )  # fmt: skip
+
+
 def mark_sent(session: Session, row_id: int, message_id: str, now: datetime) -> None:
     """Record that a row was delivered, with the channel's message id."""
-    session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == row_id)
-        .values(sent_at=now, message_id=message_id, claimed_until=None)
-        .execution_options(synchronize_session=False)
-    )
+    session.execute(_mark_sent(), {"row_id": row_id, "sent_as": message_id, "now": now})
+
+
+@functools.cache
+def _mark_sent() -> Any:
+    c = _OUTBOX.c
+    return (
+        update(_OUTBOX)
+        .where(c.id == bindparam("row_id"))
+        .values(sent_at=bindparam("now", type_=c.sent_at.type),
+                message_id=bindparam("sent_as"), claimed_until=None)
+    )  # fmt: skip
 
 
 def release_claim(

@@ -12,9 +12,9 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Engine, Integer, Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -81,16 +81,38 @@ def _insert_once(dialect: str) -> Any:
 def waiting(session: Session, channel: str, user_ref: str, limit: int) -> list[Accepted]:
     """Return one chat's oldest `limit` updates not yet applied, in arrival order."""
     rows = session.execute(
-        select(InboxUpdate.id, InboxUpdate.key, InboxUpdate.payload)
-        .where(
-            InboxUpdate.channel == channel,
-            InboxUpdate.user_ref == user_ref,
-            InboxUpdate.applied_at.is_(None),
-        )
-        .order_by(InboxUpdate.id)
-        .limit(limit)
+        _waiting(), {"channel": channel, "user_ref": user_ref, "limit": limit}
     ).all()
-    return [Accepted(row.id, row.key, row.payload) for row in rows]
+    return [Accepted(row_id, key, payload) for row_id, key, payload in rows]
+
+
+_INBOX = cast(Table, InboxUpdate.__table__)
+
+
+@functools.cache
+def _waiting() -> Any:
+    """One chat's waiting updates, built once (it runs at least once every turn)."""
+    c = _INBOX.c
+    return (
+        select(c.id, c.key, c.payload)
+        .where(
+            c.channel == bindparam("channel"),
+            c.user_ref == bindparam("user_ref"),
+            c.applied_at.is_(None),
+        )
+        .order_by(c.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
+@functools.cache
+def _mark_applied() -> Any:
+    c = _INBOX.c
+    return (
+        update(_INBOX)
+        .where(c.id == bindparam("row_id"), c.applied_at.is_(None))
+        .values(applied_at=bindparam("now", type_=c.applied_at.type), payload={})
+    )
 
 
 def mark_folded(session: Session, row_ids: Sequence[int], now: datetime) -> None:
@@ -123,12 +145,8 @@ def mark_applied(session: Session, row_id: int, now: datetime) -> bool:
     Callers hold the chat's conversation lock, so of two processes racing for the same row the
     second sees the first's commit and backs off.
     """
-    result = session.execute(
-        update(InboxUpdate)
-        .where(InboxUpdate.id == row_id, InboxUpdate.applied_at.is_(None))
-        .values(applied_at=now, payload={})  # the text has served; keep no copy of it
-        .execution_options(synchronize_session=False)
-    )
+    # The payload is emptied: the text has served; keep no copy of it.
+    result = session.execute(_mark_applied(), {"row_id": row_id, "now": now})
     return bool(getattr(result, "rowcount", 0) == 1)
 
 

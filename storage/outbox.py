@@ -7,10 +7,12 @@ writes again. Delivered and set-aside rows lose their texts after a retention pe
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -74,16 +76,35 @@ def mark_inactive(
 
 def is_inactive(session: Session, channel: str, user_ref: str) -> bool:
     """Tell whether a chat refuses delivery."""
-    return session.get(InactiveChat, (channel, user_ref)) is not None
+    found = session.execute(_inactive(), {"channel": channel, "user_ref": user_ref}).first()
+    return found is not None
+
+
+# Statements the delivery path runs every turn are built once, with bound parameters
+# (building one costs more CPU than running it; see bench/channel_cpu.py).
+_INACTIVE = cast(Table, InactiveChat.__table__)
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+
+
+@functools.cache
+def _inactive() -> Any:
+    c = _INACTIVE.c
+    return select(c.channel).where(
+        c.channel == bindparam("channel"), c.user_ref == bindparam("user_ref")
+    )
+
+
+@functools.cache
+def _reactivate() -> Any:
+    c = _INACTIVE.c
+    return delete(_INACTIVE).where(
+        c.channel == bindparam("of_channel"), c.user_ref == bindparam("of_user")
+    )
 
 
 def reactivate(session: Session, channel: str, user_ref: str) -> None:
     """The chat wrote to us: it takes messages again."""
-    session.execute(
-        delete(InactiveChat).where(
-            InactiveChat.channel == channel, InactiveChat.user_ref == user_ref
-        )
-    )
+    session.execute(_reactivate(), {"of_channel": channel, "of_user": user_ref})
 
 
 def purge_outbox(session: Session, before: datetime) -> int:
@@ -116,17 +137,7 @@ def latest_question(session: Session, channel: str, user_ref: str) -> tuple[int,
     """Return the channel's id of the last question delivered to a chat (a message that waits
     for an answer) and its buttons' values; None when none is known. Notices pushed after it
     (a payment confirmed, a turn in the queue) are not questions and do not count."""
-    rows = session.execute(
-        select(OutboxMessage.message_id, OutboxMessage.payload)
-        .where(
-            OutboxMessage.channel == channel,
-            OutboxMessage.user_ref == user_ref,
-            OutboxMessage.sent_at.is_not(None),
-            OutboxMessage.message_id.is_not(None),
-        )
-        .order_by(OutboxMessage.id.desc())
-        .limit(QUESTION_LOOKBACK)
-    ).all()
+    rows = session.execute(_latest(), {"channel": channel, "user_ref": user_ref}).all()
     for message_id, payload in rows:
         choices = payload.get("choices") or []
         asks = choices or payload.get("expects", "none") != "none"
@@ -136,3 +147,19 @@ def latest_question(session: Session, channel: str, user_ref: str) -> tuple[int,
 
 
 QUESTION_LOOKBACK = 20  # delivered rows looked through for the last question
+
+
+@functools.cache
+def _latest() -> Any:
+    c = _OUTBOX.c
+    return (
+        select(c.message_id, c.payload)
+        .where(
+            c.channel == bindparam("channel"),
+            c.user_ref == bindparam("user_ref"),
+            c.sent_at.is_not(None),
+            c.message_id.is_not(None),
+        )
+        .order_by(c.id.desc())
+        .limit(QUESTION_LOOKBACK)
+    )

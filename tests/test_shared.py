@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from bot.core.ports import Paced, PaceKeys
 from bot.shared import InProcessState, RedisState, SharedState
 from tests.conftest import redis_test_state
 
@@ -122,3 +123,27 @@ def test_refused_takes_do_not_deepen_the_wait(clocked: Clocked) -> None:
     assert all(0 < wait <= 0.5 for wait in waits)
     clocked.elapse(0.5)
     assert shared.take("rate:c", 2, 1)[0]
+
+
+def test_a_pacing_step_counts_the_chat_then_everyone(shared: SharedState) -> None:
+    keys = PaceKeys("hold", "chat:a:100", "all:100")
+    assert shared.pace(keys, 100.2, per_chat=1, count=True) == Paced(chat=1, overall=1)
+    # Over the chat's own limit: the overall counter is not spent on a send that waits.
+    assert shared.pace(keys, 100.3, per_chat=1, count=True) == Paced(chat=2, overall=0)
+    other = PaceKeys("hold", "chat:b:100", "all:100")
+    assert shared.pace(other, 100.4, per_chat=1, count=True) == Paced(chat=1, overall=2)
+    # Late in the second nothing is counted.
+    assert shared.pace(other, 100.95, per_chat=1, count=False) == Paced()
+    assert shared.incr("chat:b:100", 2) == 2 and shared.incr("all:100", 2) == 3
+
+
+def test_a_pacing_step_under_a_hold_counts_nothing(clocked: Clocked) -> None:
+    shared = clocked.state
+    shared.set("hold", "103.5", 5)
+    keys = PaceKeys("hold", "chat:a:101", "all:101")
+    assert shared.pace(keys, 101.0, per_chat=5, count=True) == Paced(held_until=103.5)
+    assert shared.get("chat:a:101") is None and shared.get("all:101") is None
+    # A hold already past lets the step count.
+    assert shared.pace(keys, 104.0, per_chat=5, count=True) == Paced(chat=1, overall=1)
+    clocked.elapse(3)  # the counters last two seconds
+    assert shared.get("chat:a:101") is None and shared.get("all:101") is None

@@ -7,6 +7,7 @@ and import the core, never the reverse, so no import circle ties the core to the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
@@ -30,6 +31,27 @@ class BlobStore(Protocol):
         """When a key's bytes were written (POSIX time), None when there are none."""
 
 
+PACE_TTL = 2.0  # seconds a pacing counter of one second is kept
+
+
+@dataclass(frozen=True)
+class PaceKeys:
+    """The keys of one pacing step: the hold after a 429, this second's counters."""
+
+    hold: str
+    chat: str
+    overall: str
+
+
+@dataclass(frozen=True)
+class Paced:
+    """What a pacing step found: a hold (every sender waits until then), or the counts."""
+
+    held_until: float | None = None
+    chat: int = 0
+    overall: int = 0  # 0 when not counted (the chat's own limit was already reached)
+
+
 class SharedState(Protocol):
     """Keys with a time to live."""
 
@@ -50,6 +72,12 @@ class SharedState(Protocol):
 
         Atomic; returns (allowed, seconds to wait before a token is there when refused).
         """
+
+    def pace(self, keys: PaceKeys, now: float, per_chat: int, count: bool) -> Paced:
+        """One pacing step in one round trip: the time `keys.hold` holds every sender until,
+        if later than `now` (then nothing is counted); else, when `count`, one more send on the
+        chat's counter and, if that is within `per_chat`, on the overall one (counters last
+        PACE_TTL seconds from their first use)."""
 
     def close(self) -> None:
         """Release connections."""

@@ -300,7 +300,13 @@ class Delivery:
                 for row_id, repeat in repeats:
                     if repeat.tap is not None and row_id not in answered:
                         self._answer_tap(repeat.tap.id)
-        self.flush(chat_id)
+                if 1 + len(repeats) == len(backlog) < FOLD_LIMIT:
+                    # All that waited is applied. What came meanwhile was accepted after
+                    # this read and has a drain of its own (webhook, poller, `apply`), so
+                    # reading the inbox once more would find it or nothing: send now.
+                    break
+        # A turn applied here reactivated the chat (they wrote): no need to ask again.
+        self.flush(chat_id, active=applied > 0)
         return applied
 
     def _stale_tap(self, chat_id: str, incoming: Incoming) -> bool:
@@ -430,7 +436,7 @@ class Delivery:
 
     # ---- outbound ----------------------------------------------------------------------
 
-    def flush(self, chat_id: str, limit: int | None = None) -> int:
+    def flush(self, chat_id: str, limit: int | None = None, *, active: bool = False) -> int:
         """Send one chat's pending outbox rows in order, until none is left (or `limit` were
         sent: the rest are given back); return the count.
 
@@ -438,6 +444,7 @@ class Delivery:
         next claim share a transaction (one clock reading per round). A row that cannot be
         delivered is retried with backoff a bounded number of times, then set aside, and the
         chat's later rows go on; a chat that blocked us gets nothing until it writes again.
+        `active`: the chat is known to take messages (it wrote this moment).
         """
         sent = 0
         done: tuple[int, str] | None = None
@@ -455,7 +462,8 @@ class Delivery:
                 now = self.loket.now(session)
                 if done is not None:
                     mark_sent(session, done[0], done[1], now)
-                if is_inactive(session, self.name, chat_id):
+                # A chat that just took a message (or just wrote) is not asked again.
+                if not (done is not None or active) and is_inactive(session, self.name, chat_id):
                     set_aside_chat(session, self.name, chat_id, "inactive", now)
                     return sent
                 rows = claim_outbox(session, self.name, chat_id, now, CLAIM_FOR)

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from bot.shared import SharedState
+from bot.core.ports import PaceKeys, SharedState
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +50,20 @@ class Pacer:
         """Return when one more message to `chat_id` fits in the current second."""
         for _attempt in range(600):  # ten minutes at most, then send anyway
             now = self.clock()
-            held = self.shared.get(self.hold_key)
-            if held is not None and float(held) > now:
-                self.sleep(float(held) - now)
-                continue
             second = int(now)
-            if now - second > 1 - EDGE:
-                # A send decided in a second's last moment reaches the API in the next one.
+            # A send decided in a second's last moment reaches the API in the next one.
+            late = now - second > 1 - EDGE
+            keys = PaceKeys(self.hold_key, f"{self.prefix}:chat:{chat_id}:{second}",
+                            f"{self.prefix}:all:{second}")  # fmt: skip
+            # One round trip: the hold, then (unless late) both counters.
+            paced = self.shared.pace(keys, now, self.per_chat, count=not late)
+            if paced.held_until is not None:
+                self.sleep(paced.held_until - now)
+                continue
+            if late:
                 self.sleep(second + 1 - now)
                 continue
-            if self.shared.incr(f"{self.prefix}:chat:{chat_id}:{second}", 2) <= self.per_chat and (
-                self.shared.incr(f"{self.prefix}:all:{second}", 2) <= self.per_second
-            ):
+            if paced.chat <= self.per_chat and 0 < paced.overall <= self.per_second:
                 return
             self.sleep(second + 1 - now)
         log.warning("pacing gave up waiting")
