@@ -11,14 +11,21 @@ runs on the loop. `TelegramTransport` is the delivery layer's `Transport` for th
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
+import select
+import ssl
 import threading
+import time
 from collections.abc import Coroutine
 from datetime import timedelta
 from http import HTTPStatus
 from typing import Any, TypeVar
+from urllib.parse import urlencode, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
+import certifi
 import httpx
 from telegram import (
     Bot,
@@ -179,23 +186,42 @@ class BotRunner:
 
 class BotApi:
     """The Bot API methods every turn calls (sendMessage, editMessageText,
-    answerCallbackQuery) on a synchronous, pooled HTTP client in the calling thread.
+    answerCallbackQuery) in the calling thread, on a small pool of kept-alive connections.
 
     Through `BotRunner` each call also hopped to the bot's loop thread and went through the
-    async HTTP stack and python-telegram-bot's objects: about 2.8 ms of CPU a call against
-    1.1 ms here (bench/channel_cpu.py). The request is what python-telegram-bot sends (form
-    fields, non-text values as JSON) and a failure is the exception it raises for the same
-    answer, so the delivery layer reads it the same way. Everything else (photos, documents,
-    files, set-up, polling) still goes through the `Bot`.
+    async HTTP stack and python-telegram-bot's objects: about 2.8 ms of CPU a call, against
+    1.3-1.8 ms for a synchronous httpx client and 0.5 ms for the standard library's
+    `http.client` (bench/channel_cpu.py). So `http.client` it is, with certifi's CA bundle
+    (what httpx verifies against); a connection idle for KEEPALIVE seconds, or closed by the
+    server, is not reused (as httpx does). Where the environment names a proxy for the Bot
+    API, httpx goes through it as python-telegram-bot's client would. The request is what
+    python-telegram-bot sends (form fields, non-text values as JSON) and a failure is the
+    exception it raises for the same answer, so the delivery layer reads it the same way.
+    Everything else (photos, documents, files, set-up, polling) still goes through the `Bot`.
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.url = f"{settings.telegram_base_url}{settings.telegram_token}/"
+        url = urlsplit(f"{settings.telegram_base_url}{settings.telegram_token}/")
+        self.url = url.geturl()
+        self.path = url.path
+        self.https = url.scheme == "https"
+        self.host = url.hostname or ""
+        self.port = url.port
+        self.context = ssl.create_default_context(cafile=certifi.where()) if self.https else None
+        proxies = getproxies()
+        proxied = (url.scheme in proxies or "all" in proxies) and not proxy_bypass(self.host)
         # python-telegram-bot's defaults: 5 s to connect, read and write, 1 s for the pool.
-        self.client = httpx.Client(
-            timeout=httpx.Timeout(5.0, pool=1.0),
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+        self.client = (
+            httpx.Client(
+                timeout=httpx.Timeout(5.0, pool=1.0),
+                limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+            )
+            if proxied
+            else None
         )
+        self.idle: list[tuple[http.client.HTTPConnection, float]] = []
+        self.lock = threading.Lock()
+        self.closed = False
 
     def post(self, method: str, params: dict[str, Any]) -> Any:
         """Call a Bot API method and return its result; raise as python-telegram-bot would."""
@@ -204,25 +230,94 @@ class BotApi:
             for key, value in params.items()
             if value is not None
         }
+        if self.client is not None:
+            status, payload = self._through_proxy(method, data)
+        else:
+            status, payload = self._direct(method, urlencode(data).encode())
+        try:
+            body = json.loads(payload)
+        except ValueError as error:
+            if HTTPStatus.OK <= status <= 299:
+                raise TelegramError("Invalid server response") from error
+            body = {}
+        if HTTPStatus.OK <= status <= 299:
+            return body.get("result")
+        raise api_error(status, body if isinstance(body, dict) else {})
+
+    def _direct(self, method: str, body: bytes) -> tuple[int, bytes]:
+        connection = self._take()
+        try:
+            connection.request("POST", self.path + method, body, FORM)
+            response = connection.getresponse()
+            payload = response.read()
+        except TimeoutError as error:
+            connection.close()
+            raise TimedOut from error
+        except (OSError, http.client.HTTPException) as error:
+            connection.close()
+            raise NetworkError(f"http.client.{type(error).__name__}") from error
+        if response.will_close:
+            connection.close()
+        else:
+            self._give(connection)
+        return response.status, payload
+
+    def _through_proxy(self, method: str, data: dict[str, str]) -> tuple[int, bytes]:
+        assert self.client is not None
         try:
             response = self.client.post(self.url + method, data=data)
         except httpx.TimeoutException as error:
             raise TimedOut from error
         except httpx.HTTPError as error:
             raise NetworkError(f"httpx.{type(error).__name__}") from error
-        try:
-            body = response.json()
-        except ValueError as error:
-            if HTTPStatus.OK <= response.status_code <= 299:
-                raise TelegramError("Invalid server response") from error
-            body = {}
-        if HTTPStatus.OK <= response.status_code <= 299:
-            return body.get("result")
-        raise api_error(response.status_code, body if isinstance(body, dict) else {})
+        return response.status_code, response.content
+
+    def _take(self) -> http.client.HTTPConnection:
+        """A kept-alive connection still open at both ends, else a new one."""
+        with self.lock:
+            while self.idle:
+                connection, since = self.idle.pop()
+                if time.monotonic() - since <= KEEPALIVE and not _closed_by_server(connection):
+                    return connection
+                connection.close()
+        if self.context is not None:
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=5.0, context=self.context
+            )
+        return http.client.HTTPConnection(self.host, self.port, timeout=5.0)
+
+    def _give(self, connection: http.client.HTTPConnection) -> None:
+        with self.lock:
+            if not self.closed and len(self.idle) < 32:
+                self.idle.append((connection, time.monotonic()))
+                return
+        connection.close()
 
     def close(self) -> None:
         """Close the connections."""
-        self.client.close()
+        with self.lock:
+            self.closed = True
+            idle, self.idle = self.idle, []
+        for connection, _since in idle:
+            connection.close()
+        if self.client is not None:
+            self.client.close()
+
+
+KEEPALIVE = 5.0  # seconds an idle connection is kept (httpx's default)
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def _closed_by_server(connection: http.client.HTTPConnection) -> bool:
+    """Whether the server closed a kept-alive connection (its socket reads as ready)."""
+    sock = connection.sock
+    if sock is None:
+        return False
+    try:
+        ready, _w, _x = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(ready)
 
 
 def api_error(code: int, body: dict[str, Any]) -> TelegramError:
