@@ -13,12 +13,11 @@ import re
 from typing import Any
 
 from bot.core.messages import Inbound
-from bot.delivery.transport import FileRef, Incoming, Tap, Unreadable
+from bot.delivery.transport import FileRef, Incoming, Tap, Unreadable, checked_tree
 
 # `Unreadable` and `Incoming` are the delivery layer's; importable from here as before.
 __all__ = ["Incoming", "Unreadable", "checked_id", "loads", "translate", "update_id_of"]
 
-MAX_DEPTH = 24  # real updates nest about 8 deep (callback -> message -> reply_markup -> button)
 CUT_DEPTH = 64  # a bounded parse replaces containers deeper than this with null
 ID_RANGE = 2**63  # ids fit a signed 64-bit integer (the Bot API says 52 bits)
 _UPDATE_ID = re.compile(rb'\s*\{\s*"update_id"\s*:\s*(-?\d{1,19})\s*[,}]')
@@ -81,33 +80,11 @@ def checked_id(update: Any) -> int:
     if type(update_id) is not int or not -ID_RANGE < update_id < ID_RANGE:
         raise Unreadable("update_id is not an integer")
     try:
-        _check_tree(update, 0)
+        checked_tree(update)
     except Unreadable as error:
         error.ref = update_id
         raise
     return update_id
-
-
-def _check_tree(value: Any, depth: int) -> None:
-    if depth > MAX_DEPTH:
-        raise Unreadable("nested too deeply")
-    if isinstance(value, dict):
-        for item in value.values():
-            _check_tree(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _check_tree(item, depth + 1)
-    elif isinstance(value, str) and ("\x00" in value or _bad(value)):
-        raise Unreadable("text that is not valid Unicode")
-
-
-def _bad(text: str) -> bool:
-    """True for a lone surrogate (JSON allows `\\ud800`, UTF-8 does not)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.core.messages import Inbound
-from bot.delivery.transport import Unreadable
+from bot.delivery.transport import Unreadable, checked_tree
 
 # The id of a list's "lainnya" row: MORE + the next page's number [+ ":" + the id of the
 # message that first showed the whole question, on later pages].
@@ -23,30 +23,6 @@ MORE = "loket:more:"
 ID_LIMIT = 200  # characters of a WhatsApp id we keep (real ones are about 60)
 KEY_LIMIT = 64  # characters of a message's key ("whatsapp:" + key fits 80)
 STATUSES = ("sent", "delivered", "read", "failed")
-MAX_DEPTH = 24  # real webhooks nest about 9 deep (entry, changes, value, messages, ...)
-
-
-def checked_tree(value: Any, depth: int = 0) -> None:
-    """Check a parsed body is plain, shallow JSON whose texts are valid Unicode."""
-    if depth > MAX_DEPTH:
-        raise Unreadable("nested too deeply")
-    if isinstance(value, dict):
-        for item in value.values():
-            checked_tree(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            checked_tree(item, depth + 1)
-    elif isinstance(value, str) and ("\x00" in value or _surrogates(value)):
-        raise Unreadable("text that is not valid Unicode")
-
-
-def _surrogates(text: str) -> bool:
-    """True for a lone surrogate (JSON allows `\\ud800`, UTF-8 does not)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,33 @@ class Unreadable(ValueError):
         self.ref = ref
 
 
+MAX_DEPTH = 24  # real payloads nest about 8-9 deep (Telegram's callbacks, WhatsApp's entries)
+
+
+def checked_tree(value: Any, depth: int = 0) -> None:
+    """Check a parsed payload is plain, shallow JSON whose texts are valid Unicode; raise
+    `Unreadable` otherwise (a channel's reader calls this before reading any field)."""
+    if depth > MAX_DEPTH:
+        raise Unreadable("nested too deeply")
+    if isinstance(value, dict):
+        for item in value.values():
+            checked_tree(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            checked_tree(item, depth + 1)
+    elif isinstance(value, str) and ("\x00" in value or _lone_surrogate(value)):
+        raise Unreadable("text that is not valid Unicode")
+
+
+def _lone_surrogate(text: str) -> bool:
+    """True for a lone surrogate (JSON allows `\\ud800`, UTF-8 does not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 class TransportError(Exception):
     """A call to the transport's API failed; the subclass says what the layer should do."""
 
