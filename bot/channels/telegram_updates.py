@@ -14,6 +14,8 @@ from typing import Any
 
 from bot.core.messages import Inbound
 from bot.delivery.transport import FileRef, Incoming, Tap, Unreadable, checked_tree
+from bot.delivery.transport import expect_object as _object
+from bot.delivery.transport import expect_text as _text
 
 # `Unreadable` and `Incoming` are the delivery layer's; importable from here as before.
 __all__ = ["Incoming", "Unreadable", "checked_id", "loads", "translate", "update_id_of"]
@@ -85,18 +87,6 @@ def checked_id(update: Any) -> int:
         error.ref = update_id
         raise
     return update_id
-
-
-def _object(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise Unreadable(f"{what} is not an object")
-    return value
-
-
-def _text(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise Unreadable(f"{what} is not a string")
-    return value
 
 
 def _number(value: Any, what: str) -> float:

@@ -16,6 +16,8 @@ from typing import Any
 
 from bot.core.messages import Inbound
 from bot.delivery.transport import Unreadable, checked_tree
+from bot.delivery.transport import expect_object as _object
+from bot.delivery.transport import expect_text as _text
 
 # The id of a list's "lainnya" row: MORE + the next page's number [+ ":" + the id of the
 # message that first showed the whole question, on later pages].
@@ -50,18 +52,6 @@ class Status:
     status: str
     at: datetime
     error_code: int | None
-
-
-def _object(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise Unreadable(f"{what} is not an object")
-    return value
-
-
-def _text(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise Unreadable(f"{what} is not a string")
-    return value
 
 
 def _id(value: Any, what: str) -> str:

@@ -57,6 +57,20 @@ def _lone_surrogate(text: str) -> bool:
     return False
 
 
+def expect_object(value: Any, what: str) -> dict[str, Any]:
+    """Return a payload's field if it is a JSON object; raise `Unreadable` naming it if not."""
+    if not isinstance(value, dict):
+        raise Unreadable(f"{what} is not an object")
+    return value
+
+
+def expect_text(value: Any, what: str) -> str:
+    """Return a payload's field if it is a string; raise `Unreadable` naming it if not."""
+    if not isinstance(value, str):
+        raise Unreadable(f"{what} is not a string")
+    return value
+
+
 class TransportError(Exception):
     """A call to the transport's API failed; the subclass says what the layer should do."""
 
