@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from babel.numbers import format_decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.core.flow import Context, Transition
 from bot.core.messages import Choice, Expect, Outbound, merge
 from bot.documents import document_label, required_documents
-from bot.i18n import _, current_locale, use_locale
+from bot.i18n import _, format_count, use_locale
 from bot.logsafe import log_failure
 from bot.metrics import ADMISSION_RATE
 from bot.notices import chat_locale
@@ -47,7 +46,7 @@ if TYPE_CHECKING:  # the delivery package imports this module
 
 def count(value: int) -> str:
     """Write a count as people read it ("1.234"; "1,234" in English)."""
-    return format_decimal(value, format="#,##0", locale=current_locale())
+    return format_count(value)
 
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,16 @@ from pathlib import Path
 import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
 
-from bot.i18n import LOCALES_DIR, format_date, format_money, resolve_locale, use_locale
+from bot.i18n import (
+    LOCALES_DIR,
+    format_count,
+    format_date,
+    format_money,
+    resolve_locale,
+    use_locale,
+)
 
 BOT_DIR = Path(__file__).resolve().parent.parent / "bot"
 KEYWORDS = {"_": None, "N_": None, "gettext": None, "ngettext": (1, 2)}
@@ -70,6 +78,13 @@ def test_money_and_dates_follow_the_locale() -> None:
     with use_locale("en"):
         assert format_money(1_950_000) == "Rp1,950,000"
         assert format_date(date(2026, 11, 28)) == "Saturday, November 28, 2026"
+
+
+@pytest.mark.parametrize("locale", ["id", "en"])
+@pytest.mark.parametrize("value", [0, 7, 999, 1_000, 20_000, 1_234_567, -4_321])
+def test_counts_are_grouped_as_babel_groups_them(locale: str, value: int) -> None:
+    with use_locale(locale):
+        assert format_count(value) == format_decimal(value, format="#,##0", locale=locale)
 
 
 @pytest.mark.parametrize(
