@@ -233,6 +233,14 @@ def check_event(event: Inbound, rules: ImageRules, budget: MemoryBudget | None) 
     return replace(event, upload=replace(upload, data=b"", checked=checked))
 
 
+def photo_reused_message(document: str) -> str:
+    """Refuse the applicant's own document photo found on another NIK's application."""
+    return _(
+        "Foto {document} ini sudah dipakai dalam permohonan atas NIK lain. Kirim foto "
+        "{document} milik pemohon sendiri."
+    ).format(document=document)
+
+
 def accept_upload(
     upload: Upload,
     blobs: BlobStore,
@@ -254,12 +262,7 @@ def accept_upload(
     if not isinstance(checked, CleanDocument):
         raise RuntimeError("an upload reached a turn unchecked (see check_event)")
     if personal and any(nik != owner for nik in checked.twins):
-        raise Invalid(
-            _(
-                "Foto {document} ini sudah dipakai dalam permohonan atas NIK lain. Kirim foto "
-                "{document} milik pemohon sendiri."
-            ).format(document=document or _("dokumen"))
-        )
+        raise Invalid(photo_reused_message(document or _("dokumen")))
     record: dict[str, Any] = {
         "sha256": blobs.put(checked.data),
         "content_type": checked.content_type,

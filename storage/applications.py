@@ -6,8 +6,9 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import cast
 
-from sqlalchemy import and_, func, or_, select, tuple_
+from sqlalchemy import and_, func, or_, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,10 +22,25 @@ from storage.models import (
 )
 
 HASH_BANDS = 8  # a 64-bit photo hash in 8 bands of 8 bits (bot.images.hash_bands)
+# The largest Hamming distance the band index finds for sure (pigeonhole: two hashes this close
+# share a band exactly); bot.images.NEAR_DISTANCE, the distance at which two photos are the
+# same photo, is this.
+NEAR_WITHIN = HASH_BANDS - 1
+_PHOTO_LOCKS = 0x70686F74  # advisory-lock namespace of photo bands ("phot")
 
 # Crockford's base32: no I, L, O or U, so a number read over the phone is unambiguous.
 REG_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _READ_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
+
+
+class PhotoReused(Exception):
+    """A personal document's photo is a near copy of one on another NIK's application. Found
+    at submission: the check at upload time reads only what was submitted before, so two
+    registrations uploading the same photo at once would both pass it."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
 
 
 class NikAlreadyOpen(Exception):
@@ -172,7 +188,7 @@ def create_application(
             with session.begin_nested():
                 session.add(application)
                 session.flush()
-            _mark_photos(session, application, documents)
+                _claim_photos(session, application, documents)
             return application
         except IntegrityError as error:
             if open_application_for_nik(session, application.nik) is not None:
@@ -181,16 +197,37 @@ def create_application(
     raise RuntimeError("could not draw a unique registration number")
 
 
-def _mark_photos(
+def _claim_photos(
     session: Session, application: Application, documents: Sequence[DocumentRecord]
 ) -> None:
-    """Index the bands of the personal documents' photo hashes (family ones are shared)."""
-    for stored, record in zip(application.documents, documents, strict=True):
-        if record.personal and record.phash is not None:
-            session.add_all(
-                PhotoMark(document_id=stored.id, band=band, value=value)
-                for band, value in enumerate(_bands(record.phash))
+    """Index the bands of the personal documents' photo hashes (family ones are shared),
+    unless a near copy is on another NIK's application: then raise `PhotoReused`.
+
+    Near copies share a band exactly, so on PostgreSQL a transaction lock on each of the
+    photo's (band, value) pairs, taken in one order, makes two submissions of near copies
+    wait for each other; the second then finds the first's marks. SQLite has one writer, and
+    this transaction already wrote the application."""
+    personal = [(stored, record) for stored, record in zip(application.documents, documents,
+                strict=True) if record.personal and record.phash is not None]  # fmt: skip
+    if not personal:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        keys = sorted({band * 256 + value for _stored, record in personal
+                       for band, value in enumerate(_bands(cast(int, record.phash)))})  # fmt: skip
+        for key in keys:
+            session.execute(
+                text("SELECT pg_advisory_xact_lock(:space, :key)"),
+                {"space": _PHOTO_LOCKS, "key": key},
             )
+    for stored, record in personal:
+        phash = cast(int, record.phash)
+        if any(nik != application.nik for nik in photo_twins(session, phash, NEAR_WITHIN)):
+            raise PhotoReused(record.kind)
+        session.add_all(
+            PhotoMark(document_id=stored.id, band=band, value=value)
+            for band, value in enumerate(_bands(phash))
+        )
+    session.flush()
 
 
 def attach_document(session: Session, application: Application, record: DocumentRecord) -> bool:

@@ -12,10 +12,17 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageEnhance
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from bot.images import NEAR_DISTANCE, CleanDocument, check_upload
 from bot.phone_sender import RecordingSender
 from bot.service import Loket
+from storage.applications import (
+    NEAR_WITHIN,
+    DocumentRecord,
+    PhotoReused,
+    create_application,
+)
 from storage.booking import HoldRefusal, hold_seat
 from storage.db import make_engine, make_session_factory
 from storage.models import (
@@ -25,6 +32,7 @@ from storage.models import (
     Document,
     PhoneCode,
     PhoneVerification,
+    PhotoMark,
 )
 from storage.phones import record_verification
 from storage.staff import add_staff
@@ -221,6 +229,83 @@ def test_a_ktp_photo_reused_for_another_nik_is_refused_and_asked_again(hoard: Lo
     assert "Foto e-KTP ini sudah dipakai dalam permohonan atas NIK lain" in reply
     assert second.step() == "doc_ktp"  # the application goes on: the photo is asked again
     assert "Dokumen 2 dari 3: Kartu Keluarga" in second.photo(tag="own-ktp")
+
+
+def test_one_photo_uploaded_by_two_registrations_at_once_is_asked_again_at_submission(
+    hoard: Loket,
+) -> None:
+    # Both upload before either submits, so the check at upload time (which reads submitted
+    # applications) passes both; the second submission finds the first's photo and asks again.
+    first = Chat(hoard, "first", channel="web")
+    fill_until(first, "summary")
+    ktp = photo_bytes(f"doc_ktp:{ADULT_NEW['nik']}")
+    second = Chat(hoard, "second", channel="web")
+    other = {"nik": OTHER_NIK, "birth_date": "05-03-1992"}
+    fill_until(second, "doc_ktp", other)
+    assert "Dokumen 2 dari 3" in second.photo(_variant(ktp, quality=60, trim=0.015, brighter=1.2))
+    fill_until(second, "summary", other)
+    assert "Pendaftaran berhasil dikirim" in first.say("benar, kirim")
+    reply = second.say("benar, kirim")
+    assert "Foto e-KTP ini sudah dipakai dalam permohonan atas NIK lain" in reply
+    assert "Pendaftaran berhasil dikirim" not in reply
+    assert second.step() == "doc_ktp"  # nothing else is lost: only this photo is asked again
+    second.photo(tag="own-ktp")
+    assert second.step() == "summary"
+    assert "Pendaftaran berhasil dikirim" in second.say("benar, kirim")
+    with hoard.sessions() as session:
+        niks = session.scalars(select(Application.nik).order_by(Application.id)).all()
+    assert niks == [ADULT_NEW["nik"], OTHER_NIK]
+
+
+def test_near_copies_submitted_side_by_side_are_claimed_once(loket: Loket) -> None:
+    # Eight submissions of one photo for eight NIKs, released together: one is stored, the
+    # others are refused (on PostgreSQL they wait on the photo's band locks, on SQLite on
+    # the one writer), whatever the timing.
+    assert NEAR_WITHIN == NEAR_DISTANCE  # submission refuses what upload would have refused
+    checked = check_upload(photo_bytes("doc_ktp:race"), loket.image_rules)
+    assert isinstance(checked, CleanDocument) and checked.phash is not None
+    phash = checked.phash
+    births = [date(1990, 1, 1 + n) for n in range(8)]
+    people = [(make_nik(born, serial=n + 1), born) for n, born in enumerate(births)]
+    url = loket.db.url.render_as_string(hide_password=False)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+    barrier = threading.Barrier(len(people))
+
+    def submit(number: int) -> None:
+        nik, born = people[number]
+        application = Application(
+            channel="web", account_ref=f"photo-{number}", service="reguler",
+            application_type="baru", passport_kind="biasa", validity_years=5,
+            category="adult", nik=nik, full_name=f"PEMOHON {number}", birth_place="Bandung",
+            birth_date=born, sex="M", phone="+6281234567890", address="Jl. Merdeka 10 Bandung",
+            travel_purpose="wisata", fee_amount=350_000, fee_schedule="PP 45/2024", answers={},
+        )  # fmt: skip
+        record = DocumentRecord("ktp", f"{number:064x}", "image/jpeg", 1000, phash, True)
+        barrier.wait()
+        try:
+            with sessions() as session, session.begin():
+                create_application(session, application, [record])
+            outcome = "stored"
+        except PhotoReused:
+            outcome = "photo_reused"
+        with lock:
+            outcomes[outcome] += 1
+
+    try:
+        threads = [threading.Thread(target=submit, args=(n,)) for n in range(len(people))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        engine.dispose()
+    assert outcomes == Counter({"stored": 1, "photo_reused": 7})
+    with loket.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Application)) == 1
+        assert session.scalar(select(func.count()).select_from(PhotoMark)) == 8  # one per band
 
 
 def test_family_documents_and_different_photos_are_accepted(hoard: Loket) -> None:

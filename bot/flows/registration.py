@@ -30,6 +30,7 @@ from bot.documents import (
     accept_upload,
     document_label,
     is_personal,
+    photo_reused_message,
     required_documents,
 )
 from bot.fees import FeeQuote, quote, schedule_on
@@ -50,6 +51,7 @@ from bot.validators import (
 from storage.applications import (
     DocumentRecord,
     NikAlreadyOpen,
+    PhotoReused,
     count_open_for_account,
     create_application,
     open_application_for_nik,
@@ -525,6 +527,13 @@ def submit(ctx: Context) -> Transition | None:
         del a["nik"]
         ctx.say(nik_taken_message())
         return Jump("nik", edit=True)
+    except PhotoReused as reused:
+        # Another registration submitted a near copy of this photo meanwhile (the check at
+        # upload time saw only what was submitted before): ask for this document again.
+        requirement = DOCUMENT_STEPS[f"doc_{reused.kind}"]
+        del a[f"doc_{reused.kind}"]
+        ctx.say(photo_reused_message(document_label(requirement, a)))
+        return Jump(f"doc_{reused.kind}", edit=True)
     ctx.say(
         "\n".join(
             [
