@@ -43,10 +43,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.channels.telegram_updates import translate
 from bot.delivery.transport import Incoming, Unreadable
-from bot.i18n import _, use_locale
+from bot.i18n import _, format_count, use_locale
 from bot.metrics import refused
 from bot.timezones import format_moment
-from bot.waiting_room import NOTE_KEY, count
+from bot.waiting_room import NOTE_KEY
 from storage.ballot import aware
 from storage.models import (
     Application,
@@ -301,7 +301,7 @@ class ReleaseGate:
         text = _(
             "Nomor antrean Anda {number} di {office}; di depan Anda sekitar {ahead} orang; "
             "perkiraan {minutes} menit. Kami kabari di chat ini saat giliran Anda tiba."
-        ).format(number=count(ticket.number), office=view.name, ahead=count(ahead),
+        ).format(number=format_count(ticket.number), office=view.name, ahead=format_count(ahead),
                  minutes=minutes)  # fmt: skip
         note = {"kind": "ticket", "number": ticket.number}
         return Decision(text[:ALERT_LIMIT], True, ticket.new, DECIDED_LANE, note, True)

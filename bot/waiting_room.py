@@ -44,11 +44,6 @@ if TYPE_CHECKING:  # the delivery package imports this module
     from bot.delivery.transport import Incoming
 
 
-def count(value: int) -> str:
-    """Write a count as people read it ("1.234"; "1,234" in English)."""
-    return format_count(value)
-
-
 log = logging.getLogger(__name__)
 
 REFRESH = "queue:refresh"  # the date question asked again ("Lihat giliran saya")
@@ -258,7 +253,8 @@ def place_text(office: Office, place: Place) -> str:
         )
     lines.append(
         _("Nomor antrean Anda {number}; di depan Anda {ahead} orang; perkiraan {minutes} menit.")
-        .format(number=count(place.entry.number), ahead=count(place.ahead), minutes=minutes)
+        .format(number=format_count(place.entry.number), ahead=format_count(place.ahead),
+                minutes=minutes)
     )  # fmt: skip
     lines.append(
         _(
