@@ -7,9 +7,10 @@ body, no Bot API call, nothing against Telegram's 30-a-second budget):
 
 - Waiting room: the office tap at a gated office's release gets a durable queue number, a
   ticket keyed by office, release and chat (`storage.waiting_room.issue_ticket`: the release's
-  counter row, so numbers follow accept order; a repeated tap gets the same number). The turn
-  is still applied later (lane 1, after ordinary turns): it gives the NIK's entry the ticket's
-  number, or the ticket is voided and admissions skip it. While the entry waits, the applied
+  counter row, so numbers follow accept order; a repeated tap gets the same number), stored in
+  one statement with the tap's update, the ticket's turn. The turn is applied later (lane 1,
+  after ordinary turns): it gives the NIK's entry the ticket's number, or the ticket is voided
+  and admissions skip it. While the entry waits, the applied
   turn sends nothing (the number was the answer); "Giliran Anda" comes as a notice.
 - Ballot: "Ikut undian" during an open one-date entry window, from an account whose number is
   proved, is recorded as the NIK's entry at once (idempotent: the entry's unique key); the
@@ -42,12 +43,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.channels.telegram_updates import translate
+from bot.delivery.layer import Delivery
 from bot.delivery.transport import Incoming, Unreadable
 from bot.i18n import _, format_count, use_locale
 from bot.metrics import refused
 from bot.timezones import format_moment
 from bot.waiting_room import NOTE_KEY
 from storage.ballot import aware
+from storage.inbox import Pending
 from storage.models import (
     Application,
     Ballot,
@@ -203,6 +206,7 @@ class Decision:
     lane: int
     note: dict[str, Any]
     decided: bool  # a definitive answer (number, entry, "habis"), not an acknowledgement
+    stored: bool = False  # accepted by the gate itself with its decision (a new ticket)
 
 
 class ReleaseGate:
@@ -218,8 +222,9 @@ class ReleaseGate:
         clock = self.loket.clock
         return clock() if clock is not None else datetime.now(UTC)
 
-    def decide(self, update: Any) -> tuple[Incoming, Decision] | None:
-        """Return the decision for a release tap, or None when the tap goes the ordinary way."""
+    def decide(self, update: Any, channel: Delivery) -> tuple[Incoming, Decision] | None:
+        """Return the decision for a release tap, or None when the tap goes the ordinary way.
+        `channel` is the channel whose inbox takes what the gate stores itself."""
         if not isinstance(update, dict) or "callback_query" not in update:
             return None
         try:
@@ -249,8 +254,10 @@ class ReleaseGate:
         if "outreach" in answers or not answers.get("application"):
             return None
         sender = (update["callback_query"].get("from") or {}).get("language_code")
+        turn = Pending(channel.inbox_key(incoming), channel.name, incoming.chat_id,
+                       {**update, NOTE_KEY: {"kind": "ticket"}}, DECIDED_LANE)  # fmt: skip
         with use_locale(locale or sender or "id"):
-            decision = self._decide(incoming, state, answers, data)
+            decision = self._decide(incoming, state, answers, data, turn)
         return None if decision is None else (incoming, decision)
 
     def _decide(
@@ -259,6 +266,7 @@ class ReleaseGate:
         state: dict[str, Any],
         answers: dict[str, Any],
         data: str,
+        turn: Pending,
     ) -> Decision | None:
         step = state.get("step")
         now = self.now()
@@ -266,7 +274,7 @@ class ReleaseGate:
             offered = {str(found.get("id")) for found in answers.get("office_query") or []
                        if isinstance(found, dict) and "outreach" not in found}  # fmt: skip
             if data in offered:
-                return self._ticket(incoming, int(data), now)
+                return self._ticket(incoming, int(data), now, turn)
             return None
         if step == "day" and data == ENTER_BALLOT and str(answers.get("office", "")).isdigit():
             return self._ballot(incoming, int(answers["office"]), answers, now)
@@ -282,15 +290,17 @@ class ReleaseGate:
 
     # ---- waiting room ---------------------------------------------------------------------
 
-    def _ticket(self, incoming: Incoming, office_id: int, now: datetime) -> Decision | None:
+    def _ticket(
+        self, incoming: Incoming, office_id: int, now: datetime, turn: Pending
+    ) -> Decision | None:
         view = self._view(office_id, now)
         if view is None or view.mode != ReleaseMode.WAITING_ROOM or view.walk_in_only:
             return None
         release_at = view.current_release(now)
         if release_at is None or view.seats_free(now) <= 0:
             return None  # not released, or sold out: the turn says so
-        ticket = issue_ticket(self.loket.autocommit_db, office_id, release_at, "telegram",
-                              incoming.chat_id, now)  # fmt: skip
+        ticket = issue_ticket(self.loket.autocommit_db, office_id, release_at, incoming.chat_id,
+                              now, turn)  # fmt: skip
         if ticket.status != "issued":
             return None  # used or voided: the turn (or /antrean) says where they stand
         given = view.admitted.get(release_at, 0)
@@ -303,8 +313,8 @@ class ReleaseGate:
             "perkiraan {minutes} menit. Kami kabari di chat ini saat giliran Anda tiba."
         ).format(number=format_count(ticket.number), office=view.name, ahead=format_count(ahead),
                  minutes=minutes)  # fmt: skip
-        note = {"kind": "ticket", "number": ticket.number}
-        return Decision(text[:ALERT_LIMIT], True, ticket.new, DECIDED_LANE, note, True)
+        return Decision(text[:ALERT_LIMIT], True, False, DECIDED_LANE, turn.payload[NOTE_KEY],
+                        True, stored=ticket.new)  # fmt: skip
 
     # ---- ballot ---------------------------------------------------------------------------
 
@@ -410,13 +420,13 @@ class ReleaseGate:
         return text[:ALERT_LIMIT]
 
 
-def answer_tap(gate: ReleaseGate, channel: Any, update: Any, busy: Callable[[], bool]) -> Any:
+def answer_tap(gate: ReleaseGate, channel: Delivery, update: Any, busy: Callable[[], bool]) -> Any:
     """Decide a release tap in the webhook: accept it if it still needs its turn, and return
     the webhook response's body (answerCallbackQuery), or None for the ordinary path."""
     if isinstance(update, dict):
         update.pop(NOTE_KEY, None)  # only the gate writes this key
     try:
-        found = gate.decide(update)
+        found = gate.decide(update, channel)
     except Exception as error:  # the ordinary path decides (and answers 500 if it must)
         log.warning("release gate skipped: %s", type(error).__name__)
         return None
@@ -424,7 +434,9 @@ def answer_tap(gate: ReleaseGate, channel: Any, update: Any, busy: Callable[[], 
         return None
     incoming, decision = found
     assert incoming.tap is not None  # `decide` takes taps only
-    if decision.accept:
+    if decision.stored:
+        channel.schedule(incoming.chat_id)
+    elif decision.accept:
         if decision.lane == 0 and busy():
             return None  # an ordinary turn under overload: the busy answer
         chat_id, _new = channel.accept({**update, NOTE_KEY: decision.note}, lane=decision.lane)

@@ -30,6 +30,29 @@ class Accepted:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Pending:
+    """An update to accept in the same transaction as the write that decided it (the release
+    gate's queue ticket), so that neither is stored without the other."""
+
+    key: str
+    channel: str
+    user_ref: str
+    payload: dict[str, Any]
+    lane: int = 0
+
+    def values(self) -> dict[str, Any]:
+        """The accept statement's parameters."""
+        return {"key": self.key, "channel": self.channel, "user_ref": self.user_ref,
+                "payload": self.payload, "lane": self.lane}  # fmt: skip
+
+
+def store(connection: Connection, pending: Pending) -> bool:
+    """Accept `pending` in the connection's transaction; False when its key was seen."""
+    created = connection.execute(_insert_once(connection.dialect.name), pending.values()).first()
+    return created is not None
+
+
 def accept_now(
     engine: Engine, channel: str, key: str, user_ref: str, payload: dict[str, Any], lane: int = 0
 ) -> bool:
@@ -39,25 +62,12 @@ def accept_now(
     atomic and, once it returns, committed, so the BEGIN and COMMIT round trips are saved.
     SQLite (one writer, a local file) keeps an ordinary transaction.
     """
+    pending = Pending(key, channel, user_ref, payload, lane)
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
-            return _accepted(connection, channel, key, user_ref, payload, lane)
+            return store(connection, pending)
     with engine.begin() as connection:
-        return _accepted(connection, channel, key, user_ref, payload, lane)
-
-
-def _accepted(
-    connection: Connection,
-    channel: str,
-    key: str,
-    user_ref: str,
-    payload: dict[str, Any],
-    lane: int,
-) -> bool:
-    values = {"key": key, "channel": channel, "user_ref": user_ref, "payload": payload,
-              "lane": lane}  # fmt: skip
-    created = connection.execute(_insert_once(connection.dialect.name), values).first()
-    return created is not None
+        return store(connection, pending)
 
 
 @functools.cache

@@ -20,11 +20,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, Engine, exists, func, select, text, update
+from sqlalchemy import (
+    JSON,
+    Connection,
+    CursorResult,
+    Engine,
+    bindparam,
+    exists,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from storage.inbox import Pending, store
 from storage.models import (
     Application,
     InboxUpdate,
@@ -128,7 +140,8 @@ def _ticket_row(
 
 
 # One round trip on PostgreSQL: the chat's ticket if it has one, else the next number from the
-# counter row (locked only for this statement: the engine autocommits) and a new ticket with it.
+# counter row (locked only for this statement: the engine autocommits), a new ticket with it,
+# and the tap's update in the inbox (the ticket's turn), all in this one statement.
 _TICKET_SQL = text(
     """
     WITH existing AS (
@@ -146,33 +159,43 @@ _TICKET_SQL = text(
         SELECT :office, :release, issued, :channel, :ref, 'issued', :now FROM taken
         ON CONFLICT DO NOTHING
         RETURNING number, status
+    ), queued AS (
+        INSERT INTO inbox (key, channel, user_ref, payload, lane)
+        SELECT :key, :channel, :ref, CAST(:payload AS JSON), :lane FROM made
+        ON CONFLICT (key) DO NOTHING
     )
     SELECT number, status, true AS new FROM made
     UNION ALL
     SELECT number, status, false AS new FROM existing
     """
-)
+).bindparams(bindparam("payload", type_=JSON))
 
 
 def issue_ticket(
     engine: Engine,
     office_id: int,
     release_at: datetime,
-    channel: str,
     account_ref: str,
     now: datetime,
+    turn: Pending,
 ) -> Ticket:
-    """Return the chat's ticket in this office release, numbering a new one at the back.
+    """Return the chat's ticket in this office release, numbering a new one at the back, and
+    accept the tap's update (`turn`, the ticket's turn) with a new ticket in one transaction:
+    a ticket and its turn are stored together or not at all, so a failure between them cannot
+    leave a number whose turn never runs (a retried tap finds no ticket and makes both).
 
     Give it an autocommit engine on PostgreSQL (each statement commits: the counter row is
-    locked only for its own UPDATE, never across a turn). A second tap, or a race of two,
-    returns the same ticket (the unique key decides; a number lost to the race is a gap)."""
+    locked only for its own statement, never across a turn). A second tap, or a race of two,
+    returns the same ticket and stores nothing (the unique key decides; a number lost to the
+    race is a gap)."""
+    channel = turn.channel
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
             for _attempt in range(3):
                 row = connection.execute(_TICKET_SQL, {
                     "office": office_id, "release": release_at, "channel": channel,
-                    "ref": account_ref, "now": now}).first()  # fmt: skip
+                    "ref": account_ref, "now": now, "key": turn.key, "payload": turn.payload,
+                    "lane": turn.lane}).first()  # fmt: skip
                 if row is not None:
                     return Ticket(int(row.number), str(row.status), bool(row.new))
                 # No counter row yet (the release's first ticket), or a twin won the race.
@@ -192,6 +215,7 @@ def issue_ticket(
             .returning(QueueTicket.number)
         ).scalar_one_or_none()  # fmt: skip
         if made is not None:
+            store(conn, turn)
             return Ticket(number, TicketStatus.ISSUED, True)
         twin = _ticket_row(conn, office_id, release_at, channel, account_ref)
         assert twin is not None

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, event, func, select, update
 
 from bot.channels.telegram import TelegramChannel
 from bot.load import LoadGauge
@@ -167,6 +167,44 @@ def test_a_queue_number_is_given_in_the_webhook_response_and_kept_in_accept_orde
     with release.loket.sessions() as session:
         ends = session.execute(select(QueueEntry.expires_at).where(QueueEntry.number == 3))
         assert aware(ends.scalar_one()) == RELEASE + timedelta(minutes=3 + 5)
+
+
+class InboxDown(Exception):
+    """The database failing the inbox's INSERT (once)."""
+
+
+def test_a_tap_whose_accept_failed_gets_its_number_and_its_turn_when_it_comes_again(
+    release: Release,
+) -> None:
+    bandung = office_id(release)
+    first = release.chats[0]
+    shown = {**release.fake.message(first.user, 900, "pertanyaan"), "reply_markup": {
+        "inline_keyboard": [[{"text": "x", "callback_data": bandung}]]}}  # fmt: skip
+    tap = release.fake._update(int(first.user), {"callback_query": {
+        "id": f"{first.user}-retried", "chat_instance": "1", "data": bandung,
+        "message": shown}})  # fmt: skip
+    failures = [1]
+
+    def fail_inbox_once(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if "INSERT INTO inbox" in statement and failures:
+            failures.pop()
+            raise InboxDown()
+
+    engine = release.loket.autocommit_db
+    event.listen(engine, "before_cursor_execute", fail_inbox_once)
+    try:
+        # The database fails while the tap is accepted: whatever was answered then (500, so
+        # Telegram sends the update again, or "sedang ramai"), the tap comes again.
+        failed = release.client.post("/telegram/webhook", json=tap, headers=HEADERS)
+        assert failed.status_code == 500 or "sedang ramai" in failed.get_json()["text"]
+        again = release.client.post("/telegram/webhook", json=tap, headers=HEADERS)
+    finally:
+        event.remove(engine, "before_cursor_execute", fail_inbox_once)
+    assert not failures
+    assert "Nomor antrean Anda 1 " in again.get_json()["text"]
+    assert release.waiting() == 1  # the ticket's turn was stored with it
+    release.telegram.drain(first.user)
+    assert statuses(release.loket) == [(1, "admitted")]
 
 
 def test_a_ticket_not_used_by_its_turn_is_voided_and_skipped(

@@ -201,12 +201,15 @@ class Delivery:
             return None, False
         if incoming is None:
             return None, False
-        key = f"{self.name}:{incoming.key}"
-        new = inbox.accept_now(
-            self.loket.autocommit_db, self.name, key, incoming.chat_id, payload, lane
-        )
+        new = inbox.accept_now(self.loket.autocommit_db, self.name, self.inbox_key(incoming),
+                               incoming.chat_id, payload, lane)  # fmt: skip
         failpoint("after-accept")
         return incoming.chat_id, new
+
+    def inbox_key(self, incoming: Incoming) -> str:
+        """The inbox key of an incoming payload: the channel and the payload's own key, so a
+        retried or doubled delivery is stored once."""
+        return f"{self.name}:{incoming.key}"
 
     def schedule(self, chat_id: str) -> None:
         """Apply and deliver a chat's waiting updates: on a sender thread if this process has
