@@ -50,7 +50,7 @@ from bot.metrics import refused
 from bot.timezones import format_moment
 from bot.waiting_room import NOTE_KEY
 from storage.ballot import aware
-from storage.inbox import Pending
+from storage.inbox import Pending, store
 from storage.models import (
     Application,
     Ballot,
@@ -254,8 +254,12 @@ class ReleaseGate:
         if "outreach" in answers or not answers.get("application"):
             return None
         sender = (update["callback_query"].get("from") or {}).get("language_code")
-        turn = Pending(channel.inbox_key(incoming), channel.name, incoming.chat_id,
-                       {**update, NOTE_KEY: {"kind": "ticket"}}, DECIDED_LANE)  # fmt: skip
+
+        def turn(kind: str) -> Pending:
+            """The tap's update, stored by the gate with what it decided (one transaction)."""
+            return Pending(channel.inbox_key(incoming), channel.name, incoming.chat_id,
+                           {**update, NOTE_KEY: {"kind": kind}}, DECIDED_LANE)  # fmt: skip
+
         with use_locale(locale or sender or "id"):
             decision = self._decide(incoming, state, answers, data, turn)
         return None if decision is None else (incoming, decision)
@@ -266,7 +270,7 @@ class ReleaseGate:
         state: dict[str, Any],
         answers: dict[str, Any],
         data: str,
-        turn: Pending,
+        turn: Callable[[str], Pending],
     ) -> Decision | None:
         step = state.get("step")
         now = self.now()
@@ -274,10 +278,10 @@ class ReleaseGate:
             offered = {str(found.get("id")) for found in answers.get("office_query") or []
                        if isinstance(found, dict) and "outreach" not in found}  # fmt: skip
             if data in offered:
-                return self._ticket(incoming, int(data), now, turn)
+                return self._ticket(incoming, int(data), now, turn("ticket"))
             return None
         if step == "day" and data == ENTER_BALLOT and str(answers.get("office", "")).isdigit():
-            return self._ballot(incoming, int(answers["office"]), answers, now)
+            return self._ballot(incoming, int(answers["office"]), answers, now, turn("ballot"))
         shown = state.get("shown") or []
         if step == "slot" and data.isdigit() and data in shown:
             office_id = str(answers.get("office", ""))
@@ -324,6 +328,7 @@ class ReleaseGate:
         office_id: int,
         answers: dict[str, Any],
         now: datetime,
+        turn: Pending,
     ) -> Decision | None:
         view = self._view(office_id, now)
         if view is None or view.mode != ReleaseMode.BALLOT or view.walk_in_only:
@@ -349,7 +354,7 @@ class ReleaseGate:
             ):
                 return None  # the turn asks for the number first
             session.expunge(application)
-        entry_id, new = self._enter(ballot_id, application, now)
+        entry_id, new = self._enter(ballot_id, application, now, turn)
         if entry_id is None:
             return None  # voided before: the turn decides again
         text = _(
@@ -357,14 +362,16 @@ class ReleaseGate:
             "kami kirim ke chat ini setelah undian ditutup {closes}."
         ).format(office=view.name, number=entry_id,
                  closes=format_moment(closes, view.timezone))  # fmt: skip
-        note = {"kind": "ballot", "entry": entry_id}
-        return Decision(text[:ALERT_LIMIT], True, new, DECIDED_LANE, note, True)
+        return Decision(text[:ALERT_LIMIT], True, False, DECIDED_LANE, turn.payload[NOTE_KEY],
+                        True, stored=new)  # fmt: skip
 
     def _enter(
-        self, ballot_id: int, application: Application, now: datetime
+        self, ballot_id: int, application: Application, now: datetime, turn: Pending
     ) -> tuple[int | None, bool]:
-        """Record the NIK's entry (autocommit); return its id (None: voided) and whether new."""
-        engine = self.loket.autocommit_db
+        """Record the NIK's entry and, with a new one, accept the tap's update (its turn) in
+        the same transaction, so neither is stored without the other; return the entry's id
+        (None: voided) and whether it is new."""
+        engine = self.loket.db
         dialect = engine.dialect.name
         values = {
             "ballot_id": ballot_id, "nik": application.nik, "application_id": application.id,
@@ -374,11 +381,12 @@ class ReleaseGate:
         statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
             BallotEntry
         ).values(values)
-        with engine.connect() if dialect == "postgresql" else engine.begin() as connection:
+        with engine.begin() as connection:
             made = connection.execute(
                 statement.on_conflict_do_nothing().returning(BallotEntry.id)
             ).scalar_one_or_none()
             if made is not None:
+                store(connection, turn)
                 return int(made), True
             row = connection.execute(
                 select(BallotEntry.id, BallotEntry.status).where(

@@ -173,6 +173,33 @@ class InboxDown(Exception):
     """The database failing the inbox's INSERT (once)."""
 
 
+def post_with_inbox_failing_once(release: Release, tap: dict[str, Any]) -> dict[str, Any]:
+    """Post a tap while the database fails the inbox's INSERT once, then post it again:
+    whatever was answered the first time (500, so Telegram sends the update again, or
+    "sedang ramai", so the person taps again), the same tap comes again. Return the second
+    answer."""
+    failures = [1]
+
+    def fail_inbox_once(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if "INSERT INTO inbox" in statement and failures:
+            failures.pop()
+            raise InboxDown()
+
+    engines = {release.loket.autocommit_db, release.loket.db}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", fail_inbox_once)
+    try:
+        failed = release.client.post("/telegram/webhook", json=tap, headers=HEADERS)
+        assert failed.status_code == 500 or "sedang ramai" in failed.get_json()["text"]
+        again = release.client.post("/telegram/webhook", json=tap, headers=HEADERS)
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", fail_inbox_once)
+    assert not failures and again.status_code == 200
+    answer: dict[str, Any] = again.get_json()
+    return answer
+
+
 def test_a_tap_whose_accept_failed_gets_its_number_and_its_turn_when_it_comes_again(
     release: Release,
 ) -> None:
@@ -183,25 +210,8 @@ def test_a_tap_whose_accept_failed_gets_its_number_and_its_turn_when_it_comes_ag
     tap = release.fake._update(int(first.user), {"callback_query": {
         "id": f"{first.user}-retried", "chat_instance": "1", "data": bandung,
         "message": shown}})  # fmt: skip
-    failures = [1]
-
-    def fail_inbox_once(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        if "INSERT INTO inbox" in statement and failures:
-            failures.pop()
-            raise InboxDown()
-
-    engine = release.loket.autocommit_db
-    event.listen(engine, "before_cursor_execute", fail_inbox_once)
-    try:
-        # The database fails while the tap is accepted: whatever was answered then (500, so
-        # Telegram sends the update again, or "sedang ramai"), the tap comes again.
-        failed = release.client.post("/telegram/webhook", json=tap, headers=HEADERS)
-        assert failed.status_code == 500 or "sedang ramai" in failed.get_json()["text"]
-        again = release.client.post("/telegram/webhook", json=tap, headers=HEADERS)
-    finally:
-        event.remove(engine, "before_cursor_execute", fail_inbox_once)
-    assert not failures
-    assert "Nomor antrean Anda 1 " in again.get_json()["text"]
+    again = post_with_inbox_failing_once(release, tap)
+    assert "Nomor antrean Anda 1 " in again["text"]
     assert release.waiting() == 1  # the ticket's turn was stored with it
     release.telegram.drain(first.user)
     assert statuses(release.loket) == [(1, "admitted")]
@@ -294,6 +304,33 @@ def test_a_ballot_entry_is_recorded_at_accept_time_and_confirmed_by_an_edit(
     assert any("belum berlaku karena nomor HP akun ini belum terverifikasi" in call["text"]
                for call in told)  # fmt: skip
     assert current_step(telegram, int(unproved.user)) == "verify_phone"
+
+
+def test_a_ballot_tap_whose_accept_failed_is_entered_with_its_turn_when_it_comes_again(
+    telegram: TelegramChannel,  # noqa: F811
+    fake: FakeTelegram,  # noqa: F811
+    clock: FakeClock,
+) -> None:
+    ballot_office(telegram.loket, seats=1)
+    clock.now = RELEASE - timedelta(hours=1)  # the ballot's window is open
+    release = Release(telegram, fake, 1)
+    (person,) = release.chats
+    telegram.loket.vouch_phone("telegram", person.user, person.phone(), "contact")
+    person.say("/jadwal")
+    person.say("Bandung")
+    person.say("1")
+    shown = {**fake.message(person.user, 900, "pertanyaan"), "reply_markup": {
+        "inline_keyboard": [[{"text": "x", "callback_data": "ballot:enter"}]]}}  # fmt: skip
+    tap = fake._update(int(person.user), {"callback_query": {
+        "id": f"{person.user}-retried", "chat_instance": "1", "data": "ballot:enter",
+        "message": shown}})  # fmt: skip
+    again = post_with_inbox_failing_once(release, tap)
+    assert "Pendaftaran undian Anda di Kantor Imigrasi Kelas I TPI Bandung tercatat" in (
+        again["text"])  # fmt: skip
+    assert release.waiting() == 1  # the entry's turn was stored with it
+    telegram.drain(person.user)
+    edit = release.calls_to(person, "editMessageText")
+    assert len(edit) == 1 and "tercatat" in edit[0]["text"]  # confirmed by its turn
 
 
 def test_first_come_says_habis_at_accept_time_only_when_every_seat_is_gone(
