@@ -14,8 +14,9 @@ body, no Bot API call, nothing against Telegram's 30-a-second budget):
   turn sends nothing (the number was the answer); "Giliran Anda" comes as a notice.
 - Ballot: "Ikut undian" during an open one-date entry window, from an account whose number is
   proved, is recorded as the NIK's entry at once (idempotent: the entry's unique key), in one
-  transaction with the tap's update; the turn applied later checks again (an entry found ineligible is voided and the person told
-  why) and edits the tapped message into the confirmation.
+  transaction with the tap's update; the turn applied later checks again (an entry found
+  ineligible is voided and the person told why) and edits the tapped message into the
+  confirmation.
 - First come: a window tap when the office has no seat left at all is answered "habis" (read
   from the database at that moment, so never while a seat remains) and not applied; a tap
   while seats remain is accepted as an ordinary turn (the overload answer still applies) and

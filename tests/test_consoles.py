@@ -674,7 +674,10 @@ def test_web_chat_refuses_a_pdf_and_asks_for_a_photo(client: FlaskClient, loket:
     assert csrf and 'accept="image/jpeg,image/png"' in page
     with client.session_transaction() as cookie:
         user = cookie["web_user"]
-    fill_until(Chat(loket, user, channel="web"), "doc_ktp")
+    asked = fill_until(Chat(loket, user, channel="web"), "doc_ktp")
+    # The question says what is accepted: it does not invite the PDF it then refuses.
+    assert 'Unggah fotonya (JPEG/PNG) dengan tombol "Kirim foto / file".' in asked
+    assert "PDF" not in asked
     sent = client.post(
         "/chat/send", data={"file": (io.BytesIO(minimal_pdf()), "ktp.pdf")},
         headers={"X-CSRFToken": csrf.group(1)}, content_type="multipart/form-data",

@@ -308,12 +308,12 @@ def how_to_send(channel: str) -> str:
     """Say how to send a document photo with what this channel has."""
     upload = capabilities(channel).upload
     if upload is Upload.TELEGRAM:
-        return _("Kirim sebagai foto (atau sebagai file untuk PDF).")
+        return _("Kirim sebagai foto (JPEG/PNG); file PDF tidak bisa kami terima.")
     if upload is Upload.BUTTON:
-        return _('Unggah fotonya (JPEG/PNG) atau PDF dengan tombol "Kirim foto / file".')
+        return _('Unggah fotonya (JPEG/PNG) dengan tombol "Kirim foto / file".')
     if upload is Upload.COMMAND:
         return _("Kirim fotonya dengan /foto PATH, contoh: /foto ~/ktp.jpg")
-    return _("Kirim fotonya (JPEG/PNG) atau PDF.")
+    return _("Kirim fotonya (JPEG/PNG).")
 
 
 def document_prompt(requirement: Requirement) -> Any:
