@@ -207,7 +207,7 @@ class Decision:
     lane: int
     note: dict[str, Any]
     decided: bool  # a definitive answer (number, entry, "habis"), not an acknowledgement
-    stored: bool = False  # accepted by the gate itself with its decision (a new ticket)
+    stored: bool = False  # accepted by the gate with its decision (a new ticket or entry)
 
 
 class ReleaseGate:
