@@ -64,16 +64,20 @@ class Release:
         """Let the office views cached by the gate age past their second."""
         self.view_clock[0] += 5
 
-    def tap(self, chat: Chat, data: str, message_id: int = 900) -> dict[str, Any]:
-        """Tap a button with `data` on message `message_id` through the webhook; return the
-        webhook's response body."""
+    def tapped(self, chat: Chat, data: str, message_id: int = 900) -> dict[str, Any]:
+        """The update of a tap on a button with `data` on message `message_id`."""
         shown = {
             **self.fake.message(chat.user, message_id, "pertanyaan"),
             "reply_markup": {"inline_keyboard": [[{"text": "x", "callback_data": data}]]},
         }
-        update_ = self.fake._update(int(chat.user), {"callback_query": {
+        return self.fake._update(int(chat.user), {"callback_query": {
             "id": f"{chat.user}-{len(self.fake.updates)}", "chat_instance": "1", "data": data,
             "message": shown}})  # fmt: skip
+
+    def tap(self, chat: Chat, data: str, message_id: int = 900) -> dict[str, Any]:
+        """Tap a button with `data` on message `message_id` through the webhook; return the
+        webhook's response body."""
+        update_ = self.tapped(chat, data, message_id)
         answer = self.client.post("/telegram/webhook", json=update_, headers=HEADERS)
         assert answer.status_code == 200
         body: dict[str, Any] = answer.get_json()
@@ -203,14 +207,8 @@ def post_with_inbox_failing_once(release: Release, tap: dict[str, Any]) -> dict[
 def test_a_tap_whose_accept_failed_gets_its_number_and_its_turn_when_it_comes_again(
     release: Release,
 ) -> None:
-    bandung = office_id(release)
     first = release.chats[0]
-    shown = {**release.fake.message(first.user, 900, "pertanyaan"), "reply_markup": {
-        "inline_keyboard": [[{"text": "x", "callback_data": bandung}]]}}  # fmt: skip
-    tap = release.fake._update(int(first.user), {"callback_query": {
-        "id": f"{first.user}-retried", "chat_instance": "1", "data": bandung,
-        "message": shown}})  # fmt: skip
-    again = post_with_inbox_failing_once(release, tap)
+    again = post_with_inbox_failing_once(release, release.tapped(first, office_id(release)))
     assert "Nomor antrean Anda 1 " in again["text"]
     assert release.waiting() == 1  # the ticket's turn was stored with it
     release.telegram.drain(first.user)
@@ -257,20 +255,32 @@ def test_no_number_before_the_release_or_when_sold_out(release: Release, clock: 
         assert session.execute(select(func.count(QueueTicket.id))).scalar_one() == 0
 
 
-def test_a_ballot_entry_is_recorded_at_accept_time_and_confirmed_by_an_edit(
+def at_the_ballot(
     telegram: TelegramChannel,  # noqa: F811
     fake: FakeTelegram,  # noqa: F811
     clock: FakeClock,
-) -> None:
+    people: int,
+) -> Release:
+    """Bandung as a ballot office whose entry window is open, and `people` applicants with
+    proved numbers at its date question in Telegram."""
     ballot_office(telegram.loket, seats=1)
-    clock.now = RELEASE - timedelta(hours=1)  # the ballot's window is open
-    release = Release(telegram, fake, 2)
-    proved, unproved = release.chats
+    clock.now = RELEASE - timedelta(hours=1)
+    release = Release(telegram, fake, people)
     for chat in release.chats:
         telegram.loket.vouch_phone("telegram", chat.user, chat.phone(), "contact")
         chat.say("/jadwal")
         chat.say("Bandung")
         assert "Ikut undian" in chat.say("1").labels  # the date question of a ballot office
+    return release
+
+
+def test_a_ballot_entry_is_recorded_at_accept_time_and_confirmed_by_an_edit(
+    telegram: TelegramChannel,  # noqa: F811
+    fake: FakeTelegram,  # noqa: F811
+    clock: FakeClock,
+) -> None:
+    release = at_the_ballot(telegram, fake, clock, 2)
+    proved, unproved = release.chats
     answer = release.tap(proved, "ballot:enter")
     assert answer["text"].startswith(
         "Pendaftaran undian Anda di Kantor Imigrasi Kelas I TPI Bandung tercatat (nomor "
@@ -311,20 +321,9 @@ def test_a_ballot_tap_whose_accept_failed_is_entered_with_its_turn_when_it_comes
     fake: FakeTelegram,  # noqa: F811
     clock: FakeClock,
 ) -> None:
-    ballot_office(telegram.loket, seats=1)
-    clock.now = RELEASE - timedelta(hours=1)  # the ballot's window is open
-    release = Release(telegram, fake, 1)
+    release = at_the_ballot(telegram, fake, clock, 1)
     (person,) = release.chats
-    telegram.loket.vouch_phone("telegram", person.user, person.phone(), "contact")
-    person.say("/jadwal")
-    person.say("Bandung")
-    person.say("1")
-    shown = {**fake.message(person.user, 900, "pertanyaan"), "reply_markup": {
-        "inline_keyboard": [[{"text": "x", "callback_data": "ballot:enter"}]]}}  # fmt: skip
-    tap = fake._update(int(person.user), {"callback_query": {
-        "id": f"{person.user}-retried", "chat_instance": "1", "data": "ballot:enter",
-        "message": shown}})  # fmt: skip
-    again = post_with_inbox_failing_once(release, tap)
+    again = post_with_inbox_failing_once(release, release.tapped(person, "ballot:enter"))
     assert "Pendaftaran undian Anda di Kantor Imigrasi Kelas I TPI Bandung tercatat" in (
         again["text"])  # fmt: skip
     assert release.waiting() == 1  # the entry's turn was stored with it
