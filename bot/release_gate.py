@@ -304,8 +304,7 @@ class ReleaseGate:
         release_at = view.current_release(now)
         if release_at is None or view.seats_free(now) <= 0:
             return None  # not released, or sold out: the turn says so
-        ticket = issue_ticket(self.loket.autocommit_db, office_id, release_at, incoming.chat_id,
-                              now, turn)  # fmt: skip
+        ticket = issue_ticket(self.loket.autocommit_db, office_id, release_at, now, turn)
         if ticket.status != "issued":
             return None  # used or voided: the turn (or /antrean) says where they stand
         given = view.admitted.get(release_at, 0)

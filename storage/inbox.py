@@ -33,7 +33,7 @@ class Accepted:
 @dataclass(frozen=True)
 class Pending:
     """An update to accept in the same transaction as the write that decided it (the release
-    gate's queue ticket), so that neither is stored without the other."""
+    gate's queue ticket or ballot entry), so that neither is stored without the other."""
 
     key: str
     channel: str

@@ -175,7 +175,6 @@ def issue_ticket(
     engine: Engine,
     office_id: int,
     release_at: datetime,
-    account_ref: str,
     now: datetime,
     turn: Pending,
 ) -> Ticket:
@@ -188,7 +187,7 @@ def issue_ticket(
     locked only for its own statement, never across a turn). A second tap, or a race of two,
     returns the same ticket and stores nothing (the unique key decides; a number lost to the
     race is a gap)."""
-    channel = turn.channel
+    channel, account_ref = turn.channel, turn.user_ref  # the tapping chat
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
             for _attempt in range(3):
