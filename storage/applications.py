@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import cast
@@ -188,7 +188,9 @@ def create_application(
             with session.begin_nested():
                 session.add(application)
                 session.flush()
-                _claim_photos(session, application, documents)
+                _claim_photos(
+                    session, application.nik, zip(application.documents, documents, strict=True)
+                )
             return application
         except IntegrityError as error:
             if open_application_for_nik(session, application.nik) is not None:
@@ -198,17 +200,19 @@ def create_application(
 
 
 def _claim_photos(
-    session: Session, application: Application, documents: Sequence[DocumentRecord]
+    session: Session, nik: str, documents: Iterable[tuple[Document, DocumentRecord]]
 ) -> None:
     """Index the bands of the personal documents' photo hashes (family ones are shared),
-    unless a near copy is on another NIK's application: then raise `PhotoReused`.
+    unless a near copy is on the application of a NIK other than `nik`: then raise
+    `PhotoReused`. `documents` pairs each stored (flushed) document with its record.
 
     Near copies share a band exactly, so on PostgreSQL a transaction lock on each of the
-    photo's (band, value) pairs, taken in one order, makes two submissions of near copies
-    wait for each other; the second then finds the first's marks. SQLite has one writer, and
-    this transaction already wrote the application."""
-    personal = [(stored, record) for stored, record in zip(application.documents, documents,
-                strict=True) if record.personal and record.phash is not None]  # fmt: skip
+    photo's (band, value) pairs, taken in one order, makes two claims of near copies (two
+    submissions, a submission and a late upload, two late uploads) wait for each other; the
+    second then finds the first's marks. SQLite has one writer, and this transaction already
+    wrote the document."""
+    personal = [(stored, record) for stored, record in documents
+                if record.personal and record.phash is not None]  # fmt: skip
     if not personal:
         return
     if session.get_bind().dialect.name == "postgresql":
@@ -221,7 +225,7 @@ def _claim_photos(
             )
     for stored, record in personal:
         phash = cast(int, record.phash)
-        if any(nik != application.nik for nik in photo_twins(session, phash, NEAR_WITHIN)):
+        if any(other != nik for other in photo_twins(session, phash, NEAR_WITHIN)):
             raise PhotoReused(record.kind)
         session.add_all(
             PhotoMark(document_id=stored.id, band=band, value=value)
@@ -232,7 +236,9 @@ def _claim_photos(
 
 def attach_document(session: Session, application: Application, record: DocumentRecord) -> bool:
     """Add a document that arrived after submission (the caller's upload link); False when
-    one of that kind is already there (a repeated upload changes nothing)."""
+    one of that kind is already there (a repeated upload changes nothing). Raises
+    `PhotoReused` when a near copy of a personal photo is on another NIK's application,
+    claimed under the same locks as a submission's (see `_claim_photos`)."""
     if any(document.kind == record.kind for document in application.documents):
         return False
     stored = Document(
@@ -244,11 +250,7 @@ def attach_document(session: Session, application: Application, record: Document
     )
     application.documents.append(stored)
     session.flush()
-    if record.personal and record.phash is not None:
-        session.add_all(
-            PhotoMark(document_id=stored.id, band=band, value=value)
-            for band, value in enumerate(_bands(record.phash))
-        )
+    _claim_photos(session, application.nik, [(stored, record)])
     return True
 
 

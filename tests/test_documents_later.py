@@ -9,15 +9,19 @@ import re
 from datetime import date, timedelta
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from bot.consoles import session_secret
+from bot.core.messages import Inbound
+from bot.images import CleanDocument, check_upload
 from bot.phone_sender import RecordingSender
 from bot.service import Loket
 from bot.uploads import documents_deadline, make_token
 from bot.web import create_app
 from bot.worker import run_once
+from storage.applications import DocumentRecord, create_application
 from storage.models import (
     Application,
     AuditEntry,
@@ -33,6 +37,7 @@ from storage.staff import add_staff
 from tests.conftest import FakeClock
 from tests.test_booking import pay
 from tests.test_caller_form import CALLER, PASSWORD, agent, send  # noqa: F401 (fixture)
+from tests.test_hoard import applicant
 from tests.test_images import minimal_pdf
 from tests.transcript import Chat, fill_until, make_nik, photo_bytes
 
@@ -252,6 +257,45 @@ def test_the_upload_page_refuses_what_the_chat_refuses(
     other.say("benar, kirim")
     page = upload(caller, path, "ktp", f"doc_ktp:{other_nik}")
     assert "sudah dipakai dalam permohonan atas NIK lain" in page
+    with loket.sessions() as session:
+        kinds = session.execute(
+            select(Document.kind).where(Document.application_id == application.id)
+        ).all()
+        assert kinds == []
+
+
+def test_a_photo_claimed_for_another_nik_after_the_page_checked_it_is_refused_by_name(
+    agent: FlaskClient,  # noqa: F811
+    loket: Loket,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The check at upload reads what was submitted before it; a registration submitted with
+    # the same photo between that check and the save is found when the photo is claimed.
+    register_and_book(agent, loket)
+    with loket.sessions() as session:
+        application = session.execute(select(Application)).scalar_one()
+        deadline = documents_deadline(session.execute(select(Booking)).scalar_one())
+    path = f"/unggah/{make_token(session_secret(loket.settings), application.id, deadline)}"
+    shared = photo_bytes("doc_ktp:shared")
+    checked = check_upload(shared, loket.image_rules)
+    assert isinstance(checked, CleanDocument) and checked.phash is not None
+    phash = checked.phash
+    page_check = loket.check_upload
+
+    def overtaken(event: Inbound) -> Inbound:
+        result = page_check(event)
+        born = date(1988, 4, 2)
+        with loket.sessions() as session, session.begin():
+            create_application(session, applicant(1, make_nik(born, serial=9), born),
+                               [DocumentRecord("ktp", "ab" * 32, "image/jpeg", 1000, phash,
+                                               True)])  # fmt: skip
+        return result
+
+    monkeypatch.setattr(loket, "check_upload", overtaken)
+    caller = create_app(loket.settings, loket).test_client()
+    page = upload(caller, path, "ktp", "x", data=shared)
+    assert "Foto e-KTP ini sudah dipakai dalam permohonan atas NIK lain" in page
+    assert "e-KTP diterima" not in page and page.count('type="file"') == 3  # asked again
     with loket.sessions() as session:
         kinds = session.execute(
             select(Document.kind).where(Document.application_id == application.id)

@@ -7,12 +7,14 @@ import logging
 import re
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageEnhance
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from bot.images import NEAR_DISTANCE, CleanDocument, check_upload
 from bot.phone_sender import RecordingSender
@@ -21,6 +23,7 @@ from storage.applications import (
     NEAR_WITHIN,
     DocumentRecord,
     PhotoReused,
+    attach_document,
     create_application,
 )
 from storage.booking import HoldRefusal, hold_seat
@@ -257,37 +260,37 @@ def test_one_photo_uploaded_by_two_registrations_at_once_is_asked_again_at_submi
     assert niks == [ADULT_NEW["nik"], OTHER_NIK]
 
 
-def test_near_copies_submitted_side_by_side_are_claimed_once(loket: Loket) -> None:
-    # Eight submissions of one photo for eight NIKs, released together: one is stored, the
-    # others are refused (on PostgreSQL they wait on the photo's band locks, on SQLite on
-    # the one writer), whatever the timing.
-    assert NEAR_WITHIN == NEAR_DISTANCE  # submission refuses what upload would have refused
+def applicant(number: int, nik: str, born: date) -> Application:
+    """A web-chat application for `nik`, not yet stored, without documents."""
+    return Application(
+        channel="web", account_ref=f"photo-{number}", service="reguler", application_type="baru",
+        passport_kind="biasa", validity_years=5, category="adult", nik=nik,
+        full_name=f"PEMOHON {number}", birth_place="Bandung", birth_date=born, sex="M",
+        phone="+6281234567890", address="Jl. Merdeka 10 Bandung", travel_purpose="wisata",
+        fee_amount=350_000, fee_schedule="PP 45/2024", answers={},
+    )  # fmt: skip
+
+
+def claimed_side_by_side(loket: Loket, claim: Callable[[Session, int, DocumentRecord], None],
+                         people: int = 8) -> Counter[str]:  # fmt: skip
+    """Run `claim(session, number, record)` for `people` numbers at once, each in its own
+    transaction on its own connection, all with one photo's record; count the outcomes."""
     checked = check_upload(photo_bytes("doc_ktp:race"), loket.image_rules)
     assert isinstance(checked, CleanDocument) and checked.phash is not None
     phash = checked.phash
-    births = [date(1990, 1, 1 + n) for n in range(8)]
-    people = [(make_nik(born, serial=n + 1), born) for n, born in enumerate(births)]
     url = loket.db.url.render_as_string(hide_password=False)
     engine = make_engine(url)
     sessions = make_session_factory(engine)
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
-    barrier = threading.Barrier(len(people))
+    barrier = threading.Barrier(people)
 
-    def submit(number: int) -> None:
-        nik, born = people[number]
-        application = Application(
-            channel="web", account_ref=f"photo-{number}", service="reguler",
-            application_type="baru", passport_kind="biasa", validity_years=5,
-            category="adult", nik=nik, full_name=f"PEMOHON {number}", birth_place="Bandung",
-            birth_date=born, sex="M", phone="+6281234567890", address="Jl. Merdeka 10 Bandung",
-            travel_purpose="wisata", fee_amount=350_000, fee_schedule="PP 45/2024", answers={},
-        )  # fmt: skip
+    def run(number: int) -> None:
         record = DocumentRecord("ktp", f"{number:064x}", "image/jpeg", 1000, phash, True)
         barrier.wait()
         try:
             with sessions() as session, session.begin():
-                create_application(session, application, [record])
+                claim(session, number, record)
             outcome = "stored"
         except PhotoReused:
             outcome = "photo_reused"
@@ -295,17 +298,54 @@ def test_near_copies_submitted_side_by_side_are_claimed_once(loket: Loket) -> No
             outcomes[outcome] += 1
 
     try:
-        threads = [threading.Thread(target=submit, args=(n,)) for n in range(len(people))]
+        threads = [threading.Thread(target=run, args=(n,)) for n in range(people)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=120)
     finally:
         engine.dispose()
+    return outcomes
+
+
+def test_near_copies_submitted_side_by_side_are_claimed_once(loket: Loket) -> None:
+    # Eight submissions of one photo for eight NIKs, released together: one is stored, the
+    # others are refused (on PostgreSQL they wait on the photo's band locks, on SQLite on
+    # the one writer), whatever the timing.
+    assert NEAR_WITHIN == NEAR_DISTANCE  # submission refuses what upload would have refused
+    births = [date(1990, 1, 1 + n) for n in range(8)]
+    people = [applicant(n, make_nik(born, serial=n + 1), born) for n, born in enumerate(births)]
+
+    def submit(session: Session, number: int, record: DocumentRecord) -> None:
+        create_application(session, people[number], [record])
+
+    outcomes = claimed_side_by_side(loket, submit)
     assert outcomes == Counter({"stored": 1, "photo_reused": 7})
     with loket.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Application)) == 1
         assert session.scalar(select(func.count()).select_from(PhotoMark)) == 8  # one per band
+
+
+def test_near_copies_sent_late_through_upload_links_side_by_side_are_claimed_once(
+    loket: Loket,
+) -> None:
+    # Callers registered by phone send their photos later through their upload links
+    # (`attach_document`): one photo sent for eight NIKs at once is attached once.
+    births = [date(1991, 2, 1 + n) for n in range(8)]
+    with loket.sessions() as session, session.begin():
+        ids = [create_application(session, applicant(n, make_nik(born, serial=n + 1), born),
+                                  []).id for n, born in enumerate(births)]  # fmt: skip
+
+    def attach(session: Session, number: int, record: DocumentRecord) -> None:
+        stored = session.get(Application, ids[number])
+        assert stored is not None
+        assert attach_document(session, stored, record)
+
+    outcomes = claimed_side_by_side(loket, attach)
+    assert outcomes == Counter({"stored": 1, "photo_reused": 7})
+    with loket.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Document)) == 1
+        assert session.scalar(select(func.count()).select_from(PhotoMark)) == 8
 
 
 def test_family_documents_and_different_photos_are_accepted(hoard: Loket) -> None:

@@ -19,7 +19,7 @@ from flask.typing import ResponseReturnValue
 from bot.consoles import loket
 from bot.core.flow import Invalid
 from bot.core.messages import Inbound
-from bot.documents import accept_upload, document_label, is_personal
+from bot.documents import accept_upload, document_label, is_personal, photo_reused_message
 from bot.i18n import _
 from bot.timezones import format_moment
 from bot.uploads import (
@@ -29,7 +29,7 @@ from bot.uploads import (
     read_token,
     token_for_code,
 )
-from storage.applications import DocumentRecord, attach_document
+from storage.applications import DocumentRecord, PhotoReused, attach_document
 from storage.models import CLOSED_STATUSES, Application
 
 blueprint = Blueprint("upload", __name__, url_prefix="/unggah")
@@ -112,20 +112,24 @@ def upload(token: str) -> ResponseReturnValue:
     except Invalid as refusal:
         flash(refusal.reason, "error")
         return redirect(url_for("upload.page", token=token))
-    with service.sessions() as db, db.begin():
-        stored = db.get(Application, application.id)
-        assert stored is not None
-        attach_document(
-            db,
-            stored,
-            DocumentRecord(
-                kind=kind,
-                sha256=record["sha256"],
-                content_type=record["content_type"],
-                size=record["size"],
-                phash=int(record["phash"], 16) if record.get("phash") else None,
-                personal=personal,
-            ),
-        )
+    try:
+        with service.sessions() as db, db.begin():
+            stored = db.get(Application, application.id)
+            assert stored is not None
+            attach_document(
+                db,
+                stored,
+                DocumentRecord(
+                    kind=kind,
+                    sha256=record["sha256"],
+                    content_type=record["content_type"],
+                    size=record["size"],
+                    phash=int(record["phash"], 16) if record.get("phash") else None,
+                    personal=personal,
+                ),
+            )
+    except PhotoReused:  # a near copy claimed for another NIK since the check above
+        flash(photo_reused_message(label), "error")
+        return redirect(url_for("upload.page", token=token))
     flash(_("{document} diterima. Terima kasih.").format(document=label), "success")
     return redirect(url_for("upload.page", token=token))
