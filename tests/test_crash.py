@@ -89,7 +89,12 @@ def deliver(server: Server, update: dict[str, Any]) -> int:
     raise AssertionError(f"update {update['update_id']} never acknowledged")
 
 
-def wait_until_applied(server: Server, loket: Loket, seconds: float = 30) -> None:
+# Bounds for waits that end as soon as the work is done: generous, because a shared machine
+# under load (a benchmark beside the suite) has taken more than 30 s; a real hang still fails.
+SETTLE_SECONDS = 120
+
+
+def wait_until_applied(server: Server, loket: Loket, seconds: float = SETTLE_SECONDS) -> None:
     """Wait (bounded) until every accepted update is applied, restarting a server that died
     after answering (a restarted server takes up what its predecessor left waiting)."""
     deadline = time.monotonic() + seconds
@@ -106,7 +111,7 @@ def wait_until_applied(server: Server, loket: Loket, seconds: float = 30) -> Non
     raise AssertionError("accepted updates were not applied")
 
 
-def wait_until_sent(loket: Loket, seconds: float = 30) -> None:
+def wait_until_sent(loket: Loket, seconds: float = SETTLE_SECONDS) -> None:
     """Wait (bounded) until no outbox row is waiting to be sent; fail when some still are."""
     deadline = time.monotonic() + seconds
     waiting = -1
