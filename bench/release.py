@@ -1,8 +1,9 @@
 """Quota release through the deployment's HTTP path: N applicants arrive within S seconds.
 
-gunicorn serves `bot.web:create_app()` as the Procfile runs it (2 workers x 4 threads, the web
-processes only accept; one `nice -n 19 python -m bot apply` applies; `python -m bot worker`
-admits, draws and sends leftovers every 2 s) on the configured database and shared state
+gunicorn serves `bot.web:create_app()` as the Procfile runs it (2 workers x 4 threads, each
+taking only as many connections as it has threads, keep-alive off; the web processes only
+accept; one `nice -n 19 python -m bot apply` applies; `python -m bot worker` admits, draws
+and sends leftovers every 2 s) on the configured database and shared state
 (DATABASE_URL, REDIS_URL: a fresh database per run, dropped afterwards; a Redis key prefix of
 the run's own, deleted). Telegram is the fake Bot API server of tests/fake_telegram.py in this
 process; updates are posted to the webhook with its secret.
@@ -621,8 +622,9 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, Any]:
                 env["REDIS_URL"] = redis_url
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "--workers", str(args.workers), "--threads",
-                 str(args.threads), "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
-                 "bot.web:create_app()"], env=env, cwd=ROOT))  # fmt: skip
+                 str(args.threads), "--keep-alive", str(args.keep_alive), "--worker-connections",
+                 str(args.threads if args.keep_alive == 0 else 1000), "--bind", f"127.0.0.1:{port}",
+                 "--log-level", "warning", "bot.web:create_app()"], env=env, cwd=ROOT))  # fmt: skip
             if not args.apply_in_web:
                 for _n in range(args.appliers):
                     processes.append(subprocess.Popen(
@@ -857,6 +859,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=256, help="threads posting arrivals")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--keep-alive", type=int, default=0, help="gunicorn's keep-alive "
+                        "seconds: the Procfile's 0 has a worker take only as many connections "
+                        "as it has threads (one accept queue for all); gunicorn's own "
+                        "default is 2, with up to 1,000 connections a worker")  # fmt: skip
     parser.add_argument(
         "--apply-in-web",
         action="store_true",
