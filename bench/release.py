@@ -63,7 +63,7 @@ from sqlalchemy import insert, select, update  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from bench.herd import check, fresh_database, nik_for, percentile  # noqa: E402
-from bench.webhook import free_port  # noqa: E402
+from bench.webhook import free_port, gunicorn_command  # noqa: E402
 from bot.shared import RedisState  # noqa: E402
 from storage.ballot import new_ballot  # noqa: E402
 from storage.booking import db_now  # noqa: E402
@@ -620,11 +620,8 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, Any]:
             }  # fmt: skip
             if redis_url:
                 env["REDIS_URL"] = redis_url
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "--workers", str(args.workers), "--threads",
-                 str(args.threads), "--keep-alive", str(args.keep_alive), "--worker-connections",
-                 str(args.threads if args.keep_alive == 0 else 1000), "--bind", f"127.0.0.1:{port}",
-                 "--log-level", "warning", "bot.web:create_app()"], env=env, cwd=ROOT))  # fmt: skip
+            command = gunicorn_command(args.workers, args.threads, args.keep_alive, port)
+            processes.append(subprocess.Popen(command, env=env, cwd=ROOT))
             if not args.apply_in_web:
                 for _n in range(args.appliers):
                     processes.append(subprocess.Popen(

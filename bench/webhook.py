@@ -20,6 +20,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +46,20 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+Request = Callable[[int], tuple[bytes, dict[str, str]]]
+
+
 def load(
     url: str,
     seconds: float,
     clients: int,
-    body: Any,
-    headers: dict[str, str],
+    request: Request,
     answered_in_response: list[float] | None = None,
 ) -> list[float]:
-    """Post as fast as `clients` threads can for `seconds`; return each accepted request's
-    latency. A response that answers the update itself (a Bot API method in its body: the
-    "sedang ramai" answer under overload) was not accepted: its latency goes to
-    `answered_in_response` when given."""
+    """Post as fast as `clients` threads can for `seconds` (`request(n)` gives the n-th body
+    and headers); return each accepted request's latency. A response that answers the update
+    itself (a Bot API method in its body: the "sedang ramai" answer under overload) was not
+    accepted: its latency goes to `answered_in_response` when given."""
     latencies: list[float] = []
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
@@ -64,9 +68,9 @@ def load(
     def client() -> None:
         with httpx.Client(timeout=30) as http:
             while time.monotonic() < stop_at:
-                number = next(counter)
+                body, headers = request(next(counter))
                 began = time.perf_counter()
-                response = http.post(url, json=body(number), headers=headers)
+                response = http.post(url, content=body, headers=headers)
                 elapsed = (time.perf_counter() - began) * 1000
                 if response.status_code != 200:
                     raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
@@ -88,27 +92,42 @@ def load(
     return latencies
 
 
-def percentile(values: list[float], share: float) -> float:
-    """Return a percentile (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
+def as_json(payload: Any, headers: dict[str, str] | None = None) -> tuple[bytes, dict[str, str]]:
+    """A JSON request body with its headers."""
+    return json.dumps(payload).encode(), {"Content-Type": "application/json", **(headers or {})}
 
 
-def main() -> int:
-    """Run both phases once and print the figures; the last line is JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=20)
+def gunicorn_command(workers: int, threads: int, keep_alive: int, port: int) -> list[str]:
+    """gunicorn serving the web app on 127.0.0.1:`port`. With `keep_alive` 0 (the Procfile's)
+    a worker takes only as many connections as it has threads, so requests waiting for a
+    worker wait in the listening socket's one queue; otherwise gunicorn's own 1,000."""
+    connections = threads if keep_alive == 0 else 1000
+    return [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads",
+            str(threads), "--keep-alive", str(keep_alive), "--worker-connections",
+            str(connections), "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
+            "bot.web:create_app()"]  # fmt: skip
+
+
+def add_server_options(parser: argparse.ArgumentParser, seconds: float) -> None:
+    """The options both webhook benchmarks share."""
+    parser.add_argument("--seconds", type=float, default=seconds)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--chats", type=int, default=5000)
+    parser.add_argument("--keep-alive", type=int, default=2,
+                        help="gunicorn's keep-alive seconds (0: the Procfile's)")  # fmt: skip
     parser.add_argument("--applier", action="store_true", help="apply in a niced process")
     parser.add_argument("--nice", type=int, default=19, help="the applier's niceness")
     parser.add_argument("--drain-limit", type=float, default=300, help="seconds to wait")
-    args = parser.parse_args()
 
+
+@contextmanager
+def serving(args: argparse.Namespace, environment: Callable[[str, int], dict[str, str]],
+            ) -> Iterator[int]:  # fmt: skip
+    """Serve a fresh database (on DATABASE_URL's server, seeded with the demo offices) with
+    gunicorn as `args` say, and a niced `bot apply` with `--applier`; yield the port.
+    `environment(url, port)` gives the processes' environment."""
     base = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-    fake = FakeTelegram().start()
     with fresh_database(base) as url:
         engine = make_engine(url)
         with make_session_factory(engine)() as session, session.begin():
@@ -116,26 +135,14 @@ def main() -> int:
             extend_calendars(session, db_now(session), 14)
         engine.dispose()
         port = free_port()
-        env = {
-            **os.environ, "DATABASE_URL": url, "LOKET_AUTO_MIGRATE": "0",
-            "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_BASE_URL": fake.base_url,
-            "TELEGRAM_BASE_FILE_URL": fake.base_file_url, "TELEGRAM_WEBHOOK_SECRET": SECRET,
-            "LOG_LEVEL": "WARNING", "TELEGRAM_RATE_PER_SECOND": "100000",
-            "TELEGRAM_CHAT_RATE_PER_SECOND": "100000",
-            "LOKET_REDIS_PREFIX": f"bench-webhook-{port}",
-        }  # fmt: skip
+        env = environment(url, port)
         if args.applier:
             env["LOKET_APPLY_IN_WEB"] = "0"
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", str(args.workers), "--threads",
-             str(args.threads), "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
-             "bot.web:create_app()"],
-            env=env, cwd=ROOT,
-        )  # fmt: skip
-        applier = None
+        command = gunicorn_command(args.workers, args.threads, args.keep_alive, port)
+        processes = [subprocess.Popen(command, env=env, cwd=ROOT)]
         if args.applier:
             command = ["nice", "-n", str(args.nice), sys.executable, "-m", "bot", "apply"]
-            applier = subprocess.Popen(command, env=env, cwd=ROOT)
+            processes.append(subprocess.Popen(command, env=env, cwd=ROOT))
         try:
             for _ in range(100):
                 try:
@@ -145,55 +152,93 @@ def main() -> int:
                     time.sleep(0.2)
             print(f"gunicorn {args.workers}x{args.threads}, {args.clients} clients, "
                   f"{args.seconds:.0f} s per phase", flush=True)  # fmt: skip
-
-            def update(number: int) -> dict[str, Any]:
-                chat = 10_000 + number % args.chats
-                return {"update_id": number, "message": {
-                    "message_id": number, "date": int(time.time()), "text": "/status",
-                    "chat": {"id": chat, "type": "private"},
-                    "from": {"id": chat, "is_bot": False, "first_name": "P"}}}  # fmt: skip
-
-            signed = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
-            began = time.monotonic()
-            busy: list[float] = []
-            webhook = load(f"http://127.0.0.1:{port}/telegram/webhook", args.seconds,
-                           args.clients, update, signed, busy)  # fmt: skip
-            # Every accepted update is answered with one message: wait (bounded) for the last.
-            drain_deadline = time.monotonic() + args.drain_limit
-            while len(fake.sent) < len(webhook) and time.monotonic() < drain_deadline:
-                time.sleep(0.05)
-            answered_after = time.monotonic() - began
-            bare = load(f"http://127.0.0.1:{port}/ping", args.seconds, args.clients,
-                        lambda number: {"n": number}, {})  # fmt: skip
+            yield port
         finally:
-            server.terminate()
-            server.wait(timeout=30)
-            if applier is not None:
-                applier.terminate()
-                applier.wait(timeout=30)
-    fake.stop()
-    replies = len(fake.sent)
-    rate = len(webhook) / args.seconds
-    answered_rate = replies / answered_after
+            for process in processes:
+                process.terminate()
+                process.wait(timeout=30)
+
+
+def phases(args: argparse.Namespace, port: int, path: str, request: Request,
+           replies: Callable[[], int], busy: list[float] | None = None,
+           ) -> dict[str, Any]:  # fmt: skip
+    """Post to `path` for `args.seconds`, wait (bounded) until every accepted request got
+    its one reply (`replies()` counts them), then post to `/ping` for as long: return both
+    phases' figures (`accepted`, the latencies)."""
+    began = time.monotonic()
+    accepted = load(f"http://127.0.0.1:{port}{path}", args.seconds, args.clients, request, busy)
+    drain_deadline = time.monotonic() + args.drain_limit
+    while replies() < len(accepted) and time.monotonic() < drain_deadline:
+        time.sleep(0.05)
+    answered_after = time.monotonic() - began
+    bare = load(f"http://127.0.0.1:{port}/ping", args.seconds, args.clients,
+                lambda number: as_json({"n": number}))  # fmt: skip
+    rate = len(accepted) / args.seconds
+    answered_rate = replies() / answered_after
     ceiling = len(bare) / args.seconds
-    median = statistics.median(webhook)
-    print(f"webhook: {len(webhook)} updates accepted in {args.seconds:.0f} s (median "
-          f"{median:.1f} ms), {len(busy)} answered busy in the response; {replies} replies, the "
-          f"last {answered_after:.1f} s after the first update")  # fmt: skip
-    print(f"bare: {len(bare)} requests", flush=True)
-    print(json.dumps({
-        "updates_per_s": round(rate, 1),
-        "p50_ms": round(percentile(webhook, 0.5), 1),
-        "p99_ms": round(percentile(webhook, 0.99), 1),
+    return {
+        "accepted": accepted, "bare": bare, "answered_after": answered_after,
+        "per_s": round(rate, 1),
+        "p50_ms": round(percentile(accepted, 0.5), 1),
+        "p99_ms": round(percentile(accepted, 0.99), 1),
         "bare_per_s": round(ceiling, 1),
         "bare_p50_ms": round(percentile(bare, 0.5), 1),
         "bare_p99_ms": round(percentile(bare, 0.99), 1),
         "ratio": round(rate / ceiling, 3),
-        "answered": replies,
+        "answered": replies(),
         "answered_per_s": round(answered_rate, 1),
         "answered_ratio": round(answered_rate / ceiling, 3),
-        "busy": len(busy),
-    }))  # fmt: skip
+    }  # fmt: skip
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Return a percentile (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
+
+
+def main() -> int:
+    """Run both phases once and print the figures; the last line is JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_server_options(parser, seconds=20)
+    parser.add_argument("--chats", type=int, default=5000)
+    args = parser.parse_args()
+
+    fake = FakeTelegram().start()
+
+    def environment(url: str, port: int) -> dict[str, str]:
+        return {
+            **os.environ, "DATABASE_URL": url, "LOKET_AUTO_MIGRATE": "0",
+            "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_BASE_URL": fake.base_url,
+            "TELEGRAM_BASE_FILE_URL": fake.base_file_url, "TELEGRAM_WEBHOOK_SECRET": SECRET,
+            "LOG_LEVEL": "WARNING", "TELEGRAM_RATE_PER_SECOND": "100000",
+            "TELEGRAM_CHAT_RATE_PER_SECOND": "100000",
+            "LOKET_REDIS_PREFIX": f"bench-webhook-{port}",
+        }  # fmt: skip
+
+    def update(number: int) -> tuple[bytes, dict[str, str]]:
+        chat = 10_000 + number % args.chats
+        return as_json({"update_id": number, "message": {
+            "message_id": number, "date": int(time.time()), "text": "/status",
+            "chat": {"id": chat, "type": "private"},
+            "from": {"id": chat, "is_bot": False, "first_name": "P"}}},
+            {"X-Telegram-Bot-Api-Secret-Token": SECRET})  # fmt: skip
+
+    busy: list[float] = []
+    try:
+        with serving(args, environment) as port:
+            # Every accepted update is answered with one message.
+            figures = phases(args, port, "/telegram/webhook", update, lambda: len(fake.sent),
+                             busy)  # fmt: skip
+    finally:
+        fake.stop()
+    webhook, bare = figures.pop("accepted"), figures.pop("bare")
+    print(f"webhook: {len(webhook)} updates accepted in {args.seconds:.0f} s (median "
+          f"{statistics.median(webhook):.1f} ms), {len(busy)} answered busy in the response; "
+          f"{figures['answered']} replies, the last {figures.pop('answered_after'):.1f} s "
+          f"after the first update")  # fmt: skip
+    print(f"bare: {len(bare)} requests", flush=True)
+    print(json.dumps({"updates_per_s": figures.pop("per_s"), **figures, "busy": len(busy)}))
     return 0
 
 
