@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
@@ -26,6 +26,36 @@ class QuietHandler(WSGIRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Stay quiet."""
+
+
+class LocalServer:
+    """Serves the class's WSGI `app` on a free port of 127.0.0.1 in a background thread (the
+    fake APIs' shared start and stop)."""
+
+    server: BaseWSGIServer | None
+
+    def app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """Answer a request."""
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        """Serve in a background thread."""
+        self.server = make_server(
+            "127.0.0.1", 0, self.app, threaded=True, request_handler=QuietHandler
+        )
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        if self.server is not None:
+            self.server.shutdown()
+
+    @property
+    def root(self) -> str:
+        """The server's address."""
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_port}"
 
 
 @dataclass(frozen=True)
@@ -54,7 +84,7 @@ class Sent:
 
 
 @dataclass
-class FakeTelegram:
+class FakeTelegram(LocalServer):
     """The server's state, shared with the test."""
 
     updates: list[Any] = field(default_factory=list)  # dicts, or Raw texts
@@ -86,30 +116,15 @@ class FakeTelegram:
 
     # ---- server ------------------------------------------------------------------------
 
-    def start(self) -> FakeTelegram:
-        """Serve on a free port of 127.0.0.1 in a background thread."""
-        self.server = make_server(
-            "127.0.0.1", 0, self.app, threaded=True, request_handler=QuietHandler
-        )
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        if self.server is not None:
-            self.server.shutdown()
-
     @property
     def base_url(self) -> str:
         """The Bot API base URL (the token is appended by the library)."""
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_port}/bot"
+        return f"{self.root}/bot"
 
     @property
     def base_file_url(self) -> str:
         """The file base URL."""
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_port}/file/bot"
+        return f"{self.root}/file/bot"
 
     def app(self, environ: dict[str, Any], start_response: Any) -> Any:
         """Answer Bot API calls."""

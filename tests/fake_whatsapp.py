@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer
 from werkzeug.wrappers import Request, Response
 
 from bot.channels.whatsapp_api import sign
-from tests.fake_telegram import QuietHandler
+from tests.fake_telegram import LocalServer
 
 TOKEN = "EAAG-test-token"
 PHONE_ID = "109876543210"
@@ -72,7 +72,7 @@ class Sent:
 
 
 @dataclass
-class FakeWhatsApp:
+class FakeWhatsApp(LocalServer):
     """The server's state, shared with the test."""
 
     sent: list[Sent] = field(default_factory=list)
@@ -88,25 +88,6 @@ class FakeWhatsApp:
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     server: BaseWSGIServer | None = None
-
-    def start(self) -> FakeWhatsApp:
-        """Serve on a free port of 127.0.0.1 in a background thread."""
-        self.server = make_server(
-            "127.0.0.1", 0, self.app, threaded=True, request_handler=QuietHandler
-        )
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        if self.server is not None:
-            self.server.shutdown()
-
-    @property
-    def root(self) -> str:
-        """The server's address."""
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_port}"
 
     @property
     def base_url(self) -> str:
