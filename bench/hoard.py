@@ -72,7 +72,7 @@ from storage.models import (  # noqa: E402
     PhoneVerification,
     Slot,
 )
-from tests.fake_telegram import QuietHandler  # noqa: E402
+from tests.local_server import QuietHandler  # noqa: E402
 from tests.test_images import document_page  # noqa: E402
 
 MODES = ("first_come", "waiting_room", "ballot")

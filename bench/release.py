@@ -1,7 +1,7 @@
 """Quota release through the deployment's HTTP path: N applicants arrive within S seconds.
 
 gunicorn serves `bot.web:create_app()` as the Procfile runs it (2 workers x 4 threads, each
-taking only as many connections as it has threads, keep-alive off; the web processes only
+accepting only as many connections as it has threads, keep-alive off; the web processes only
 accept; one `nice -n 19 python -m bot apply` applies; `python -m bot worker` admits, draws
 and sends leftovers every 2 s) on the configured database and shared state
 (DATABASE_URL, REDIS_URL: a fresh database per run, dropped afterwards; a Redis key prefix of
@@ -620,7 +620,9 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, Any]:
             }  # fmt: skip
             if redis_url:
                 env["REDIS_URL"] = redis_url
-            command = gunicorn_command(args.workers, args.threads, args.keep_alive, port)
+            command = gunicorn_command(
+                args.workers, args.threads, args.keep_alive, args.worker_connections, port
+            )
             processes.append(subprocess.Popen(command, env=env, cwd=ROOT))
             if not args.apply_in_web:
                 for _n in range(args.appliers):
@@ -856,10 +858,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=256, help="threads posting arrivals")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
-    parser.add_argument("--keep-alive", type=int, default=0, help="gunicorn's keep-alive "
-                        "seconds: the Procfile's 0 has a worker take only as many connections "
-                        "as it has threads (one accept queue for all); gunicorn's own "
-                        "default is 2, with up to 1,000 connections a worker")  # fmt: skip
+    parser.add_argument("--keep-alive", type=int, default=0,
+                        help="gunicorn's keep-alive seconds (the Procfile's 0)")  # fmt: skip
+    parser.add_argument("--worker-connections", type=int, default=None,
+                        help="connections a gunicorn worker accepts (the Procfile's: its "
+                        "threads, so waiting requests wait in one queue; gunicorn's: 1,000)",
+                        )  # fmt: skip
     parser.add_argument(
         "--apply-in-web",
         action="store_true",

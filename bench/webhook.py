@@ -59,8 +59,11 @@ def load(
     """Post as fast as `clients` threads can for `seconds` (`request(n)` gives the n-th body
     and headers); return each accepted request's latency. A response that answers the update
     itself (a Bot API method in its body: the "sedang ramai" answer under overload) was not
-    accepted: its latency goes to `answered_in_response` when given."""
+    accepted: its latency goes to `answered_in_response` when given. (WhatsApp's busy answer
+    goes out as a message, not in the response: it counts as accepted and as a reply.) A
+    status other than 200 stops its client and, once all have stopped, fails the run."""
     latencies: list[float] = []
+    failures: list[str] = []
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
     counter = itertools.count(1)
@@ -73,7 +76,9 @@ def load(
                 response = http.post(url, content=body, headers=headers)
                 elapsed = (time.perf_counter() - began) * 1000
                 if response.status_code != 200:
-                    raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+                    with lock:  # the run fails, once every client has stopped
+                        failures.append(f"HTTP {response.status_code}: {response.text[:200]}")
+                    return
                 answered = (
                     response.headers.get("content-type", "").startswith("application/json")
                     and "method" in response.json()
@@ -89,6 +94,8 @@ def load(
         thread.start()
     for thread in threads:
         thread.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} clients stopped; the first: {failures[0]}")
     return latencies
 
 
@@ -97,15 +104,17 @@ def as_json(payload: Any, headers: dict[str, str] | None = None) -> tuple[bytes,
     return json.dumps(payload).encode(), {"Content-Type": "application/json", **(headers or {})}
 
 
-def gunicorn_command(workers: int, threads: int, keep_alive: int, port: int) -> list[str]:
-    """gunicorn serving the web app on 127.0.0.1:`port`. With `keep_alive` 0 (the Procfile's)
-    a worker takes only as many connections as it has threads, so requests waiting for a
-    worker wait in the listening socket's one queue; otherwise gunicorn's own 1,000."""
-    connections = threads if keep_alive == 0 else 1000
+def gunicorn_command(
+    workers: int, threads: int, keep_alive: int, connections: int | None, port: int
+) -> list[str]:
+    """gunicorn serving the web app on 127.0.0.1:`port`. `connections` per worker: None takes
+    the threads' number, as the Procfile does (a worker accepts no more than it can serve at
+    once, so requests waiting for a worker wait in the listening socket's one queue); gunicorn's
+    own default is 1,000, queued per worker."""
     return [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads",
             str(threads), "--keep-alive", str(keep_alive), "--worker-connections",
-            str(connections), "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
-            "bot.web:create_app()"]  # fmt: skip
+            str(threads if connections is None else connections), "--bind", f"127.0.0.1:{port}",
+            "--log-level", "warning", "bot.web:create_app()"]  # fmt: skip
 
 
 def add_server_options(parser: argparse.ArgumentParser, seconds: float) -> None:
@@ -115,7 +124,9 @@ def add_server_options(parser: argparse.ArgumentParser, seconds: float) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--keep-alive", type=int, default=2,
-                        help="gunicorn's keep-alive seconds (0: the Procfile's)")  # fmt: skip
+                        help="gunicorn's keep-alive seconds (the Procfile's: 0)")  # fmt: skip
+    parser.add_argument("--worker-connections", type=int, default=1000,
+                        help="connections a worker accepts (Procfile: its threads)")  # fmt: skip
     parser.add_argument("--applier", action="store_true", help="apply in a niced process")
     parser.add_argument("--nice", type=int, default=19, help="the applier's niceness")
     parser.add_argument("--drain-limit", type=float, default=300, help="seconds to wait")
@@ -138,7 +149,9 @@ def serving(args: argparse.Namespace, environment: Callable[[str, int], dict[str
         env = environment(url, port)
         if args.applier:
             env["LOKET_APPLY_IN_WEB"] = "0"
-        command = gunicorn_command(args.workers, args.threads, args.keep_alive, port)
+        command = gunicorn_command(
+            args.workers, args.threads, args.keep_alive, args.worker_connections, port
+        )
         processes = [subprocess.Popen(command, env=env, cwd=ROOT)]
         if args.applier:
             command = ["nice", "-n", str(args.nice), sys.executable, "-m", "bot", "apply"]
@@ -164,7 +177,7 @@ def phases(args: argparse.Namespace, port: int, path: str, request: Request,
            ) -> dict[str, Any]:  # fmt: skip
     """Post to `path` for `args.seconds`, wait (bounded) until every accepted request got
     its one reply (`replies()` counts them), then post to `/ping` for as long: return both
-    phases' figures (`accepted`, the latencies)."""
+    phases' figures (`latencies`: each accepted request's)."""
     began = time.monotonic()
     accepted = load(f"http://127.0.0.1:{port}{path}", args.seconds, args.clients, request, busy)
     drain_deadline = time.monotonic() + args.drain_limit
@@ -174,10 +187,11 @@ def phases(args: argparse.Namespace, port: int, path: str, request: Request,
     bare = load(f"http://127.0.0.1:{port}/ping", args.seconds, args.clients,
                 lambda number: as_json({"n": number}))  # fmt: skip
     rate = len(accepted) / args.seconds
-    answered_rate = replies() / answered_after
+    answered = replies()
+    answered_rate = answered / answered_after
     ceiling = len(bare) / args.seconds
     return {
-        "accepted": accepted, "bare": bare, "answered_after": answered_after,
+        "latencies": accepted, "bare": bare, "answered_after": answered_after,
         "per_s": round(rate, 1),
         "p50_ms": round(percentile(accepted, 0.5), 1),
         "p99_ms": round(percentile(accepted, 0.99), 1),
@@ -185,7 +199,8 @@ def phases(args: argparse.Namespace, port: int, path: str, request: Request,
         "bare_p50_ms": round(percentile(bare, 0.5), 1),
         "bare_p99_ms": round(percentile(bare, 0.99), 1),
         "ratio": round(rate / ceiling, 3),
-        "answered": replies(),
+        "accepted": len(accepted),
+        "answered": answered,
         "answered_per_s": round(answered_rate, 1),
         "answered_ratio": round(answered_rate / ceiling, 3),
     }  # fmt: skip
@@ -232,7 +247,7 @@ def main() -> int:
                              busy)  # fmt: skip
     finally:
         fake.stop()
-    webhook, bare = figures.pop("accepted"), figures.pop("bare")
+    webhook, bare = figures.pop("latencies"), figures.pop("bare")
     print(f"webhook: {len(webhook)} updates accepted in {args.seconds:.0f} s (median "
           f"{statistics.median(webhook):.1f} ms), {len(busy)} answered busy in the response; "
           f"{figures['answered']} replies, the last {figures.pop('answered_after'):.1f} s "

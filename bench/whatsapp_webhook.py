@@ -71,7 +71,7 @@ def main() -> int:
             figures = phases(args, port, "/whatsapp/webhook", webhook, lambda: len(fake.sent))
     finally:
         fake.stop()
-    accepted, bare = figures.pop("accepted"), figures.pop("bare")
+    accepted, bare = figures.pop("latencies"), figures.pop("bare")
     print(f"webhook: {len(accepted)} messages accepted in {args.seconds:.0f} s (median "
           f"{statistics.median(accepted):.1f} ms); {figures['answered']} replies, the last "
           f"{figures.pop('answered_after'):.1f} s after the first message")  # fmt: skip

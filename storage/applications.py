@@ -35,7 +35,8 @@ _READ_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
 
 class PhotoReused(Exception):
     """A personal document's photo is a near copy of one on another NIK's application. Found
-    at submission: the check at upload time reads only what was submitted before, so two
+    when the photo is claimed (at submission, or when it arrives later through a caller's
+    upload link): the check at upload time reads only what was claimed before, so two
     registrations uploading the same photo at once would both pass it."""
 
     def __init__(self, kind: str) -> None:

@@ -11,51 +11,16 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer
 from werkzeug.wrappers import Request, Response
+
+from tests.local_server import LocalServer
 
 TOKEN = "123456:TEST-TOKEN"
 JSON_FIELDS = {"reply_markup", "commands", "allowed_updates", "chat_id", "message_id", "offset",
                "timeout", "limit"}  # fmt: skip
-
-
-class QuietHandler(WSGIRequestHandler):
-    """A request handler that does not log every request."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Stay quiet."""
-
-
-class LocalServer:
-    """Serves the class's WSGI `app` on a free port of 127.0.0.1 in a background thread (the
-    fake APIs' shared start and stop)."""
-
-    server: BaseWSGIServer | None
-
-    def app(self, environ: dict[str, Any], start_response: Any) -> Any:
-        """Answer a request."""
-        raise NotImplementedError
-
-    def start(self) -> Self:
-        """Serve in a background thread."""
-        self.server = make_server(
-            "127.0.0.1", 0, self.app, threaded=True, request_handler=QuietHandler
-        )
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        if self.server is not None:
-            self.server.shutdown()
-
-    @property
-    def root(self) -> str:
-        """The server's address."""
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_port}"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from werkzeug.serving import BaseWSGIServer
 from werkzeug.wrappers import Request, Response
 
 from bot.channels.whatsapp_api import sign
-from tests.fake_telegram import LocalServer
+from tests.local_server import LocalServer
 
 TOKEN = "EAAG-test-token"
 PHONE_ID = "109876543210"

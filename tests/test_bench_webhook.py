@@ -12,20 +12,24 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
 
-from tests.conftest import POSTGRES_ADMIN_URL, REQUIRE_SERVICES
+from tests.conftest import POSTGRES_ADMIN_URL, REQUIRE_SERVICES, redis_test_state
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("LOKET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture
-def services() -> dict[str, str]:
-    """The benchmarks' environment: PostgreSQL (a fresh database per run) and Redis."""
+def services() -> Iterator[dict[str, str]]:
+    """The benchmarks' environment: PostgreSQL (a fresh database per run) and Redis (each run
+    deletes the keys of its own prefix)."""
+    with redis_test_state():
+        pass  # reachable (else skipped, or failed where services are required)
     engine = create_engine(POSTGRES_ADMIN_URL)
     try:
         with engine.connect():
@@ -36,7 +40,7 @@ def services() -> dict[str, str]:
         pytest.skip("PostgreSQL not reachable")
     finally:
         engine.dispose()
-    return {**os.environ, "DATABASE_URL": POSTGRES_ADMIN_URL, "REDIS_URL": REDIS_URL}
+    yield {**os.environ, "DATABASE_URL": POSTGRES_ADMIN_URL, "REDIS_URL": REDIS_URL}
 
 
 def run(script: str, env: dict[str, str], *options: str) -> dict[str, float]:
@@ -51,14 +55,15 @@ def run(script: str, env: dict[str, str], *options: str) -> dict[str, float]:
     return figures
 
 
-@pytest.mark.parametrize("keep_alive", ["0", "2"])
+@pytest.mark.parametrize("web", [["--keep-alive", "0", "--worker-connections", "8"], []],
+                         ids=["as-the-procfile", "gunicorn-defaults"])  # fmt: skip
 def test_webhook_bench_answers_every_update_it_accepted(
-    services: dict[str, str], keep_alive: str
+    services: dict[str, str], web: list[str]
 ) -> None:
-    figures = run("webhook.py", services, "--keep-alive", keep_alive)
-    accepted = round(figures["updates_per_s"] * 1)
-    assert accepted > 0 and figures["busy"] == 0
-    assert figures["answered"] == accepted
+    figures = run("webhook.py", services, *web)
+    assert figures["accepted"] > 0 and figures["busy"] == 0
+    assert figures["accepted"] == round(figures["updates_per_s"] * 1)  # one second a phase
+    assert figures["answered"] == figures["accepted"]
     assert figures["bare_per_s"] > 0
 
 
@@ -66,7 +71,6 @@ def test_whatsapp_webhook_bench_answers_every_message_it_accepted(
     services: dict[str, str],
 ) -> None:
     figures = run("whatsapp_webhook.py", services, "--applier")
-    accepted = round(figures["messages_per_s"] * 1)
-    assert accepted > 0
-    assert figures["answered"] == accepted
+    assert figures["accepted"] > 0
+    assert figures["answered"] == figures["accepted"]
     assert figures["bare_per_s"] > 0

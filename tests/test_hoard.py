@@ -272,8 +272,8 @@ def applicant(number: int, nik: str, born: date) -> Application:
 
 
 def claimed_side_by_side(loket: Loket, claim: Callable[[Session, int, DocumentRecord], None],
-                         people: int = 8) -> Counter[str]:  # fmt: skip
-    """Run `claim(session, number, record)` for `people` numbers at once, each in its own
+                         claims: int = 8) -> Counter[str]:  # fmt: skip
+    """Run `claim(session, number, record)` for `claims` numbers at once, each in its own
     transaction on its own connection, all with one photo's record; count the outcomes."""
     checked = check_upload(photo_bytes("doc_ktp:race"), loket.image_rules)
     assert isinstance(checked, CleanDocument) and checked.phash is not None
@@ -283,7 +283,7 @@ def claimed_side_by_side(loket: Loket, claim: Callable[[Session, int, DocumentRe
     sessions = make_session_factory(engine)
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
-    barrier = threading.Barrier(people)
+    barrier = threading.Barrier(claims)
 
     def run(number: int) -> None:
         record = DocumentRecord("ktp", f"{number:064x}", "image/jpeg", 1000, phash, True)
@@ -298,7 +298,7 @@ def claimed_side_by_side(loket: Loket, claim: Callable[[Session, int, DocumentRe
             outcomes[outcome] += 1
 
     try:
-        threads = [threading.Thread(target=run, args=(n,)) for n in range(people)]
+        threads = [threading.Thread(target=run, args=(n,)) for n in range(claims)]
         for thread in threads:
             thread.start()
         for thread in threads:
