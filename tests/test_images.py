@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
+from statistics import NormalDist
 
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageFile, ImageFilter
@@ -56,8 +57,17 @@ def document_page(width: int = 1200, height: int = 800, *, seed: int = 7) -> Ima
             draw.rectangle((x, y, x + word, y + line_height // 2), fill=rng.randint(0, 60))
             x += word + line_height // 2
         y += line_height
-    noise = Image.effect_noise((width, height), 6)  # Gaussian, centred on 128
-    return ImageChops.add(page, noise, scale=1.0, offset=-128).convert("RGB")
+    # Gaussian noise (sigma 6, centred on 128) drawn from `rng`, so one seed is one photo
+    # whatever ran before: Pillow's own `effect_noise` draws from the C library's `rand()`,
+    # which no seed here reaches, and a photo made again later came out slightly different.
+    noise = Image.frombytes("L", (width, height), rng.randbytes(width * height))
+    return ImageChops.add(page, noise.point(_GAUSSIAN_6), scale=1.0, offset=-128).convert("RGB")
+
+
+# A byte drawn uniformly, mapped to 128 + a Gaussian of sigma 6 (its inverse distribution
+# function at the byte's middle), rounded and kept within 0-255.
+_GAUSSIAN_6 = [min(255, max(0, round(128 + 6 * NormalDist().inv_cdf((n + 0.5) / 256))))
+               for n in range(256)]  # fmt: skip
 
 
 def encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
