@@ -45,6 +45,15 @@ def _postgres_admin() -> Engine | None:
         return None
 
 
+def require_postgres() -> None:
+    """Skip the calling test when PostgreSQL is not reachable (fail where services are
+    required), for tests that hand POSTGRES_ADMIN_URL to a process of their own."""
+    admin = _postgres_admin()
+    if admin is None:
+        pytest.skip("PostgreSQL not reachable")
+    admin.dispose()
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

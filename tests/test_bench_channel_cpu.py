@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import create_engine
 
 from bench.channel_cpu import run
-from tests.conftest import POSTGRES_ADMIN_URL, REQUIRE_SERVICES
+from tests.conftest import POSTGRES_ADMIN_URL, require_postgres
 from tests.test_bench_release import REDIS_URL
 
 
@@ -14,16 +13,7 @@ from tests.test_bench_release import REDIS_URL
 def test_one_registration_through_the_terminal_and_through_telegram(backend: str) -> None:
     database_url = redis_url = None
     if backend == "postgresql":
-        engine = create_engine(POSTGRES_ADMIN_URL)
-        try:
-            with engine.connect():
-                pass
-        except Exception as error:
-            if REQUIRE_SERVICES:
-                pytest.fail(f"PostgreSQL is required but not reachable: {error}")
-            pytest.skip("PostgreSQL not reachable")
-        finally:
-            engine.dispose()
+        require_postgres()
         database_url, redis_url = POSTGRES_ADMIN_URL, REDIS_URL
     figures = run(1, database_url, redis_url, warmup=0)
     assert figures["backend"] == ("sqlite" if backend == "sqlite" else "postgresql+redis")

@@ -15,11 +15,10 @@ import random
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine
 
 from bench import hoard, release
 from storage.ballot import draw_order
-from tests.conftest import POSTGRES_ADMIN_URL, REQUIRE_SERVICES
+from tests.conftest import POSTGRES_ADMIN_URL, require_postgres
 
 REDIS_URL = os.environ.get("LOKET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -33,16 +32,7 @@ def bench_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
         monkeypatch.setenv("DATABASE_URL", "sqlite:///unused.db")  # a fresh file per run
         yield "sqlite"
         return
-    engine = create_engine(POSTGRES_ADMIN_URL)
-    try:
-        with engine.connect():
-            pass
-    except Exception as error:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"PostgreSQL is required but not reachable: {error}")
-        pytest.skip("PostgreSQL not reachable")
-    finally:
-        engine.dispose()
+    require_postgres()
     monkeypatch.setenv("DATABASE_URL", POSTGRES_ADMIN_URL)  # a fresh database per run
     monkeypatch.setenv("REDIS_URL", REDIS_URL)
     yield "postgresql"

@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
 
-from tests.conftest import POSTGRES_ADMIN_URL, REQUIRE_SERVICES, redis_test_state
+from tests.conftest import POSTGRES_ADMIN_URL, redis_test_state, require_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("LOKET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -30,16 +29,7 @@ def services() -> Iterator[dict[str, str]]:
     deletes the keys of its own prefix)."""
     with redis_test_state():
         pass  # reachable (else skipped, or failed where services are required)
-    engine = create_engine(POSTGRES_ADMIN_URL)
-    try:
-        with engine.connect():
-            pass
-    except Exception as error:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"PostgreSQL is required but not reachable: {error}")
-        pytest.skip("PostgreSQL not reachable")
-    finally:
-        engine.dispose()
+    require_postgres()
     yield {**os.environ, "DATABASE_URL": POSTGRES_ADMIN_URL, "REDIS_URL": REDIS_URL}
 
 

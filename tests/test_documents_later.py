@@ -63,6 +63,17 @@ def register_and_book(client: FlaskClient, loket: Loket, fields: dict[str, str] 
     return str(reg)
 
 
+def booked_with_upload_link(client: FlaskClient, loket: Loket) -> tuple[Application, str]:
+    """Register and book the caller through the agent's form; return the application and
+    the path of its upload page (a link signed as the agent's one is)."""
+    register_and_book(client, loket)
+    with loket.sessions() as session:
+        application = session.execute(select(Application)).scalar_one()
+        deadline = documents_deadline(session.execute(select(Booking)).scalar_one())
+    token = make_token(session_secret(loket.settings), application.id, deadline)
+    return application, f"/unggah/{token}"
+
+
 def upload(client: FlaskClient, path: str, kind: str, tag: str, data: bytes | None = None) -> str:
     """Post one photo through the caller's page; return the page shown afterwards."""
     page = client.get(path).get_data(as_text=True)
@@ -242,11 +253,7 @@ def test_the_upload_page_refuses_what_the_chat_refuses(
     agent: FlaskClient,  # noqa: F811
     loket: Loket,
 ) -> None:
-    register_and_book(agent, loket)
-    with loket.sessions() as session:
-        application = session.execute(select(Application)).scalar_one()
-        deadline = documents_deadline(session.execute(select(Booking)).scalar_one())
-    path = f"/unggah/{make_token(session_secret(loket.settings), application.id, deadline)}"
+    application, path = booked_with_upload_link(agent, loket)
     caller = create_app(loket.settings, loket).test_client()
     page = upload(caller, path, "ktp", "x", data=minimal_pdf())
     assert "File PDF tidak bisa kami terima" in page
@@ -271,11 +278,7 @@ def test_a_photo_claimed_for_another_nik_after_the_page_checked_it_is_refused_by
 ) -> None:
     # The check at upload reads what was submitted before it; a registration submitted with
     # the same photo between that check and the save is found when the photo is claimed.
-    register_and_book(agent, loket)
-    with loket.sessions() as session:
-        application = session.execute(select(Application)).scalar_one()
-        deadline = documents_deadline(session.execute(select(Booking)).scalar_one())
-    path = f"/unggah/{make_token(session_secret(loket.settings), application.id, deadline)}"
+    application, path = booked_with_upload_link(agent, loket)
     shared = photo_bytes("doc_ktp:shared")
     checked = check_upload(shared, loket.image_rules)
     assert isinstance(checked, CleanDocument) and checked.phash is not None
