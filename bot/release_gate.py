@@ -65,7 +65,7 @@ from storage.models import (
     SlotKind,
 )
 from storage.phones import verified_phone
-from storage.waiting_room import issue_ticket
+from storage.waiting_room import ADMISSIONS, issue_ticket
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def read_view(session: Session, office_id: int, today: date) -> OfficeView | Non
     if office.release_mode == ReleaseMode.WAITING_ROOM:
         counted = session.execute(
             select(QueueEntry.release_at, func.count())
-            .where(QueueEntry.office_id == office_id, QueueEntry.admitted_at.is_not(None))
+            .where(QueueEntry.status.in_(ADMISSIONS), QueueEntry.office_id == office_id)
             .group_by(QueueEntry.release_at)
         ).all()
         admitted = {aware(at): int(n) for at, n in counted}

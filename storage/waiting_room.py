@@ -55,6 +55,7 @@ from storage.models import (
 TICKET_GRACE = timedelta(seconds=30)
 
 LIVE = (QueueStatus.ADMITTED, QueueStatus.BOOKED)  # entries that use an admission grant
+ADMISSIONS = (*LIVE, QueueStatus.EXPIRED)  # entries that were admitted (`admitted_at` set)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -225,15 +226,21 @@ def _settle_ticket(
     session: Session, office_id: int, release_at: datetime, application: Application, to: str
 ) -> int | None:
     """Mark the chat's issued ticket used or void; return its number (None: none issued)."""
-    return session.execute(
-        update(QueueTicket)
+    # Found by the chat's key alone (a subquery that does not ask for the status), so the
+    # issued tickets' index cannot be chosen for it while statistics lag (models.py).
+    chats = (
+        select(QueueTicket.id)
         .where(
             QueueTicket.office_id == office_id,
             QueueTicket.release_at == release_at,
             QueueTicket.channel == application.channel,
             QueueTicket.account_ref == application.account_ref,
-            QueueTicket.status == TicketStatus.ISSUED,
         )
+        .scalar_subquery()
+    )
+    return session.execute(
+        update(QueueTicket)
+        .where(QueueTicket.id == chats, QueueTicket.status == TicketStatus.ISSUED)
         .values(status=to)
         .returning(QueueTicket.number)
         .execution_options(synchronize_session=False)
@@ -440,12 +447,13 @@ def waiting_ahead(session: Session, entry: QueueEntry) -> int:
 
 
 def admissions_so_far(session: Session, office_id: int, release_at: datetime) -> int:
-    """Count the turns given in one office release so far (used, running or passed)."""
+    """Count the turns given in one office release so far (used, running or passed: the
+    statuses an entry reaches only through an admission, counted on the status index)."""
     return session.execute(
         select(func.count()).where(
+            QueueEntry.status.in_(ADMISSIONS),
             QueueEntry.office_id == office_id,
             QueueEntry.release_at == release_at,
-            QueueEntry.admitted_at.is_not(None),
         )
     ).scalar_one()
 
