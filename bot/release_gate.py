@@ -13,10 +13,10 @@ body, no Bot API call, nothing against Telegram's 30-a-second budget):
   and admissions skip it. While the entry waits, the applied
   turn sends nothing (the number was the answer); "Giliran Anda" comes as a notice.
 - Ballot: "Ikut undian" during an open one-date entry window, from an account whose number is
-  proved, is recorded as the NIK's entry at once (idempotent: the entry's unique key), in one
-  transaction with the tap's update; the turn applied later checks again (an entry found
-  ineligible is voided and the person told why) and edits the tapped message into the
-  confirmation.
+  proved, is recorded as the NIK's entry at once (idempotent: the entry's unique key), with
+  the tap's update in one statement (`storage.ballot.enter_at_accept`); the turn applied
+  later checks again (an entry found ineligible is voided and the person told why) and
+  edits the tapped message into the confirmation.
 - First come: a window tap when the office has no seat left at all is answered "habis" (read
   from the database at that moment, so never while a seat remains) and not applied; a tap
   while seats remain is accepted as an ordinary turn (the overload answer still applies) and
@@ -40,7 +40,6 @@ from datetime import UTC, date, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, case, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.channels.telegram_updates import translate
@@ -50,13 +49,10 @@ from bot.i18n import _, format_count, use_locale
 from bot.metrics import refused
 from bot.timezones import format_moment
 from bot.waiting_room import NOTE_KEY
-from storage.ballot import aware
-from storage.inbox import Pending, store
+from storage.ballot import aware, enter_at_accept, entrant
+from storage.inbox import Pending
 from storage.models import (
-    Application,
     Ballot,
-    BallotEntry,
-    BallotStatus,
     Conversation,
     Office,
     QueueEntry,
@@ -64,7 +60,6 @@ from storage.models import (
     Slot,
     SlotKind,
 )
-from storage.phones import verified_phone
 from storage.waiting_room import ADMISSIONS, issue_ticket
 
 log = logging.getLogger(__name__)
@@ -342,19 +337,13 @@ class ReleaseGate:
             application_id = int(answers["application"])
         except (TypeError, ValueError):
             return None
-        # Reads without BEGIN/ROLLBACK round trips (the autocommit engine on PostgreSQL).
-        with Session(self.loket.autocommit_db) as session:
-            application = session.get(Application, application_id)
-            if application is None or (application.channel, application.account_ref) != (
-                "telegram", incoming.chat_id):  # fmt: skip
-                return None
-            if (
-                self.loket.settings.require_verified_phone
-                and verified_phone(session, "telegram", incoming.chat_id) is None
-            ):
-                return None  # the turn asks for the number first
-            session.expunge(application)
-        entry_id, new = self._enter(ballot_id, application, now, turn)
+        person = entrant(self.loket.autocommit_db, application_id)
+        if person is None or (person.channel, person.account_ref) != ("telegram", incoming.chat_id):
+            return None
+        if self.loket.settings.require_verified_phone and person.phone is None:
+            return None  # the turn asks for the number first
+        entry_id, new = enter_at_accept(self.loket.autocommit_db, ballot_id, application_id,
+                                         person, now, turn)  # fmt: skip
         if entry_id is None:
             return None  # voided before: the turn decides again
         text = _(
@@ -364,38 +353,6 @@ class ReleaseGate:
                  closes=format_moment(closes, view.timezone))  # fmt: skip
         return Decision(text[:ALERT_LIMIT], True, False, DECIDED_LANE, turn.payload[NOTE_KEY],
                         True, stored=new)  # fmt: skip
-
-    def _enter(
-        self, ballot_id: int, application: Application, now: datetime, turn: Pending
-    ) -> tuple[int | None, bool]:
-        """Record the NIK's entry and, with a new one, accept the tap's update (its turn) in
-        the same transaction, so neither is stored without the other; return the entry's id
-        (None: voided) and whether it is new."""
-        engine = self.loket.db
-        dialect = engine.dialect.name
-        values = {
-            "ballot_id": ballot_id, "nik": application.nik, "application_id": application.id,
-            "channel": application.channel, "account_ref": application.account_ref,
-            "status": BallotStatus.ENTERED, "entered_at": now, "days": None,
-        }  # fmt: skip
-        statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
-            BallotEntry
-        ).values(values)
-        with engine.begin() as connection:
-            made = connection.execute(
-                statement.on_conflict_do_nothing().returning(BallotEntry.id)
-            ).scalar_one_or_none()
-            if made is not None:
-                store(connection, turn)
-                return int(made), True
-            row = connection.execute(
-                select(BallotEntry.id, BallotEntry.status).where(
-                    BallotEntry.ballot_id == ballot_id, BallotEntry.nik == application.nik
-                )
-            ).first()
-        if row is None or row.status == BallotStatus.VOID:
-            return None, False
-        return int(row.id), False
 
     # ---- first come -----------------------------------------------------------------------
 

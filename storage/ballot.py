@@ -24,18 +24,22 @@ serialises writers).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import JSON, CursorResult, Engine, and_, bindparam, select, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from storage.booking import HoldRefusal, hold_seat
+from storage.inbox import Pending, store
 from storage.models import (
     Application,
     Ballot,
@@ -43,6 +47,7 @@ from storage.models import (
     BallotStatus,
     Booking,
     Office,
+    PhoneVerification,
     ReleaseMode,
     Slot,
     SlotKind,
@@ -171,6 +176,114 @@ def enter(
         assert winner is not None
         return winner
     return entry
+
+
+@dataclass(frozen=True)
+class Entrant:
+    """What the release gate needs of an application to enter it at accept time."""
+
+    nik: str
+    channel: str
+    account_ref: str
+    phone: str | None  # the account's verified number, if it has one
+
+
+@functools.cache
+def _entrant_statement() -> Any:
+    """The application and its account's verified number in one query (built once: every
+    ballot tap at release runs it)."""
+    return (
+        select(Application.nik, Application.channel, Application.account_ref,
+               PhoneVerification.phone)
+        .outerjoin(PhoneVerification, and_(
+            PhoneVerification.channel == Application.channel,
+            PhoneVerification.user_ref == Application.account_ref))
+        .where(Application.id == bindparam("application_id"))
+    )  # fmt: skip
+
+
+def entrant(engine: Engine, application_id: int) -> Entrant | None:
+    """Read an application's NIK, account and verified number (one round trip; give it an
+    autocommit engine on PostgreSQL: no BEGIN or ROLLBACK)."""
+    with engine.connect() as connection:
+        row = connection.execute(_entrant_statement(), {"application_id": application_id}).first()
+    return None if row is None else Entrant(row.nik, row.channel, row.account_ref, row.phone)
+
+
+# One round trip on PostgreSQL: the NIK's entry, new or the one it has, and with a new one the
+# tap's update in the inbox (the entry's turn), in one statement (atomic: the engine
+# autocommits). An entry a concurrent tap is making is waited for by ON CONFLICT but not seen
+# by this statement's snapshot: no row then, and the caller reads it.
+_ENTER_SQL = text(
+    """
+    WITH made AS (
+        INSERT INTO ballot_entries (ballot_id, nik, application_id, channel, account_ref,
+                                    status, entered_at)
+        VALUES (:ballot, :nik, :application, :channel, :ref, 'entered', :now)
+        ON CONFLICT DO NOTHING
+        RETURNING id, status
+    ), queued AS (
+        INSERT INTO inbox (key, channel, user_ref, payload, lane)
+        SELECT :key, :turn_channel, :turn_ref, CAST(:payload AS JSON), :lane FROM made
+        ON CONFLICT (key) DO NOTHING
+    )
+    SELECT id, status, true AS new FROM made
+    UNION ALL
+    SELECT id, status, false AS new FROM ballot_entries
+    WHERE ballot_id = :ballot AND nik = :nik AND NOT EXISTS (SELECT 1 FROM made)
+    """
+).bindparams(bindparam("payload", type_=JSON))
+
+
+def enter_at_accept(
+    engine: Engine,
+    ballot_id: int,
+    application_id: int,
+    person: Entrant,
+    now: datetime,
+    turn: Pending,
+) -> tuple[int | None, bool]:
+    """Record the NIK's entry (every date: a one-date ballot) when its tap is accepted and,
+    with a new entry, accept the tap's update (`turn`) with it, so neither is stored without
+    the other; return the entry's id (None: voided before) and whether it is new.
+
+    Give it an autocommit engine on PostgreSQL (one statement, committed when it returns)."""
+    values = {
+        "ballot": ballot_id, "nik": person.nik, "application": application_id,
+        "channel": person.channel, "ref": person.account_ref, "now": now,
+    }  # fmt: skip
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            row = connection.execute(_ENTER_SQL, {
+                **values, "key": turn.key, "turn_channel": turn.channel,
+                "turn_ref": turn.user_ref, "payload": turn.payload, "lane": turn.lane,
+            }).first()  # fmt: skip
+            if row is None:  # made by a concurrent tap: committed by now
+                row = connection.execute(_entry_row(), values).first()
+    else:
+        with engine.begin() as connection:
+            made = connection.execute(
+                sqlite.insert(BallotEntry)
+                .values(ballot_id=ballot_id, nik=person.nik, application_id=application_id,
+                        channel=person.channel, account_ref=person.account_ref,
+                        status=BallotStatus.ENTERED, entered_at=now)
+                .on_conflict_do_nothing()
+                .returning(BallotEntry.id)
+            ).scalar_one_or_none()  # fmt: skip
+            if made is not None:
+                store(connection, turn)
+                return int(made), True
+            row = connection.execute(_entry_row(), values).first()
+    if row is None or row.status == BallotStatus.VOID:
+        return None, False
+    return int(row.id), bool(getattr(row, "new", False))
+
+
+@functools.cache
+def _entry_row() -> Any:
+    return select(BallotEntry.id, BallotEntry.status).where(
+        BallotEntry.ballot_id == bindparam("ballot"), BallotEntry.nik == bindparam("nik")
+    )
 
 
 def void_entry(session: Session, ballot: Ballot, nik: str) -> bool:

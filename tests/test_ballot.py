@@ -11,14 +11,15 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from bot.consoles.agent import reschedule_options
 from bot.service import Loket
 from bot.web import create_app
 from bot.worker import run_once
-from storage.ballot import enter, new_ballot
+from storage.ballot import enter, enter_at_accept, entrant, new_ballot
 from storage.booking import HoldRefusal, RescheduleRefusal, hold_seat, reschedule
+from storage.inbox import Pending, store
 from storage.models import (
     Application,
     ApplicationStatus,
@@ -27,10 +28,12 @@ from storage.models import (
     BallotEntry,
     Booking,
     BookingStatus,
+    InboxUpdate,
     Office,
     Slot,
 )
 from tests.conftest import FakeClock
+from tests.seats_helpers import make_applications
 from tests.test_booking import pay
 from tests.test_consoles import client, log_in, token
 from tests.test_release_modes import RELEASE, applicants, ask_dates, outbox_texts, set_office
@@ -499,3 +502,45 @@ def test_a_waitlisted_entrant_who_may_not_hold_the_seat_is_told_why(
     assert states[next_one] == "offered"
     assert run_once(loket)["waitlist_offered"] == 0  # nobody is told twice
     assert len(outbox_texts(loket, booked_elsewhere)) == 2
+
+
+def test_an_entry_made_by_a_concurrent_tap_is_returned_not_made_twice(
+    loket: Loket, clock: FakeClock, backend: str
+) -> None:
+    """The accept-time entry (`enter_at_accept`), when another tap of the same NIK is making
+    the entry at that moment: the statement waits for it, and the entry it made is returned
+    as not new, with no second turn. (PostgreSQL: SQLite runs one writer at a time.)"""
+    if backend != "postgresql":
+        pytest.skip("SQLite serialises writers: no tap can be making the entry meanwhile")
+    ballot_id = ballot_office(loket, seats=1)
+    with loket.sessions() as session, session.begin():
+        (application_id,) = make_applications(session, 1, "race")
+    person = entrant(loket.autocommit_db, application_id)
+    assert person is not None and person.phone is None  # no number proved: read as such
+    turns = [Pending(f"race-{n}", "telegram", person.account_ref, {"n": n}, 1) for n in (1, 2)]
+    results: list[tuple[int | None, bool]] = []
+    with loket.db.connect() as other:  # the other tap: its entry made, not yet committed
+        with other.begin():
+            made = other.execute(
+                insert(BallotEntry).values(
+                    ballot_id=ballot_id, nik=person.nik, application_id=application_id,
+                    channel=person.channel, account_ref=person.account_ref,
+                    status="entered", entered_at=clock())
+                .returning(BallotEntry.id)
+            ).scalar_one()  # fmt: skip
+            store(other, turns[0])
+            now, engine = clock(), loket.autocommit_db
+
+            def tap_again() -> None:
+                results.append(enter_at_accept(engine, ballot_id, application_id, person, now,
+                                               turns[1]))  # fmt: skip
+
+            waiting = threading.Thread(target=tap_again)
+            waiting.start()
+            waiting.join(timeout=1)
+            assert waiting.is_alive()  # waits for the other tap's entry
+        waiting.join(timeout=30)
+    assert results == [(made, False)]
+    with loket.sessions() as session:
+        keys = session.execute(select(InboxUpdate.key)).scalars().all()
+    assert keys == ["race-1"]
