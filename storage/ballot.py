@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from storage.booking import HoldRefusal, hold_seat
-from storage.inbox import Pending, store
+from storage.inbox import ACCEPT_MADE, Pending, store
 from storage.models import (
     Application,
     Ballot,
@@ -222,17 +222,15 @@ _ENTER_SQL = text(
         VALUES (:ballot, :nik, :application, :channel, :ref, 'entered', :now)
         ON CONFLICT DO NOTHING
         RETURNING id, status
-    ), queued AS (
-        INSERT INTO inbox (key, channel, user_ref, payload, lane)
-        SELECT :key, :turn_channel, :turn_ref, CAST(:payload AS JSON), :lane FROM made
-        ON CONFLICT (key) DO NOTHING
-    )
+    ), """
+    + ACCEPT_MADE
+    + """
     SELECT id, status, true AS new FROM made
     UNION ALL
     SELECT id, status, false AS new FROM ballot_entries
     WHERE ballot_id = :ballot AND nik = :nik AND NOT EXISTS (SELECT 1 FROM made)
     """
-).bindparams(bindparam("payload", type_=JSON))
+).bindparams(bindparam("turn_payload", type_=JSON))
 
 
 def enter_at_accept(
@@ -254,10 +252,7 @@ def enter_at_accept(
     }  # fmt: skip
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
-            row = connection.execute(_ENTER_SQL, {
-                **values, "key": turn.key, "turn_channel": turn.channel,
-                "turn_ref": turn.user_ref, "payload": turn.payload, "lane": turn.lane,
-            }).first()  # fmt: skip
+            row = connection.execute(_ENTER_SQL, {**values, **turn.turn_values()}).first()
             if row is None:  # made by a concurrent tap: committed by now
                 row = connection.execute(_entry_row(), values).first()
     else:

@@ -46,6 +46,23 @@ class Pending:
         return {"key": self.key, "channel": self.channel, "user_ref": self.user_ref,
                 "payload": self.payload, "lane": self.lane}  # fmt: skip
 
+    def turn_values(self) -> dict[str, Any]:
+        """The parameters of `ACCEPT_MADE` in a statement that writes what decided it."""
+        return {"turn_key": self.key, "turn_channel": self.channel, "turn_ref": self.user_ref,
+                "turn_payload": self.payload, "turn_lane": self.lane}  # fmt: skip
+
+
+# A CTE that accepts the update of a write in the write's own statement (PostgreSQL), once if
+# the CTE `made` returned a row: the release gate's ticket or ballot entry and its turn are
+# stored together or not at all. Bind `turn_payload` as JSON; `Pending.turn_values` gives the
+# parameters.
+ACCEPT_MADE = """queued AS (
+        INSERT INTO inbox (key, channel, user_ref, payload, lane)
+        SELECT :turn_key, :turn_channel, :turn_ref, CAST(:turn_payload AS JSON), :turn_lane
+        FROM made LIMIT 1
+        ON CONFLICT (key) DO NOTHING
+    )"""
+
 
 def store(connection: Connection, pending: Pending) -> bool:
     """Accept `pending` in the connection's transaction; False when its key was seen."""

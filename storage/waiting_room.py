@@ -36,7 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from storage.inbox import Pending, store
+from storage.inbox import ACCEPT_MADE, Pending, store
 from storage.models import (
     Application,
     InboxUpdate,
@@ -160,16 +160,14 @@ _TICKET_SQL = text(
         SELECT :office, :release, issued, :channel, :ref, 'issued', :now FROM taken
         ON CONFLICT DO NOTHING
         RETURNING number, status
-    ), queued AS (
-        INSERT INTO inbox (key, channel, user_ref, payload, lane)
-        SELECT :key, :channel, :ref, CAST(:payload AS JSON), :lane FROM made
-        ON CONFLICT (key) DO NOTHING
-    )
+    ), """
+    + ACCEPT_MADE
+    + """
     SELECT number, status, true AS new FROM made
     UNION ALL
     SELECT number, status, false AS new FROM existing
     """
-).bindparams(bindparam("payload", type_=JSON))
+).bindparams(bindparam("turn_payload", type_=JSON))
 
 
 def issue_ticket(
@@ -194,8 +192,7 @@ def issue_ticket(
             for _attempt in range(3):
                 row = connection.execute(_TICKET_SQL, {
                     "office": office_id, "release": release_at, "channel": channel,
-                    "ref": account_ref, "now": now, "key": turn.key, "payload": turn.payload,
-                    "lane": turn.lane}).first()  # fmt: skip
+                    "ref": account_ref, "now": now, **turn.turn_values()}).first()  # fmt: skip
                 if row is not None:
                     return Ticket(int(row.number), str(row.status), bool(row.new))
                 # No counter row yet (the release's first ticket), or a twin won the race.
